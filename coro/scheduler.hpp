@@ -1,0 +1,82 @@
+#pragma once
+// The abstract scheduler that coro/ is written against: "resume this soon" and
+// "wake me at time t". loop/EventLoop implements it; coro/ tests may use a fake.
+// Nothing in coro/ makes a syscall or knows about file descriptors.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string_view>
+
+namespace corio {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+
+class TaskBase;
+
+namespace detail {
+
+// Something the scheduler runs from its ready queue. The queue is intrusive
+// (no allocation per post); an item is in at most one queue at a time, which
+// each poster guarantees (a task is woken by exactly one event per suspension).
+struct Runnable {
+  Runnable* next_ready_ = nullptr;
+  virtual void run() noexcept = 0;
+  // The scheduler is closing and will never run this entry: drop what the
+  // queue held (a callback's reference). Tasks are torn down separately.
+  virtual void discard() noexcept {}
+
+ protected:
+  ~Runnable() = default;
+};
+
+// A timer entry owned by whoever arms it (a sleep awaiter in a coroutine frame,
+// a call_later handle). The scheduler keeps a pointer while it is armed; the
+// owner must disarm it (cancel_timer) before it dies.
+struct TimerNode {
+  static constexpr std::size_t kNotArmed = static_cast<std::size_t>(-1);
+  TimePoint deadline{};
+  std::uint64_t seq = 0;  // assigned when armed: equal deadlines fire in FIFO order
+  std::size_t heap_index = kNotArmed;
+  void (*fire)(TimerNode*) noexcept = nullptr;  // runs on the loop thread when due
+  void* ctx = nullptr;                           // for fire()
+  bool armed() const noexcept { return heap_index != kNotArmed; }
+};
+
+}  // namespace detail
+
+class Scheduler {
+ public:
+  // Append r to the ready queue; it runs in a later step of the loop, in FIFO order.
+  virtual void post(detail::Runnable& r) noexcept = 0;
+  // Arm t for t.deadline. Its fire() is called from the loop once the deadline passed.
+  virtual void add_timer(detail::TimerNode& t) = 0;
+  // Disarm t if armed; a no-op otherwise.
+  virtual void cancel_timer(detail::TimerNode& t) noexcept = 0;
+  // The loop's notion of now (cached per iteration on the real loop).
+  virtual TimePoint now() const noexcept = 0;
+  // An exception nobody will ever see (a task's unretrieved failure, a throwing
+  // callback). Default handler prints it to stderr; never terminates.
+  virtual void report_exception(std::exception_ptr e, std::string_view context) noexcept = 0;
+  // Task registry (all_tasks(), shutdown): tasks link themselves in and out.
+  virtual void task_started(TaskBase& t) noexcept = 0;
+  virtual void task_finished(TaskBase& t) noexcept = 0;
+  virtual bool debug() const noexcept { return false; }
+
+  // The scheduler running on this thread, or nullptr.
+  static Scheduler* current() noexcept { return tls_current_; }
+
+ protected:
+  ~Scheduler() = default;
+  static void set_current(Scheduler* s) noexcept { tls_current_ = s; }
+
+ private:
+  static inline thread_local Scheduler* tls_current_ = nullptr;
+};
+
+// The running scheduler; throws NoRunningLoopError when there is none.
+Scheduler& current_scheduler();
+
+}  // namespace corio

@@ -1,0 +1,158 @@
+#pragma once
+// Task<T>: a lazy, move-only coroutine.
+//
+// - Nothing runs until the Task is awaited (`co_await f()`) or handed to
+//   create_task()/run(). Destroying a Task that never started frees its frame.
+// - Exceptions thrown in the body propagate to the awaiter through co_await.
+// - Awaiting a Task transfers control to it, and its completion transfers
+//   back, through a trampoline: the awaiter names the next coroutine and
+//   returns to the driver loop in TaskBase::run(), which resumes it. So a chain
+//   of a million nested awaits runs in constant stack depth at every
+//   optimisation level and under sanitizers, where compilers do not turn
+//   symmetric transfer (`return handle;` from await_suspend) into a tail call.
+// - Frames come from a per-thread free-list allocator (frame_allocator.hpp).
+//
+// Cancellation: a Task has no cancellation state of its own; it runs inside a
+// spawned task (TaskBase) and sees that task's cancellation at the leaf
+// awaitable where it is suspended.
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "coro/frame_allocator.hpp"
+
+namespace corio {
+
+class TaskBase;
+template <class T = void>
+class Task;
+
+namespace detail {
+
+// Called when the root frame of a spawned task finishes (defined in task_base.cpp).
+void task_root_done(TaskBase* owner) noexcept;
+
+// The coroutine the driver loop (TaskBase::run) resumes next on this thread.
+inline thread_local std::coroutine_handle<> tls_next_resume;
+
+struct PromiseBase {
+  std::coroutine_handle<> continuation_;
+  TaskBase* root_owner_ = nullptr;  // set when this frame is the root of a spawned task
+  std::exception_ptr exception_;
+
+  static void* operator new(std::size_t n) { return frame_alloc(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) noexcept {
+      PromiseBase& p = h.promise();
+      if (p.continuation_) {
+        tls_next_resume = p.continuation_;
+        return;
+      }
+      // A root frame: its task record may free this very frame here; nothing
+      // below touches it.
+      if (p.root_owner_) task_root_done(p.root_owner_);
+    }
+    void await_resume() noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+};
+
+template <class T>
+struct Promise : PromiseBase {
+  std::variant<std::monostate, T> value_;
+  Task<T> get_return_object() noexcept;
+  template <class U = T, class = std::enable_if_t<std::is_convertible_v<U&&, T>>>
+  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    value_.template emplace<1>(std::forward<U>(v));
+  }
+  T take() {
+    if (exception_) std::rethrow_exception(exception_);
+    return std::move(std::get<1>(value_));
+  }
+  T& ref() {
+    if (exception_) std::rethrow_exception(exception_);
+    return std::get<1>(value_);
+  }
+};
+
+template <>
+struct Promise<void> : PromiseBase {
+  Task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void take() {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+  void ref() { take(); }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::Promise<T>;
+  using handle_type = std::coroutine_handle<promise_type>;
+  using value_type = T;
+
+  Task() noexcept = default;
+  explicit Task(handle_type h) noexcept : h_(h) {}
+  Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Task& operator=(Task&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() { reset(); }
+
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+  bool done() const noexcept { return h_ && h_.done(); }
+
+  struct Awaiter {
+    handle_type h;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> awaiting) noexcept {
+      h.promise().continuation_ = awaiting;
+      detail::tls_next_resume = h;  // the driver loop starts the child
+    }
+    T await_resume() { return h.promise().take(); }
+  };
+
+  // Awaiting runs the task to completion and yields its value or rethrows its exception.
+  Awaiter operator co_await() && noexcept { return Awaiter{h_}; }
+  Awaiter operator co_await() & noexcept { return Awaiter{h_}; }
+
+  // For the task machinery: give up ownership of the frame.
+  handle_type release() noexcept { return std::exchange(h_, {}); }
+  handle_type handle() const noexcept { return h_; }
+
+ private:
+  void reset() noexcept {
+    if (h_) std::exchange(h_, {}).destroy();
+  }
+  handle_type h_;
+};
+
+namespace detail {
+template <class T>
+Task<T> Promise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+inline Task<void> Promise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+}  // namespace detail
+
+}  // namespace corio

@@ -1,0 +1,169 @@
+#include "coro/task_base.hpp"
+
+#include <atomic>
+
+namespace corio {
+
+Scheduler& current_scheduler() {
+  Scheduler* s = Scheduler::current();
+  if (!s) throw NoRunningLoopError("no running event loop in this thread");
+  return *s;
+}
+
+namespace {
+std::atomic<std::uint64_t> g_next_task_id{1};
+}
+
+TaskBase::TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBase& root_promise, std::string name)
+    : root_(root),
+      root_promise_(&root_promise),
+      sched_(&s),
+      name_(std::move(name)),
+      id_(g_next_task_id.fetch_add(1, std::memory_order_relaxed)) {
+  root_promise.root_owner_ = this;
+  resume_point_ = root;
+  sched_->task_started(*this);
+}
+
+TaskBase::~TaskBase() {
+  if (state_ == State::failed && !exception_retrieved_ && root_promise_ && root_promise_->exception_) {
+    sched_->report_exception(root_promise_->exception_, "Task exception was never retrieved: task '" + name() + "'");
+  }
+  if (root_) root_.destroy();
+}
+
+std::string TaskBase::name() const {
+  if (!name_.empty()) return name_;
+  return "Task-" + std::to_string(id_);
+}
+
+TaskBase& TaskBase::current_checked(const char* what) {
+  TaskBase* t = tls_current_;
+  if (!t) throw InvalidStateError(std::string(what) + " must be awaited inside a task (create_task or run)");
+  return *t;
+}
+
+bool TaskBase::cancel(std::string msg) {
+  if (done()) return false;
+  ++num_cancels_requested_;
+  cancel_msg_ = std::move(msg);
+  if (hook_ && hook_->on_cancel(*this)) return true;
+  must_cancel_ = true;
+  return true;
+}
+
+int TaskBase::uncancel() noexcept {
+  if (num_cancels_requested_ > 0) {
+    --num_cancels_requested_;
+    if (num_cancels_requested_ == 0) must_cancel_ = false;
+  }
+  return num_cancels_requested_;
+}
+
+std::exception_ptr TaskBase::exception() {
+  switch (state_) {
+    case State::pending:
+      throw InvalidStateError("exception(): task '" + name() + "' is not done");
+    case State::cancelled:
+      throw CancelledError(cancel_msg_);
+    case State::failed:
+      exception_retrieved_ = true;
+      return root_promise_->exception_;
+    case State::finished:
+      break;
+  }
+  return nullptr;
+}
+
+void TaskBase::check_result() {
+  if (auto e = exception()) std::rethrow_exception(e);
+}
+
+void TaskBase::add_done_waiter(DoneWaiter& w) noexcept {
+  w.prev_ = nullptr;
+  w.next_ = waiters_;
+  if (waiters_) waiters_->prev_ = &w;
+  waiters_ = &w;
+  w.linked_ = true;
+}
+
+void TaskBase::remove_done_waiter(DoneWaiter& w) noexcept {
+  if (!w.linked_) return;
+  if (w.prev_) w.prev_->next_ = w.next_;
+  else waiters_ = w.next_;
+  if (w.next_) w.next_->prev_ = w.prev_;
+  w.next_ = w.prev_ = nullptr;
+  w.linked_ = false;
+}
+
+void TaskBase::run() noexcept {
+  if (!started_) {
+    started_ = true;
+    if (must_cancel_) {  // cancelled before its first step: the body never runs
+      must_cancel_ = false;
+      finish_cancelled(cancel_msg_);
+      return;
+    }
+  }
+  std::coroutine_handle<> h = std::exchange(resume_point_, {});
+  TaskBase* prev = std::exchange(tls_current_, this);
+  // The trampoline: awaiting or finishing a nested Task names the next frame
+  // instead of calling into it, so the stack stays flat. `this` may be gone
+  // once the root frame finished; the loop does not touch it.
+  do {
+    h.resume();
+    h = std::exchange(detail::tls_next_resume, {});
+  } while (h);
+  tls_current_ = prev;
+}
+
+void TaskBase::finish_cancelled(std::string msg) noexcept {
+  cancel_msg_ = std::move(msg);
+  state_ = State::cancelled;
+  finish();
+}
+
+void TaskBase::finish() noexcept {
+  if (state_ == State::pending) {
+    if (std::exception_ptr e = root_promise_->exception_) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const CancelledError& c) {
+        state_ = State::cancelled;
+        cancel_msg_ = c.message();
+      } catch (...) {
+        state_ = State::failed;
+      }
+    } else if (must_cancel_) {
+      // Cancelled right before the body returned: asyncio reports the task as cancelled.
+      must_cancel_ = false;
+      state_ = State::cancelled;
+    } else {
+      state_ = State::finished;
+    }
+  }
+  hook_ = nullptr;
+  // Notify in registration order is not promised; unlink each before calling so
+  // a waiter may free itself.
+  while (DoneWaiter* w = waiters_) {
+    remove_done_waiter(*w);
+    w->on_task_done(*this);
+  }
+  sched_->task_finished(*this);
+  release();
+}
+
+void TaskBase::abandon() noexcept {
+  if (done()) return;
+  if (root_) std::exchange(root_, {}).destroy();  // runs the awaiters' destructors
+  root_promise_ = nullptr;
+  cancel_msg_ = "event loop closed";
+  state_ = State::cancelled;
+  finish();
+}
+
+namespace detail {
+void task_root_done(TaskBase* owner) noexcept { owner->finish(); }
+}  // namespace detail
+
+}  // namespace corio

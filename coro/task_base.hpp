@@ -1,0 +1,179 @@
+#pragma once
+// TaskBase: the record of a spawned task (what asyncio calls a Task), and the
+// suspension protocol every awaitable in corio follows.
+//
+// Invariants:
+// - A task is resumed only by TaskBase::run(), from the scheduler's ready
+//   queue: the one place user code is entered. Awaitables never resume a
+//   coroutine themselves; they call wake(), which posts the task.
+// - While suspended, a task has exactly one resume point and at most one
+//   CancelHook (the awaitable it waits in). wake() clears the hook, so an
+//   event can wake the task at most once per suspension.
+// - The scheduler holds a reference while the task is not done; handles hold
+//   the others. The root frame lives as long as the record (it holds the result).
+//
+// Cancellation (asyncio's rules): cancel(msg) asks the current hook to
+// interrupt the wait. If it can, the task later resumes and its awaitable
+// throws CancelledError(msg). If the task is running, queued to run, or not yet
+// started, the request is kept (must_cancel) and thrown at its next suspension
+// point; a task cancelled before its first step never runs its body. Each
+// request is delivered once, so a task may catch CancelledError and await in
+// its cleanup; a second cancel() interrupts that cleanup.
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "coro/errors.hpp"
+#include "coro/scheduler.hpp"
+#include "coro/task.hpp"
+
+namespace corio {
+
+// Implemented by awaitables that a cancel() can interrupt.
+class CancelHook {
+ public:
+  // Called on the loop thread when the task suspended here is cancelled. Return
+  // true if the cancellation will be delivered: the awaitable arranges for the
+  // task to be woken (now, or when the kernel lets go of its operation) and
+  // then throws CancelledError — unless the operation completed first, in which
+  // case its result is delivered (kernel completions win). Return false if the
+  // wait cannot be interrupted; the request is then kept for the next
+  // suspension point.
+  virtual bool on_cancel(TaskBase& t) noexcept = 0;
+
+ protected:
+  ~CancelHook() = default;
+};
+
+// Notified synchronously when a task finishes. Must only post/wake (never run user code).
+class DoneWaiter {
+ public:
+  virtual void on_task_done(TaskBase& t) noexcept = 0;
+
+ protected:
+  ~DoneWaiter() = default;
+
+ private:
+  friend class TaskBase;
+  DoneWaiter* next_ = nullptr;
+  DoneWaiter* prev_ = nullptr;
+  bool linked_ = false;
+};
+
+class TaskBase : public detail::Runnable {
+ public:
+  enum class State : std::uint8_t { pending, finished, failed, cancelled };
+
+  TaskBase(const TaskBase&) = delete;
+  TaskBase& operator=(const TaskBase&) = delete;
+
+  // ---- the asyncio Task API -------------------------------------------------
+  bool done() const noexcept { return state_ != State::pending; }
+  bool cancelled() const noexcept { return state_ == State::cancelled; }
+  State state() const noexcept { return state_; }
+  // Request cancellation; false if the task is already done.
+  bool cancel(std::string msg = {});
+  // Number of pending cancellation requests (asyncio's cancelling()).
+  int cancelling() const noexcept { return num_cancels_requested_; }
+  // Take back one request; returns the remaining count. When it reaches zero a
+  // kept (not yet delivered) request is dropped too.
+  int uncancel() noexcept;
+  std::string name() const;
+  void set_name(std::string name) { name_ = std::move(name); }
+  std::uint64_t id() const noexcept { return id_; }
+  // The exception the task ended with (nullptr if it returned normally).
+  // Throws CancelledError if the task was cancelled, InvalidStateError if not done.
+  std::exception_ptr exception();
+  // Rethrows like result() would, without returning a value.
+  void check_result();
+  const std::string& cancel_message() const noexcept { return cancel_msg_; }
+
+  void add_done_waiter(DoneWaiter& w) noexcept;
+  void remove_done_waiter(DoneWaiter& w) noexcept;
+
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+
+  Scheduler& scheduler() const noexcept { return *sched_; }
+
+  // The task whose step is running on this thread, or nullptr (plain callbacks).
+  static TaskBase* current() noexcept { return tls_current_; }
+  // Like current(), but throws InvalidStateError outside a task.
+  static TaskBase& current_checked(const char* what);
+
+  // ---- the suspension protocol (for awaitables) -----------------------------
+  // If a cancellation request is pending, consume it and return true: the
+  // awaitable must then not suspend and throw_cancelled() from await_resume.
+  bool take_pending_cancel() noexcept {
+    if (!must_cancel_) return false;
+    must_cancel_ = false;
+    return true;
+  }
+  bool has_pending_cancel() const noexcept { return must_cancel_; }
+  // Record where to resume and who to ask on cancel(). hook may be null.
+  void suspend(std::coroutine_handle<> h, CancelHook* hook) noexcept {
+    resume_point_ = h;
+    hook_ = hook;
+  }
+  // The awaited event happened (or a cancel was accepted): queue the task to run.
+  void wake() noexcept {
+    hook_ = nullptr;
+    sched_->post(*this);
+  }
+  // Replace the hook while staying suspended (e.g. a wait that changes phase).
+  void set_hook(CancelHook* hook) noexcept { hook_ = hook; }
+  [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_msg_); }
+  // A hook accepted a cancel but the operation completed anyway and delivers
+  // its result: keep the request so the next suspension point throws.
+  void rearm_cancel() noexcept { must_cancel_ = true; }
+  // Loop teardown only: destroy the suspended frame of a task that never
+  // finished (after the kernel let go of its buffers) and drop the loop's ref.
+  void abandon() noexcept;
+
+  void run() noexcept final;
+
+  // Intrusive registry links, owned by the scheduler.
+  TaskBase* reg_prev_ = nullptr;
+  TaskBase* reg_next_ = nullptr;
+
+  static void* operator new(std::size_t n) { return detail::frame_alloc(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { detail::frame_free(p, n); }
+
+ protected:
+  TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBase& root_promise, std::string name);
+  virtual ~TaskBase();
+  // Called once the root frame finished (or the task was cancelled before starting).
+  void finish() noexcept;
+
+  std::coroutine_handle<> root_;
+  detail::PromiseBase* root_promise_;
+
+ private:
+  friend void detail::task_root_done(TaskBase* owner) noexcept;
+  void finish_cancelled(std::string msg) noexcept;
+
+  static inline thread_local TaskBase* tls_current_ = nullptr;
+
+  Scheduler* sched_;
+  std::coroutine_handle<> resume_point_;
+  CancelHook* hook_ = nullptr;
+  DoneWaiter* waiters_ = nullptr;
+  std::exception_ptr cancelled_exc_;
+  std::string name_;
+  std::string cancel_msg_;
+  std::uint64_t id_;
+  std::uint32_t refs_ = 1;  // the scheduler's reference while pending
+  int num_cancels_requested_ = 0;
+  State state_ = State::pending;
+  bool started_ = false;
+  bool must_cancel_ = false;
+  bool exception_retrieved_ = false;
+};
+
+// The task running now; nullptr from a plain callback.
+inline TaskBase* current_task() noexcept { return TaskBase::current(); }
+
+}  // namespace corio

@@ -1,0 +1,403 @@
+#include "loop/event_loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+namespace corio {
+
+namespace detail {
+
+void CallbackNode::fire_timer(TimerNode* t) noexcept {
+  // The heap's reference passes to the ready queue.
+  auto* node = static_cast<CallbackNode*>(t->ctx);
+  node->queued = true;
+  node->loop->post(*node);
+}
+
+void CallbackNode::run() noexcept {
+  queued = false;
+  if (!cancelled) {
+    cancelled = true;  // a handle's cancel() after this point is a no-op
+    try {
+      fn();
+    } catch (...) {
+      loop->report_exception(std::current_exception(), "exception in callback");
+    }
+    fn.reset();  // drop captures now, not when the last handle goes
+  }
+  release();  // the queue's reference
+}
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& opts, std::string* notice) {
+  if (opts.kind == BackendKind::io_uring) {
+    int err = 0;
+    if (auto b = make_uring_backend(opts, &err)) return b;
+    *notice = std::string("corio: io_uring unavailable (") + std::strerror(err) + "), using epoll";
+    std::fprintf(stderr, "%s\n", notice->c_str());
+  }
+  auto b = make_epoll_backend();
+  if (!b) throw std::system_error(errno, std::system_category(), "epoll_create1");
+  return b;
+}
+
+}  // namespace detail
+
+void CallbackHandle::cancel() noexcept {
+  if (!n_ || n_->cancelled) return;
+  n_->cancelled = true;
+  n_->fn.reset();
+  if (n_->timer.armed()) {
+    n_->loop->cancel_timer(n_->timer);
+    n_->release();  // the heap's reference
+  }
+}
+
+namespace {
+
+detail::BackendKind backend_from_env() {
+  const char* e = std::getenv("CORIO_BACKEND");
+  if (!e || !*e || std::strcmp(e, "io_uring") == 0) return detail::BackendKind::io_uring;
+  if (std::strcmp(e, "epoll") == 0) return detail::BackendKind::epoll;
+  throw std::invalid_argument(std::string("CORIO_BACKEND must be io_uring or epoll, not '") + e + "'");
+}
+
+bool debug_from_env() {
+  const char* e = std::getenv("CORIO_DEBUG");
+  return e && *e && std::strcmp(e, "0") != 0;
+}
+
+}  // namespace
+
+EventLoop::EventLoop(LoopOptions opts) {
+  detail::BackendOptions bo;
+  bo.kind = opts.backend ? *opts.backend : backend_from_env();
+  bo.sq_entries = opts.sq_entries;
+  bo.force_uring_error = opts.force_uring_error;
+  debug_ = opts.debug ? *opts.debug : debug_from_env();
+  backend_ = detail::make_backend(bo, &fallback_notice_);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+  wake_op_.kind = detail::OpKind::read;
+  wake_op_.fd = wake_fd_;
+  wake_op_.buf = &wake_buf_;
+  wake_op_.len = sizeof wake_buf_;
+  wake_op_.complete = &EventLoop::on_wake;
+  wake_op_.ctx = this;
+  wake_op_.internal = true;
+  now_ = Clock::now();
+  arm_wake();
+}
+
+EventLoop::~EventLoop() { close(); }
+
+EventLoop& EventLoop::current() {
+  if (!tls_loop_) throw NoRunningLoopError("no running event loop in this thread");
+  return *tls_loop_;
+}
+
+// ---- scheduling ---------------------------------------------------------------
+
+CallbackHandle EventLoop::call_soon(Callback fn) {
+  auto* n = new detail::CallbackNode;
+  n->fn = std::move(fn);
+  n->loop = this;
+  n->refs = 2;  // the queue's and the handle's
+  n->queued = true;
+  post(*n);
+  return CallbackHandle(n);
+}
+
+detail::CallbackNode* EventLoop::make_timer(TimePoint when, Callback fn) {
+  auto* n = new detail::CallbackNode;
+  n->fn = std::move(fn);
+  n->loop = this;
+  n->refs = 2;  // the heap's and the handle's
+  n->timer.deadline = when;
+  n->timer.ctx = n;
+  n->timer.fire = &detail::CallbackNode::fire_timer;
+  timers_.push(n->timer);
+  return n;
+}
+
+CallbackHandle EventLoop::call_later(Duration delay, Callback fn) {
+  return CallbackHandle(make_timer(now_ + delay, std::move(fn)));
+}
+
+CallbackHandle EventLoop::call_at(TimePoint when, Callback fn) { return CallbackHandle(make_timer(when, std::move(fn))); }
+
+void EventLoop::call_soon_threadsafe(Callback fn) {
+  auto* n = new detail::CallbackNode;
+  n->fn = std::move(fn);
+  n->loop = this;
+  n->queued = true;
+  n->mpsc_next = mpsc_head_.load(std::memory_order_relaxed);
+  while (!mpsc_head_.compare_exchange_weak(n->mpsc_next, n, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  }
+  // A wake-up is paid only when the loop is blocked (or about to block) and no
+  // wake-up is already on its way: calls made while the loop runs cost no
+  // syscall, and a burst while it sleeps costs one. Pairs with run_once():
+  // it sets sleeping_ and then re-checks the stack (both seq_cst), so either
+  // it sees this push or we see sleeping_.
+  if (sleeping_.load(std::memory_order_seq_cst) && !wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t one = 1;
+    ssize_t r;
+    do {
+      r = ::write(wake_fd_, &one, sizeof one);
+    } while (r < 0 && errno == EINTR);
+  }
+}
+
+void EventLoop::drain_threadsafe() noexcept {
+  detail::CallbackNode* n = mpsc_head_.exchange(nullptr, std::memory_order_acquire);
+  // The stack is newest-first; reverse it and append to the FIFO backlog.
+  detail::CallbackNode* first = nullptr;
+  detail::CallbackNode* last = n;
+  while (n) {
+    detail::CallbackNode* next = n->mpsc_next;
+    n->mpsc_next = first;
+    first = n;
+    n = next;
+  }
+  if (first) {
+    if (ts_tail_) ts_tail_->mpsc_next = first;
+    else ts_head_ = first;
+    ts_tail_ = last;
+  }
+  // Bounded batch per iteration: producers faster than the loop must not
+  // starve timers and I/O (the rest waits for the next iteration, in order).
+  for (int i = 0; i < kThreadsafeBatch && ts_head_; ++i) {
+    detail::CallbackNode* c = ts_head_;
+    ts_head_ = c->mpsc_next;
+    post(*c);
+  }
+  if (!ts_head_) ts_tail_ = nullptr;
+}
+
+void EventLoop::arm_wake() noexcept {
+  wake_armed_ = true;
+  // epoll may complete the read at once when the eventfd already has a count.
+  while (backend_->submit(wake_op_)) wake_pending_.store(false, std::memory_order_seq_cst);
+}
+
+void EventLoop::on_wake(detail::IoOp* op) noexcept {
+  auto* self = static_cast<EventLoop*>(op->ctx);
+  self->wake_armed_ = false;
+  // Awake now: later producers need not write (sleeping_ first, so one that
+  // sees wake_pending_ cleared also sees that the loop is awake).
+  self->sleeping_.store(false, std::memory_order_seq_cst);
+  // Clear before draining (drain follows in run_once): a producer that pushes
+  // after this store sees false and writes the eventfd again.
+  self->wake_pending_.store(false, std::memory_order_seq_cst);
+  if (!self->closing_) self->arm_wake();
+}
+
+// ---- running -------------------------------------------------------------------
+
+void EventLoop::run_once() {
+  ++iterations_;
+  std::int64_t timeout_ns = -1;
+  if (ready_head_ || stopping_ || ts_head_ || mpsc_head_.load(std::memory_order_acquire)) {
+    timeout_ns = 0;
+  } else if (!timers_.empty()) {
+    auto d = timers_.top()->deadline - Clock::now();
+    timeout_ns = d.count() <= 0 ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  }
+  if (timeout_ns != 0) {
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (mpsc_head_.load(std::memory_order_seq_cst)) timeout_ns = 0;  // a call slipped in
+    else ++sleeps_;
+  }
+  backend_->wait(timeout_ns);
+  sleeping_.store(false, std::memory_order_relaxed);
+  now_ = Clock::now();
+  if (ts_head_ || mpsc_head_.load(std::memory_order_relaxed)) drain_threadsafe();
+  while (!timers_.empty() && timers_.top()->deadline <= now_) {
+    detail::TimerNode* t = timers_.pop();
+    t->fire(t);
+  }
+  // Run what is ready now; what becomes ready meanwhile waits for the next turn.
+  detail::Runnable* r = ready_head_;
+  ready_head_ = ready_tail_ = nullptr;
+  while (r) {
+    detail::Runnable* next = r->next_ready_;
+    r->next_ready_ = nullptr;
+    r->run();  // the one place where user code is entered
+    r = next;
+  }
+}
+
+void EventLoop::run_forever() {
+  if (running_) throw InvalidStateError("this event loop is already running");
+  if (tls_loop_) throw InvalidStateError("another event loop is running in this thread");
+  running_ = true;
+  tls_loop_ = this;
+  Scheduler::set_current(this);
+  struct Restore {
+    EventLoop* l;
+    ~Restore() {
+      l->running_ = false;
+      l->stopping_ = false;
+      tls_loop_ = nullptr;
+      Scheduler::set_current(nullptr);
+    }
+  } restore{this};
+  now_ = Clock::now();
+  while (!stopping_) run_once();
+}
+
+void EventLoop::run_until_done(TaskBase& t) {
+  struct Stopper final : DoneWaiter {
+    EventLoop* loop;
+    void on_task_done(TaskBase&) noexcept override { loop->stop(); }
+  } stopper;
+  stopper.loop = this;
+  if (!t.done()) {
+    t.add_done_waiter(stopper);
+    try {
+      run_forever();
+    } catch (...) {
+      t.remove_done_waiter(stopper);
+      throw;
+    }
+    t.remove_done_waiter(stopper);
+  }
+  if (!t.done()) throw InvalidStateError("event loop stopped before the task completed");
+}
+
+void EventLoop::cancel_all_tasks(std::string msg) {
+  std::vector<TaskBase*> tasks = all_tasks();
+  if (tasks.empty()) return;
+  for (TaskBase* t : tasks) t->add_ref();
+  for (TaskBase* t : tasks) t->cancel(msg);
+  // Each cancelled task may await in its cleanup; one that ignores
+  // cancellation keeps the loop here, as in asyncio.
+  auto all_done = [&] {
+    for (TaskBase* t : tasks)
+      if (!t->done()) return false;
+    return true;
+  };
+  if (!all_done()) {
+    struct Stopper final : DoneWaiter {
+      EventLoop* loop;
+      void on_task_done(TaskBase&) noexcept override { loop->stop(); }
+    };
+    std::vector<Stopper> stoppers(tasks.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      stoppers[i].loop = this;
+      if (!tasks[i]->done()) tasks[i]->add_done_waiter(stoppers[i]);
+    }
+    while (!all_done()) run_forever();  // every finishing task stops one round
+    for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i]->remove_done_waiter(stoppers[i]);
+  }
+  for (TaskBase* t : tasks) {
+    if (t->state() == TaskBase::State::failed) {
+      report_exception(t->exception(), "unhandled exception during shutdown in task '" + t->name() + "'");
+    }
+    t->release();
+  }
+}
+
+void EventLoop::run_shutdown_hooks() {
+  auto hooks = std::move(shutdown_hooks_);
+  shutdown_hooks_.clear();
+  for (auto& h : hooks) h();
+}
+
+// ---- Scheduler -------------------------------------------------------------------
+
+void EventLoop::report_exception(std::exception_ptr e, std::string_view context) noexcept {
+  if (exception_handler_) {
+    try {
+      exception_handler_(e, context);
+      return;
+    } catch (...) {
+    }
+  }
+  std::string what = "unknown exception";
+  try {
+    if (e) std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    what = ex.what();
+  } catch (const CancelledError& c) {
+    what = std::string("CancelledError: ") + c.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr, "corio: %.*s: %s\n", static_cast<int>(context.size()), context.data(), what.c_str());
+}
+
+void EventLoop::task_started(TaskBase& t) noexcept {
+  t.reg_next_ = nullptr;
+  t.reg_prev_ = tasks_tail_;
+  if (tasks_tail_) tasks_tail_->reg_next_ = &t;
+  else tasks_head_ = &t;
+  tasks_tail_ = &t;
+  ++task_count_;
+}
+
+void EventLoop::task_finished(TaskBase& t) noexcept {
+  if (t.reg_prev_) t.reg_prev_->reg_next_ = t.reg_next_;
+  else tasks_head_ = t.reg_next_;
+  if (t.reg_next_) t.reg_next_->reg_prev_ = t.reg_prev_;
+  else tasks_tail_ = t.reg_prev_;
+  t.reg_prev_ = t.reg_next_ = nullptr;
+  --task_count_;
+}
+
+std::vector<TaskBase*> EventLoop::all_tasks() const {
+  std::vector<TaskBase*> v;
+  v.reserve(task_count_);
+  for (TaskBase* t = tasks_head_; t; t = t->reg_next_) v.push_back(t);
+  return v;
+}
+
+// ---- teardown --------------------------------------------------------------------
+
+void EventLoop::close() noexcept {
+  closing_ = true;
+  // 1. The kernel lets go of every buffer: cancel all operations and wait for
+  //    their completions (bounded: a stuck kernel op must not hang exit).
+  backend_->cancel_all();
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while ((backend_->in_flight() > 0 || wake_armed_) && Clock::now() < deadline) {
+    backend_->wait(10'000'000);
+  }
+  // 2. Frames still suspended are destroyed; their awaiters unhook themselves.
+  //    Ready-queue entries must not run afterwards.
+  for (detail::Runnable* r = std::exchange(ready_head_, nullptr); r;) {
+    detail::Runnable* next = r->next_ready_;
+    r->discard();
+    r = next;
+  }
+  ready_tail_ = nullptr;
+  while (TaskBase* t = tasks_head_) {
+    t->add_ref();
+    t->abandon();
+    t->release();
+  }
+  // 3. What is left: queued callbacks and armed call_later timers.
+  ready_head_ = ready_tail_ = nullptr;
+  while (!timers_.empty()) {
+    detail::TimerNode* t = timers_.pop();
+    if (t->fire == &detail::CallbackNode::fire_timer) static_cast<detail::CallbackNode*>(t->ctx)->release();
+  }
+  do drain_threadsafe();
+  while (ts_head_);
+  for (detail::Runnable* r = ready_head_; r;) {
+    detail::Runnable* next = r->next_ready_;
+    r->discard();
+    r = next;
+  }
+  ready_head_ = ready_tail_ = nullptr;
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  wake_fd_ = -1;
+}
+
+}  // namespace corio

@@ -1,0 +1,206 @@
+#pragma once
+// EventLoop: one thread's ready queue, timer heap, I/O backend and
+// cross-thread wake-up (asyncio's event loop).
+//
+// Invariants:
+// - Everything but call_soon_threadsafe() is called on the loop's own thread.
+// - User code (task steps and callbacks) runs only from run_once(), in the
+//   order things became ready; I/O completions and timers only enqueue.
+// - One iteration: wait for I/O (at most one io_uring_enter / epoll_wait;
+//   not blocking when work is ready), take thread-safe calls, fire due timers,
+//   then run exactly the items that were ready at that point. Items made ready
+//   meanwhile run in the next iteration, so a busy task cannot starve I/O.
+// - The loop holds a reference to every task not yet done; closing the loop
+//   cancels the kernel's operations, waits for it to let go, then destroys
+//   any frame still suspended. Nothing leaks at exit.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coro/callback.hpp"
+#include "coro/scheduler.hpp"
+#include "coro/task_base.hpp"
+#include "coro/task_handle.hpp"
+#include "loop/backend.hpp"
+#include "loop/timer_heap.hpp"
+
+namespace corio {
+
+class EventLoop;
+
+namespace detail {
+// A scheduled callback (call_soon / call_later / call_at / call_soon_threadsafe).
+struct CallbackNode final : Runnable {
+  Callback fn;
+  TimerNode timer;
+  EventLoop* loop = nullptr;
+  CallbackNode* mpsc_next = nullptr;
+  std::uint32_t refs = 1;
+  bool cancelled = false;
+  bool queued = false;
+  void run() noexcept override;
+  void discard() noexcept override { release(); }
+  static void fire_timer(TimerNode* t) noexcept;
+  void release() noexcept {
+    if (--refs == 0) delete this;
+  }
+};
+}  // namespace detail
+
+// asyncio's Handle/TimerHandle: cancel() prevents a callback that has not run yet.
+class CallbackHandle {
+ public:
+  CallbackHandle() = default;
+  explicit CallbackHandle(detail::CallbackNode* n) noexcept : n_(n) {}  // adopts a reference
+  CallbackHandle(const CallbackHandle& o) noexcept : n_(o.n_) {
+    if (n_) ++n_->refs;
+  }
+  CallbackHandle(CallbackHandle&& o) noexcept : n_(std::exchange(o.n_, nullptr)) {}
+  CallbackHandle& operator=(CallbackHandle o) noexcept {
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~CallbackHandle() {
+    if (n_) n_->release();
+  }
+  // Loop thread only. Idempotent; a callback already run is unaffected.
+  void cancel() noexcept;
+  bool cancelled() const noexcept { return n_ && n_->cancelled; }
+  // The deadline of a timer handle.
+  TimePoint when() const noexcept { return n_ ? n_->timer.deadline : TimePoint{}; }
+
+ private:
+  detail::CallbackNode* n_ = nullptr;
+};
+
+struct LoopOptions {
+  // Default: $CORIO_BACKEND (io_uring|epoll), else io_uring.
+  std::optional<detail::BackendKind> backend;
+  // Default: $CORIO_DEBUG=1.
+  std::optional<bool> debug;
+  unsigned sq_entries = 1024;
+  // Test hook: act as if io_uring_queue_init failed with this errno.
+  int force_uring_error = 0;
+};
+
+using ExceptionHandler = std::function<void(std::exception_ptr, std::string_view context)>;
+
+class EventLoop final : public Scheduler {
+ public:
+  explicit EventLoop(LoopOptions opts = {});
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The loop running on this thread; throws NoRunningLoopError if none.
+  static EventLoop& current();
+  static EventLoop* current_or_null() noexcept { return tls_loop_; }
+
+  // ---- scheduling (loop thread) -----------------------------------------
+  CallbackHandle call_soon(Callback fn);
+  CallbackHandle call_later(Duration delay, Callback fn);
+  CallbackHandle call_at(TimePoint when, Callback fn);
+  // The one thread-safe entry point. Many calls made while the loop sleeps
+  // cost a single wake-up (one eventfd write).
+  void call_soon_threadsafe(Callback fn);
+  TimePoint time() const noexcept { return now_; }
+
+  // ---- running ------------------------------------------------------------
+  void run_forever();
+  // Run until `t` is done; returns its value or rethrows its exception.
+  template <class T>
+  T run_until_complete(Task<T> t, std::string name = {}) {
+    TaskHandle<T> h = create_task_on(*this, std::move(t), std::move(name));
+    run_until_done(h.base());
+    if constexpr (std::is_void_v<T>) h.result();
+    else return std::move(h.result());
+  }
+  void run_until_done(TaskBase& t);
+  // Stop run_forever() after the current iteration (asyncio's stop()).
+  void stop() noexcept { stopping_ = true; }
+  bool is_running() const noexcept { return running_; }
+  // Cancel every pending task and run until they are done (asyncio.run's
+  // _cancel_all_tasks); tasks failing with an exception are reported.
+  void cancel_all_tasks(std::string msg = {});
+
+  // ---- introspection ------------------------------------------------------
+  std::vector<TaskBase*> all_tasks() const;
+  std::size_t task_count() const noexcept { return task_count_; }
+  detail::Backend& backend() noexcept { return *backend_; }
+  detail::BackendKind backend_kind() const noexcept { return backend_->kind(); }
+  const char* backend_name() const noexcept { return backend_->name(); }
+  // The line printed when io_uring was refused and epoll is used ("" otherwise).
+  const std::string& fallback_notice() const noexcept { return fallback_notice_; }
+  std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
+  std::uint64_t iterations() const noexcept { return iterations_; }
+  // Times the loop blocked waiting for events (each costs at most one wake-up).
+  std::uint64_t sleeps() const noexcept { return sleeps_; }
+
+  void set_exception_handler(ExceptionHandler h) { exception_handler_ = std::move(h); }
+  // Hooks run by run() when shutting down (the default executor registers one).
+  void add_shutdown_hook(std::function<void()> fn) { shutdown_hooks_.push_back(std::move(fn)); }
+  void run_shutdown_hooks();
+
+  // ---- Scheduler ----------------------------------------------------------
+  void post(detail::Runnable& r) noexcept override {
+    r.next_ready_ = nullptr;
+    if (ready_tail_) ready_tail_->next_ready_ = &r;
+    else ready_head_ = &r;
+    ready_tail_ = &r;
+  }
+  void add_timer(detail::TimerNode& t) override { timers_.push(t); }
+  void cancel_timer(detail::TimerNode& t) noexcept override { timers_.remove(t); }
+  TimePoint now() const noexcept override { return now_; }
+  void report_exception(std::exception_ptr e, std::string_view context) noexcept override;
+  void task_started(TaskBase& t) noexcept override;
+  void task_finished(TaskBase& t) noexcept override;
+  bool debug() const noexcept override { return debug_; }
+
+ private:
+  void run_once();
+  void drain_threadsafe() noexcept;
+  void arm_wake() noexcept;
+  static void on_wake(detail::IoOp* op) noexcept;
+  detail::CallbackNode* make_timer(TimePoint when, Callback fn);
+  void close() noexcept;
+
+  static inline thread_local EventLoop* tls_loop_ = nullptr;
+
+  std::unique_ptr<detail::Backend> backend_;
+  std::string fallback_notice_;
+  detail::Runnable* ready_head_ = nullptr;
+  detail::Runnable* ready_tail_ = nullptr;
+  detail::TimerHeap timers_;
+  TimePoint now_;
+
+  // Cross-thread: a Treiber stack the loop takes whole, plus one eventfd.
+  alignas(64) std::atomic<detail::CallbackNode*> mpsc_head_{nullptr};
+  alignas(64) std::atomic<bool> wake_pending_{false};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<std::uint64_t> wakeups_{0};
+  static constexpr int kThreadsafeBatch = 1024;
+  detail::CallbackNode* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
+  detail::CallbackNode* ts_tail_ = nullptr;
+  int wake_fd_ = -1;
+  std::uint64_t wake_buf_ = 0;
+  detail::IoOp wake_op_;
+  bool wake_armed_ = false;
+
+  TaskBase* tasks_head_ = nullptr;
+  TaskBase* tasks_tail_ = nullptr;
+  std::size_t task_count_ = 0;
+
+  ExceptionHandler exception_handler_;
+  std::vector<std::function<void()>> shutdown_hooks_;
+  std::uint64_t iterations_ = 0;
+  std::uint64_t sleeps_ = 0;
+  bool stopping_ = false;
+  bool running_ = false;
+  bool closing_ = false;
+  bool debug_ = false;
+};
+
+}  // namespace corio

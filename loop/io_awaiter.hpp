@@ -1,0 +1,74 @@
+#pragma once
+// IoAwaiter: one kernel operation as an awaitable, on either backend.
+//
+// The IoOp lives in the awaiter, which lives in the awaiting coroutine's frame
+// until it resumes; the frame cannot resume before the op's completion, so
+// the op (and the buffer the caller passed) stays valid while the kernel owns
+// it. Loop teardown cancels every op and waits for its completion before any
+// suspended frame is destroyed.
+//
+// Result: the raw syscall result (bytes, an fd, or -errno). Wrappers convert
+// errors to exceptions once.
+// Cancellation: cancel() asks the backend to cancel the op (io_uring async
+// cancel; epoll: dequeue) and the task resumes when the op's completion
+// arrives. If it was -ECANCELED the awaiter throws CancelledError; if the
+// kernel completed the op first its result is returned and the cancel stays
+// pending for the next suspension point (kernel completions win: no lost bytes,
+// no leaked accepted fd).
+#include "coro/task_base.hpp"
+#include "loop/backend.hpp"
+#include "loop/event_loop.hpp"
+
+namespace corio::detail {
+
+class IoAwaiter : public CancelHook {
+ public:
+  IoAwaiter() noexcept = default;
+  IoAwaiter(const IoAwaiter&) = delete;
+  IoAwaiter& operator=(const IoAwaiter&) = delete;
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    task_ = &TaskBase::current_checked("an I/O operation");
+    if (task_->take_pending_cancel()) {
+      cancelled_ = true;
+      return false;
+    }
+    loop_ = &EventLoop::current();
+    op_.complete = &IoAwaiter::completed;
+    op_.ctx = this;
+    if (loop_->backend().submit(op_)) return false;  // completed synchronously
+    task_->suspend(h, this);
+    return true;
+  }
+  // The raw result; throws CancelledError if the op was cancelled.
+  int result() {
+    if (cancelled_) task_->throw_cancelled();
+    if (cancel_sent_) {
+      if (op_.result == -ECANCELED) task_->throw_cancelled();
+      task_->rearm_cancel();
+    }
+    return op_.result;
+  }
+
+  bool on_cancel(TaskBase&) noexcept override {
+    if (!cancel_sent_) {
+      cancel_sent_ = true;
+      loop_->backend().cancel(op_);
+    }
+    return true;
+  }
+
+ protected:
+  IoOp op_;
+
+ private:
+  static void completed(IoOp* op) noexcept { static_cast<IoAwaiter*>(op->ctx)->task_->wake(); }
+
+  TaskBase* task_ = nullptr;
+  EventLoop* loop_ = nullptr;
+  bool cancelled_ = false;
+  bool cancel_sent_ = false;
+};
+
+}  // namespace corio::detail

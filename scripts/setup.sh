@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that corio's build, tests, benchmarks and
+# examples need. Idempotent: packages already present are left alone, and
+# nothing is fetched when all of them are installed.
+set -euo pipefail
+
+PKGS=(
+  # build
+  g++ meson ninja-build pkg-config cmake
+  # core library
+  liburing-dev libssl-dev
+  # tests
+  doctest-dev python3 procps
+  # sanitizers / fuzzing
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [[ $(id -u) != 0 ]]; then SUDO="sudo"; fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: all packages present"

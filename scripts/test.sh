@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it:
+#   1. the normal build (debugoptimized) and every test, on both backends;
+#   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#      (LeakSanitizer included);
+#   3. the thread-bridge suite under ThreadSanitizer.
+# Prints one closing line "N passed, N failed" over the three passes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+setup() {  # setup DIR OPTIONS...: configure (or reconfigure) a build dir
+  local dir=$1
+  shift
+  if [[ -f $dir/build.ninja ]]; then
+    meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
+  ninja -C "$dir" >/dev/null
+}
+
+passed=0
+failed=0
+run_pass() {  # run_pass NAME DIR [meson test args...]
+  local name=$1 dir=$2
+  shift 2
+  echo "== $name"
+  local rc=0
+  meson test -C "$dir" --print-errorlogs --no-rebuild "$@" || rc=$?
+  local counts
+  counts=$(python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys
+ok = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("result") in ("OK", "EXPECTEDFAIL", "SKIP"): ok += 1
+    else: bad += 1
+print(ok, bad)
+PY
+)
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+  if ((rc != 0 && ${counts#* } == 0)); then failed=$((failed + 1)); fi
+}
+
+echo "== building (normal, asan+ubsan, tsan)"
+setup build -Dbuildtype=debugoptimized
+setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dexamples=false -Dbench=false
+setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
+
+run_pass "tests (normal build, io_uring and epoll)" build
+ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  run_pass "tests under ASan+UBSan" build-asan --timeout-multiplier 3
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  run_pass "bridge tests under TSan" build-tsan --suite bridge --timeout-multiplier 3
+
+echo "corio tests: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,77 @@
+#include "coro/sleep.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "coro/task_handle.hpp"
+#include "loop/event_loop.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+
+TEST_CASE("sleep waits at least its duration") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<Duration> {
+      auto t0 = Clock::now();
+      co_await sleep(20ms);
+      co_return Clock::now() - t0;
+    };
+    Duration d = loop.run_until_complete(main());
+    CHECK(d >= 20ms);
+    CHECK(d < 2s);
+  });
+}
+
+TEST_CASE("sleep(0) yields to other ready tasks, round-robin") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<std::string> {
+      std::string trace;
+      auto worker = [](std::string& tr, char c) -> Task<void> {
+        for (int i = 0; i < 3; ++i) {
+          tr += c;
+          co_await sleep(0s);
+        }
+      };
+      auto a = create_task(worker(trace, 'a'));
+      auto b = create_task(worker(trace, 'b'));
+      co_await a;
+      co_await b;
+      co_return trace;
+    };
+    CHECK(loop.run_until_complete(main()) == "ababab");
+  });
+}
+
+TEST_CASE("sleep_until wakes at the deadline; a past deadline returns promptly") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto deadline = Clock::now() + 15ms;
+      co_await sleep_until(deadline);
+      CHECK(Clock::now() >= deadline);
+      auto t0 = Clock::now();
+      co_await sleep_until(t0 - 1s);
+      CHECK(Clock::now() - t0 < 500ms);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("sleepers wake in deadline order") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<std::vector<int>> {
+      std::vector<int> order;
+      auto s = [](std::vector<int>& o, int ms) -> Task<void> {
+        co_await sleep(std::chrono::milliseconds(ms));
+        o.push_back(ms);
+      };
+      std::vector<TaskHandle<void>> ts;
+      for (int ms : {30, 10, 20, 5, 25}) ts.push_back(create_task(s(order, ms)));
+      for (auto& t : ts) co_await t;
+      co_return order;
+    };
+    CHECK(loop.run_until_complete(main()) == std::vector<int>{5, 10, 20, 25, 30});
+  });
+}

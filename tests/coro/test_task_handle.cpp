@@ -1,0 +1,220 @@
+#include "coro/task_handle.hpp"
+
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "coro/sleep.hpp"
+#include "loop/event_loop.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+
+namespace {
+
+Task<int> value_after(std::chrono::milliseconds d, int v) {
+  co_await sleep(d);
+  co_return v;
+}
+
+Task<void> fail_after(std::chrono::milliseconds d) {
+  co_await sleep(d);
+  throw std::runtime_error("child failed");
+}
+
+}  // namespace
+
+TEST_CASE("create_task runs the task concurrently and awaiting the handle yields its value") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<int> {
+      auto a = create_task(value_after(20ms, 1), "a");
+      auto b = create_task(value_after(10ms, 2), "b");
+      CHECK(a.name() == "a");
+      CHECK_FALSE(a.done());
+      int sum = co_await a + co_await b;
+      CHECK(a.done());
+      CHECK(b.done());
+      co_return sum;
+    };
+    auto t0 = Clock::now();
+    CHECK(loop.run_until_complete(main()) == 3);
+    CHECK(Clock::now() - t0 < 1s);  // concurrent: ~20 ms, not 30 ms + scheduling noise
+  });
+}
+
+TEST_CASE("a task's exception reaches whoever awaits it, and result() rethrows it") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto t = create_task(fail_after(1ms));
+      CHECK_THROWS_WITH_AS(co_await t, "child failed", std::runtime_error);
+      CHECK(t.done());
+      CHECK_FALSE(t.cancelled());
+      CHECK(t.exception() != nullptr);
+      CHECK_THROWS_AS(t.result(), std::runtime_error);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("result() and exception() on a pending task raise InvalidStateError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto t = create_task(value_after(5ms, 1));
+      CHECK_THROWS_AS(t.result(), InvalidStateError);
+      CHECK_THROWS_AS(t.exception(), InvalidStateError);
+      CHECK(co_await t == 1);
+      CHECK(t.result() == 1);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a task cancelled before its first step never runs its body") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      bool ran = false;
+      auto body = [](bool& r) -> Task<void> {
+        r = true;
+        co_return;
+      };
+      auto t = create_task(body(ran));
+      CHECK(t.cancel("early"));
+      CHECK_THROWS_AS(co_await t, CancelledError);
+      CHECK(t.cancelled());
+      CHECK_FALSE(ran);
+      CHECK_FALSE(t.cancel());  // already done
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("cancel() interrupts a sleeping task with the message, and cleanup may await") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      auto sleeper = [](std::vector<std::string>& log) -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError& e) {
+          log.push_back(std::string("caught:") + e.message());
+        }
+        co_await sleep(1ms);  // an await in cleanup still works
+        log.push_back("cleaned");
+        throw CancelledError("re-raised");
+      };
+      auto t = create_task(sleeper(log));
+      co_await sleep(1ms);
+      auto t0 = Clock::now();
+      CHECK(t.cancel("stop now"));
+      CHECK(t.cancelling() == 1);
+      try {
+        co_await t;
+        FAIL("expected CancelledError");
+      } catch (const CancelledError& e) {
+        CHECK(e.message() == "re-raised");
+      }
+      CHECK(Clock::now() - t0 < 1s);
+      CHECK(t.cancelled());
+      REQUIRE(log.size() == 2);
+      CHECK(log[0] == "caught:stop now");
+      CHECK(log[1] == "cleaned");
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a task that swallows its cancellation finishes normally") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto stubborn = []() -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError&) {
+        }
+        co_return 9;
+      };
+      auto t = create_task(stubborn());
+      co_await sleep(1ms);
+      t.cancel();
+      CHECK(co_await t == 9);
+      CHECK_FALSE(t.cancelled());
+      CHECK(t.uncancel() == 0);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("cancelling a task that awaits another task cancels the inner one too") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto inner = create_task(value_after(10s, 1), "inner");
+      auto outer_body = [](TaskHandle<int> in) -> Task<int> { co_return co_await in; };
+      auto outer = create_task(outer_body(inner), "outer");
+      co_await sleep(1ms);
+      outer.cancel("from main");
+      CHECK_THROWS_AS(co_await outer, CancelledError);
+      CHECK(inner.cancelled());
+      CHECK(outer.cancelled());
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a cancel requested while the task is running is delivered at its next suspension") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto self_cancel = []() -> Task<int> {
+        current_task()->cancel("self");
+        int steps = 1;  // still running: nothing thrown yet
+        try {
+          co_await sleep(0s);
+        } catch (const CancelledError& e) {
+          CHECK(e.message() == "self");
+          co_return steps;
+        }
+        co_return -1;
+      };
+      CHECK(co_await create_task(self_cancel()) == 1);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("an exception nobody retrieves is reported when the task is freed, with its name") {
+  test::on_each_backend([](EventLoop& loop) {
+    std::vector<std::string> reports;
+    loop.set_exception_handler([&](std::exception_ptr, std::string_view ctx) { reports.emplace_back(ctx); });
+    auto main = []() -> Task<void> {
+      { auto t = create_task(fail_after(1ms), "forgotten"); }
+      co_await sleep(10ms);
+    };
+    loop.run_until_complete(main());
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].find("never retrieved") != std::string::npos);
+    CHECK(reports[0].find("forgotten") != std::string::npos);
+  });
+}
+
+TEST_CASE("current_task and all_tasks see the running tasks") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = [](EventLoop& l) -> Task<void> {
+      TaskBase* me = current_task();
+      REQUIRE(me != nullptr);
+      CHECK(me->name() == "main");
+      auto t = create_task(value_after(5ms, 0), "child");
+      auto all = l.all_tasks();
+      CHECK(all.size() == 2);
+      co_await t;
+      CHECK(l.all_tasks().size() == 1);
+    };
+    loop.run_until_complete(main(loop), "main");
+    CHECK(current_task() == nullptr);
+  });
+}
+
+TEST_CASE("create_task outside a running loop raises NoRunningLoopError") {
+  CHECK_THROWS_AS(create_task(value_after(1ms, 1)), NoRunningLoopError);
+}
