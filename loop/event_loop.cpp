@@ -211,9 +211,15 @@ void EventLoop::run_once() {
     timeout_ns = d.count() <= 0 ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   }
   if (timeout_ns != 0) {
+    // Each period with sleeping_ set costs at most one wake-up: a producer
+    // writes only when it also flips wake_pending_, which only on_wake clears
+    // (after clearing sleeping_).
+    ++sleeps_;
     sleeping_.store(true, std::memory_order_seq_cst);
-    if (mpsc_head_.load(std::memory_order_seq_cst)) timeout_ns = 0;  // a call slipped in
-    else ++sleeps_;
+    if (mpsc_head_.load(std::memory_order_seq_cst)) {  // a call slipped in: do not block
+      sleeping_.store(false, std::memory_order_relaxed);
+      timeout_ns = 0;
+    }
   }
   backend_->wait(timeout_ns);
   sleeping_.store(false, std::memory_order_relaxed);

@@ -136,7 +136,7 @@ class EventLoop final : public Scheduler {
   const std::string& fallback_notice() const noexcept { return fallback_notice_; }
   std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
   std::uint64_t iterations() const noexcept { return iterations_; }
-  // Times the loop blocked waiting for events (each costs at most one wake-up).
+  // Times the loop set out to block waiting for events; each costs at most one wake-up.
   std::uint64_t sleeps() const noexcept { return sleeps_; }
 
   void set_exception_handler(ExceptionHandler h) { exception_handler_ = std::move(h); }
