@@ -60,6 +60,8 @@ class Scheduler {
   // An exception nobody will ever see (a task's unretrieved failure, a throwing
   // callback). Default handler prints it to stderr; never terminates.
   virtual void report_exception(std::exception_ptr e, std::string_view context) noexcept = 0;
+  // A diagnostic (debug mode: slow steps, never-awaited coroutines). Never throws.
+  virtual void report_warning(std::string_view msg) noexcept = 0;
   // Task registry (all_tasks(), shutdown): tasks link themselves in and out.
   virtual void task_started(TaskBase& t) noexcept = 0;
   virtual void task_finished(TaskBase& t) noexcept = 0;

@@ -29,13 +29,13 @@ class SleepAwaiter final : public CancelHook {
     }
     if (yield_) {
       // Already queued: a cancel now is kept and thrown in await_resume.
-      task_->suspend(h, nullptr);
+      task_->suspend(h, nullptr, "sleep(0)");
       task_->wake();
       return true;
     }
     node_.ctx = this;
     task_->scheduler().add_timer(node_);
-    task_->suspend(h, this);
+    task_->suspend(h, this, "sleep");
     return true;
   }
   void await_resume() const {

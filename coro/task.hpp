@@ -17,6 +17,7 @@
 // awaitable where it is suspended.
 #include <coroutine>
 #include <exception>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -34,13 +35,27 @@ namespace detail {
 // Called when the root frame of a spawned task finishes (defined in task_base.cpp).
 void task_root_done(TaskBase* owner) noexcept;
 
+struct PromiseBase;
+// Debug mode: a Task destroyed without ever being awaited or spawned.
+void report_never_awaited(const PromiseBase& p) noexcept;
+
 // The coroutine the driver loop (TaskBase::run) resumes next on this thread.
 inline thread_local std::coroutine_handle<> tls_next_resume;
 
 struct PromiseBase {
+  // Where the coroutine is defined: GCC evaluates the promise constructor's
+  // default argument at the coroutine itself, so this names the function,
+  // file and line (for dump_tasks() and debug-mode reports).
+  explicit PromiseBase(std::source_location where) noexcept : where_(where) {}
+
   std::coroutine_handle<> continuation_;
   TaskBase* root_owner_ = nullptr;  // set when this frame is the root of a spawned task
   std::exception_ptr exception_;
+  // The await chain: the Task this frame is awaiting, and the one awaiting it.
+  PromiseBase* child_ = nullptr;
+  PromiseBase* parent_ = nullptr;
+  std::source_location where_;
+  bool started_ = false;  // debug mode reports Tasks destroyed without ever running
 
   static void* operator new(std::size_t n) { return frame_alloc(n); }
   static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
@@ -52,6 +67,7 @@ struct PromiseBase {
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) noexcept {
       PromiseBase& p = h.promise();
+      if (p.parent_) p.parent_->child_ = nullptr;
       if (p.continuation_) {
         tls_next_resume = p.continuation_;
         return;
@@ -68,6 +84,7 @@ struct PromiseBase {
 
 template <class T>
 struct Promise : PromiseBase {
+  Promise(std::source_location where = std::source_location::current()) noexcept : PromiseBase(where) {}
   std::variant<std::monostate, T> value_;
   Task<T> get_return_object() noexcept;
   template <class U = T, class = std::enable_if_t<std::is_convertible_v<U&&, T>>>
@@ -86,6 +103,7 @@ struct Promise : PromiseBase {
 
 template <>
 struct Promise<void> : PromiseBase {
+  Promise(std::source_location where = std::source_location::current()) noexcept : PromiseBase(where) {}
   Task<void> get_return_object() noexcept;
   void return_void() noexcept {}
   void take() {
@@ -123,8 +141,15 @@ class [[nodiscard]] Task {
   struct Awaiter {
     handle_type h;
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> awaiting) noexcept {
-      h.promise().continuation_ = awaiting;
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> awaiting) noexcept {
+      promise_type& child = h.promise();
+      child.continuation_ = awaiting;
+      child.started_ = true;
+      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
+        child.parent_ = &awaiting.promise();
+        awaiting.promise().child_ = &child;
+      }
       detail::tls_next_resume = h;  // the driver loop starts the child
     }
     T await_resume() { return h.promise().take(); }
@@ -140,7 +165,10 @@ class [[nodiscard]] Task {
 
  private:
   void reset() noexcept {
-    if (h_) std::exchange(h_, {}).destroy();
+    if (h_) {
+      if (!h_.promise().started_) detail::report_never_awaited(h_.promise());
+      std::exchange(h_, {}).destroy();
+    }
   }
   handle_type h_;
 };

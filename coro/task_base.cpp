@@ -1,6 +1,7 @@
 #include "coro/task_base.hpp"
 
 #include <atomic>
+#include <cstring>
 
 namespace corio {
 
@@ -21,6 +22,7 @@ TaskBase::TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBa
       name_(std::move(name)),
       id_(g_next_task_id.fetch_add(1, std::memory_order_relaxed)) {
   root_promise.root_owner_ = this;
+  root_promise.started_ = true;  // spawned counts as awaited
   resume_point_ = root;
   sched_->task_started(*this);
 }
@@ -105,8 +107,14 @@ void TaskBase::run() noexcept {
       return;
     }
   }
+  queued_ = false;
   std::coroutine_handle<> h = std::exchange(resume_point_, {});
   TaskBase* prev = std::exchange(tls_current_, this);
+  if (sched_->debug()) [[unlikely]] {
+    run_timed(h);
+    tls_current_ = prev;
+    return;
+  }
   // The trampoline: awaiting or finishing a nested Task names the next frame
   // instead of calling into it, so the stack stays flat. `this` may be gone
   // once the root frame finished; the loop does not touch it.
@@ -116,6 +124,74 @@ void TaskBase::run() noexcept {
   } while (h);
   tls_current_ = prev;
 }
+
+namespace {
+std::string frame_line(const detail::PromiseBase& p) {
+  const char* file = p.where_.file_name();
+  if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
+  return std::string(p.where_.function_name()) + " (" + file + ":" + std::to_string(p.where_.line()) + ")";
+}
+constexpr auto kSlowStep = std::chrono::milliseconds(100);
+}  // namespace
+
+void TaskBase::run_timed(std::coroutine_handle<> h) noexcept {
+  // Debug mode: the same step, timed. What to name is captured first: the
+  // task may be gone once its step ends.
+  std::string who = name();
+  std::string where = leaf() ? frame_line(*leaf()) : "?";
+  auto t0 = Clock::now();
+  do {
+    h.resume();
+    h = std::exchange(detail::tls_next_resume, {});
+  } while (h);
+  auto took = Clock::now() - t0;
+  if (took > kSlowStep) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    Scheduler::current()->report_warning("slow step: task '" + who + "' ran " + std::to_string(ms) +
+                                         " ms without yielding (resumed in " + where + ")");
+  }
+}
+
+const detail::PromiseBase* TaskBase::leaf() const noexcept {
+  const detail::PromiseBase* p = root_promise_;
+  if (!p) return nullptr;
+  while (p->child_) p = p->child_;
+  return p;
+}
+
+std::string TaskBase::describe() const {
+  std::string out = "Task '" + name() + "' #" + std::to_string(id_) + ": ";
+  if (done()) {
+    out += cancelled() ? "cancelled" : state_ == State::failed ? "failed" : "finished";
+  } else if (tls_current_ == this) {
+    out += "running";
+  } else if (!started_) {
+    out += "not started";
+  } else if (queued_) {
+    out += "ready to resume";
+  } else {
+    out += "suspended in ";
+    out += waiting_on_ ? waiting_on_ : "an await";
+  }
+  if (must_cancel_) out += " (cancel pending)";
+  else if (num_cancels_requested_ > 0) out += " (cancelling)";
+  out += '\n';
+  for (const detail::PromiseBase* p = root_promise_; p && !done(); p = p->child_) {
+    out += "    at " + frame_line(*p) + "\n";
+  }
+  return out;
+}
+
+namespace detail {
+void report_never_awaited(const PromiseBase& p) noexcept {
+  Scheduler* s = Scheduler::current();
+  if (!s || !s->debug()) return;
+  try {
+    s->report_warning("coroutine " + frame_line(p) + " was never awaited");
+  } catch (...) {
+  }
+}
+}  // namespace detail
 
 void TaskBase::finish_cancelled(std::string msg) noexcept {
   cancel_msg_ = std::move(msg);

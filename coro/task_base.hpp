@@ -114,13 +114,16 @@ class TaskBase : public detail::Runnable {
   }
   bool has_pending_cancel() const noexcept { return must_cancel_; }
   // Record where to resume and who to ask on cancel(). hook may be null.
-  void suspend(std::coroutine_handle<> h, CancelHook* hook) noexcept {
+  // `what` names the wait for dump_tasks() ("sleep", "read fd", "Queue.get").
+  void suspend(std::coroutine_handle<> h, CancelHook* hook, const char* what = nullptr) noexcept {
     resume_point_ = h;
     hook_ = hook;
+    waiting_on_ = what;
   }
   // The awaited event happened (or a cancel was accepted): queue the task to run.
   void wake() noexcept {
     hook_ = nullptr;
+    queued_ = true;
     sched_->post(*this);
   }
   // Replace the hook while staying suspended (e.g. a wait that changes phase).
@@ -134,6 +137,16 @@ class TaskBase : public detail::Runnable {
   void abandon() noexcept;
 
   void run() noexcept final;
+
+  // ---- introspection --------------------------------------------------------
+  // One line of state, then the await chain from the root coroutine down to
+  // the frame where the task is suspended, e.g.
+  //   Task 'fetch' #12: suspended in sleep
+  //       at main_task() (demo.cpp:40)
+  //       at worker(int) (demo.cpp:21)
+  std::string describe() const;
+  // The innermost frame of the await chain (where the task runs or waits).
+  const detail::PromiseBase* leaf() const noexcept;
 
   // Intrusive registry links, owned by the scheduler.
   TaskBase* reg_prev_ = nullptr;
@@ -154,6 +167,7 @@ class TaskBase : public detail::Runnable {
  private:
   friend void detail::task_root_done(TaskBase* owner) noexcept;
   void finish_cancelled(std::string msg) noexcept;
+  void run_timed(std::coroutine_handle<> h) noexcept;
 
   static inline thread_local TaskBase* tls_current_ = nullptr;
 
@@ -168,7 +182,9 @@ class TaskBase : public detail::Runnable {
   std::uint32_t refs_ = 1;  // the scheduler's reference while pending
   int num_cancels_requested_ = 0;
   State state_ = State::pending;
+  const char* waiting_on_ = nullptr;
   bool started_ = false;
+  bool queued_ = true;  // posted at creation
   bool must_cancel_ = false;
   bool exception_retrieved_ = false;
 };

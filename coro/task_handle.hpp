@@ -88,7 +88,7 @@ class TaskHandle {
         if (s_->done()) return false;
       }
       s_->add_done_waiter(*this);
-      waiter_->suspend(h, this);
+      waiter_->suspend(h, this, "await task");
       return true;
     }
     T await_resume() {

@@ -37,6 +37,24 @@ enum class OpKind : std::uint8_t {
   poll_out,  // wait until writable
 };
 
+// "read", "recv", … for dump_tasks().
+constexpr const char* op_name(OpKind k) noexcept {
+  switch (k) {
+    case OpKind::nop: return "nop";
+    case OpKind::read: return "read";
+    case OpKind::write: return "write";
+    case OpKind::recv: return "recv";
+    case OpKind::send: return "send";
+    case OpKind::recvmsg: return "recvmsg";
+    case OpKind::sendmsg: return "sendmsg";
+    case OpKind::accept: return "accept";
+    case OpKind::connect: return "connect";
+    case OpKind::poll_in: return "wait readable";
+    case OpKind::poll_out: return "wait writable";
+  }
+  return "I/O";
+}
+
 struct IoOp {
   OpKind kind = OpKind::nop;
   int fd = -1;

@@ -3,12 +3,15 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+
+#include "loop/signals.hpp"
 
 namespace corio {
 
@@ -317,7 +320,96 @@ void EventLoop::run_shutdown_hooks() {
   for (auto& h : hooks) h();
 }
 
+// ---- signals ---------------------------------------------------------------------
+
+void EventLoop::add_signal_handler(int sig, Callback fn) {
+  if (sig <= 0 || sig >= 64) throw std::invalid_argument("add_signal_handler: invalid signal number " + std::to_string(sig));
+  if (sig == SIGKILL || sig == SIGSTOP) {
+    throw std::invalid_argument(std::string("add_signal_handler: ") + (sig == SIGKILL ? "SIGKILL" : "SIGSTOP") +
+                                " cannot be caught");
+  }
+  if (signal_fd_ < 0) {
+    int owner = detail::SignalState::wake_fd();
+    if (owner >= 0) throw InvalidStateError("add_signal_handler: another event loop handles signals in this process");
+    signal_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (signal_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd (signals)");
+    signal_op_.kind = detail::OpKind::read;
+    signal_op_.fd = signal_fd_;
+    signal_op_.buf = &signal_buf_;
+    signal_op_.len = sizeof signal_buf_;
+    signal_op_.complete = &EventLoop::on_signal_fd;
+    signal_op_.ctx = this;
+    signal_op_.internal = true;
+    detail::SignalState::set_wake_fd(signal_fd_);
+    arm_signals();
+  }
+  auto cb = std::make_shared<Callback>(std::move(fn));
+  for (auto& [s, h] : signal_handlers_) {
+    if (s == sig) {
+      h = std::move(cb);
+      return;
+    }
+  }
+  detail::SignalState::install(sig);
+  signal_handlers_.emplace_back(sig, std::move(cb));
+}
+
+bool EventLoop::remove_signal_handler(int sig) {
+  for (auto it = signal_handlers_.begin(); it != signal_handlers_.end(); ++it) {
+    if (it->first == sig) {
+      signal_handlers_.erase(it);
+      detail::SignalState::uninstall(sig);
+      return true;
+    }
+  }
+  return false;
+}
+
+void EventLoop::arm_signals() noexcept {
+  signal_armed_ = true;
+  while (backend_->submit(signal_op_)) dispatch_signals();  // epoll: already readable
+}
+
+void EventLoop::on_signal_fd(detail::IoOp* op) noexcept {
+  auto* self = static_cast<EventLoop*>(op->ctx);
+  self->signal_armed_ = false;
+  if (self->closing_) return;
+  self->dispatch_signals();
+  self->arm_signals();
+}
+
+void EventLoop::dispatch_signals() noexcept {
+  unsigned long long bits = detail::SignalState::take_pending();
+  for (int sig = 1; sig < 64; ++sig) {
+    if (!(bits & (1ull << sig))) continue;
+    for (auto& [s, h] : signal_handlers_) {
+      if (s != sig) continue;
+      // As a callback on the ready queue: handlers run where user code runs.
+      std::shared_ptr<Callback> keep = h;
+      call_soon([keep] { (*keep)(); });
+    }
+  }
+}
+
+std::string EventLoop::dump_tasks() const {
+  std::string out = "corio: " + std::to_string(task_count_) + " live task(s) on the " + backend_->name() + " loop\n";
+  for (TaskBase* t = tasks_head_; t; t = t->reg_next_) out += t->describe();
+  return out;
+}
+
 // ---- Scheduler -------------------------------------------------------------------
+
+void EventLoop::report_warning(std::string_view msg) noexcept {
+  if (warning_handler_) {
+    try {
+      warning_handler_(msg);
+      return;
+    } catch (...) {
+    }
+  }
+  std::fprintf(stderr, "corio: warning: %.*s\n", static_cast<int>(msg.size()), msg.data());
+}
+
 
 void EventLoop::report_exception(std::exception_ptr e, std::string_view context) noexcept {
   if (exception_handler_) {
@@ -372,7 +464,10 @@ void EventLoop::close() noexcept {
   //    their completions (bounded: a stuck kernel op must not hang exit).
   backend_->cancel_all();
   auto deadline = Clock::now() + std::chrono::seconds(5);
-  while ((backend_->in_flight() > 0 || wake_armed_) && Clock::now() < deadline) {
+  for (auto& [sig, h] : signal_handlers_) detail::SignalState::uninstall(sig);
+  signal_handlers_.clear();
+  if (signal_fd_ >= 0) detail::SignalState::set_wake_fd(-1);
+  while ((backend_->in_flight() > 0 || wake_armed_ || signal_armed_) && Clock::now() < deadline) {
     backend_->wait(10'000'000);
   }
   // 2. Frames still suspended are destroyed; their awaiters unhook themselves.
@@ -402,8 +497,12 @@ void EventLoop::close() noexcept {
     r = next;
   }
   ready_head_ = ready_tail_ = nullptr;
+  backend_->forget_fd(wake_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;
+  if (signal_fd_ >= 0) backend_->forget_fd(signal_fd_);
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+  signal_fd_ = -1;
 }
 
 }  // namespace corio

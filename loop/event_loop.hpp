@@ -140,6 +140,20 @@ class EventLoop final : public Scheduler {
   std::uint64_t sleeps() const noexcept { return sleeps_; }
 
   void set_exception_handler(ExceptionHandler h) { exception_handler_ = std::move(h); }
+  // Debug-mode diagnostics (slow steps, never-awaited coroutines). Default: stderr.
+  void set_warning_handler(std::function<void(std::string_view)> h) { warning_handler_ = std::move(h); }
+
+  // ---- signals (asyncio's add_signal_handler) ------------------------------
+  // Run fn on this loop's thread each time `sig` arrives, whatever thread the
+  // kernel delivered it to. Replaces a previous handler for sig. Throws
+  // std::invalid_argument for SIGKILL/SIGSTOP or an out-of-range number, and
+  // InvalidStateError if another loop in the process handles signals.
+  void add_signal_handler(int sig, Callback fn);
+  // Restores the disposition from before add_signal_handler; false if none.
+  bool remove_signal_handler(int sig);
+
+  // Every live task with its state and await chain (see TaskBase::describe).
+  std::string dump_tasks() const;
   // Hooks run by run() when shutting down (the default executor registers one).
   void add_shutdown_hook(std::function<void()> fn) { shutdown_hooks_.push_back(std::move(fn)); }
   void run_shutdown_hooks();
@@ -155,6 +169,7 @@ class EventLoop final : public Scheduler {
   void cancel_timer(detail::TimerNode& t) noexcept override { timers_.remove(t); }
   TimePoint now() const noexcept override { return now_; }
   void report_exception(std::exception_ptr e, std::string_view context) noexcept override;
+  void report_warning(std::string_view msg) noexcept override;
   void task_started(TaskBase& t) noexcept override;
   void task_finished(TaskBase& t) noexcept override;
   bool debug() const noexcept override { return debug_; }
@@ -164,6 +179,9 @@ class EventLoop final : public Scheduler {
   void drain_threadsafe() noexcept;
   void arm_wake() noexcept;
   static void on_wake(detail::IoOp* op) noexcept;
+  void arm_signals() noexcept;
+  static void on_signal_fd(detail::IoOp* op) noexcept;
+  void dispatch_signals() noexcept;
   detail::CallbackNode* make_timer(TimePoint when, Callback fn);
   void close() noexcept;
 
@@ -189,11 +207,19 @@ class EventLoop final : public Scheduler {
   detail::IoOp wake_op_;
   bool wake_armed_ = false;
 
+  // Signals: the C handler writes signal_fd_; a read on it is kept armed.
+  int signal_fd_ = -1;
+  std::uint64_t signal_buf_ = 0;
+  detail::IoOp signal_op_;
+  bool signal_armed_ = false;
+  std::vector<std::pair<int, std::shared_ptr<Callback>>> signal_handlers_;
+
   TaskBase* tasks_head_ = nullptr;
   TaskBase* tasks_tail_ = nullptr;
   std::size_t task_count_ = 0;
 
   ExceptionHandler exception_handler_;
+  std::function<void(std::string_view)> warning_handler_;
   std::vector<std::function<void()>> shutdown_hooks_;
   std::uint64_t iterations_ = 0;
   std::uint64_t sleeps_ = 0;

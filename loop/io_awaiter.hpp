@@ -38,7 +38,7 @@ class IoAwaiter : public CancelHook {
     op_.complete = &IoAwaiter::completed;
     op_.ctx = this;
     if (loop_->backend().submit(op_)) return false;  // completed synchronously
-    task_->suspend(h, this);
+    task_->suspend(h, this, op_name(op_.kind));
     return true;
   }
   // The raw result; throws CancelledError if the op was cancelled.

@@ -1,10 +1,66 @@
 #include "loop/run.hpp"
 
-namespace corio::detail {
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 
-void finish_run(EventLoop& loop) {
-  loop.cancel_all_tasks("event loop is shutting down");
-  loop.run_shutdown_hooks();
+#include "loop/signals.hpp"
+
+namespace corio {
+
+SignalExit::SignalExit(int sig)
+    : std::runtime_error(std::string("interrupted by ") + detail::signal_name(sig)), sig_(sig) {}
+
+void dump_tasks(std::FILE* out) {
+  EventLoop* loop = EventLoop::current_or_null();
+  std::string text = loop ? loop->dump_tasks() : "corio: no running event loop\n";
+  std::fputs(text.c_str(), out);
+  std::fflush(out);
 }
 
-}  // namespace corio::detail
+namespace detail {
+
+RunGuard::RunGuard(EventLoop& loop, const RunOptions& opts) : loop_(loop), opts_(opts) {
+  if (!opts.handle_signals) return;
+  loop.add_signal_handler(SIGINT, [this] { on_interrupt(SIGINT); });
+  loop.add_signal_handler(SIGTERM, [this] { on_interrupt(SIGTERM); });
+  loop.add_signal_handler(SIGQUIT, [&loop] {
+    std::string text = loop.dump_tasks();
+    std::fputs(text.c_str(), stderr);
+    std::fflush(stderr);
+  });
+}
+
+RunGuard::~RunGuard() {
+  SignalState::disarm_immediate_exit();
+  if (opts_.handle_signals) {
+    loop_.remove_signal_handler(SIGINT);
+    loop_.remove_signal_handler(SIGTERM);
+    loop_.remove_signal_handler(SIGQUIT);
+  }
+}
+
+void RunGuard::on_interrupt(int sig) {
+  if (signal_) return;  // the C handler exits on the second one
+  signal_ = sig;
+  SignalState::arm_immediate_exit();
+  if (main_ && !main_->done()) main_->cancel(std::string("interrupted by ") + signal_name(sig));
+}
+
+void RunGuard::finish() {
+  if (finished_) return;
+  finished_ = true;
+  loop_.cancel_all_tasks(signal_ ? std::string("interrupted by ") + signal_name(signal_)
+                                 : std::string("event loop is shutting down"));
+  loop_.run_shutdown_hooks();
+}
+
+void after_signal(int sig, const RunOptions& opts) {
+  SignalState::disarm_immediate_exit();
+  if (!opts.exit_on_signal) return;
+  std::fflush(nullptr);
+  std::exit(128 + sig);
+}
+
+}  // namespace detail
+}  // namespace corio

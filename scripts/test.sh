@@ -8,15 +8,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-setup() {  # setup DIR OPTIONS...: configure (or reconfigure) a build dir
+setup() {  # setup DIR OPTIONS...: configure (or reconfigure) and build; output shown on failure
   local dir=$1
   shift
-  if [[ -f $dir/build.ninja ]]; then
-    meson configure "$dir" "$@" >/dev/null
-  else
-    meson setup "$dir" "$@" >/dev/null
+  local log
+  log=$(mktemp)
+  if ! {
+    if [[ -f $dir/build.ninja ]]; then
+      meson configure "$dir" "$@"
+    else
+      meson setup "$dir" "$@"
+    fi && ninja -C "$dir"
+  } >"$log" 2>&1; then
+    cat "$log"
+    rm -f "$log"
+    echo "build of $dir failed"
+    exit 1
   fi
-  ninja -C "$dir" >/dev/null
+  rm -f "$log"
 }
 
 passed=0
