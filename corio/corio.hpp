@@ -2,7 +2,10 @@
 // corio: asyncio for C++20. The one header users include.
 #include "coro/callback.hpp"
 #include "coro/errors.hpp"
+#include "coro/event.hpp"
+#include "coro/lock.hpp"
 #include "coro/scheduler.hpp"
+#include "coro/semaphore.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task.hpp"
 #include "coro/task_base.hpp"
