@@ -1,6 +1,8 @@
 #pragma once
 // corio: asyncio for C++20. The one header users include.
+#include "coro/barrier.hpp"
 #include "coro/callback.hpp"
+#include "coro/condition.hpp"
 #include "coro/errors.hpp"
 #include "coro/event.hpp"
 #include "coro/lock.hpp"
