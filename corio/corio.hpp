@@ -6,6 +6,7 @@
 #include "coro/errors.hpp"
 #include "coro/event.hpp"
 #include "coro/lock.hpp"
+#include "coro/queue.hpp"
 #include "coro/scheduler.hpp"
 #include "coro/semaphore.hpp"
 #include "coro/sleep.hpp"
