@@ -1,8 +1,14 @@
 #pragma once
 // corio: asyncio for C++20. The one header users include.
+#include "coro/barrier.hpp"
 #include "coro/callback.hpp"
+#include "coro/condition.hpp"
 #include "coro/errors.hpp"
+#include "coro/event.hpp"
+#include "coro/lock.hpp"
+#include "coro/queue.hpp"
 #include "coro/scheduler.hpp"
+#include "coro/semaphore.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task.hpp"
 #include "coro/task_base.hpp"

@@ -35,6 +35,15 @@ class InvalidStateError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// A value is out of range for the operation (Python's ValueError): a negative
+// Semaphore value, a Barrier of 0 parties, a BoundedSemaphore released more
+// often than acquired, Queue.task_done() called too many times. Derives from
+// std::invalid_argument so both spellings catch it.
+class ValueError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 // No event loop is running in this thread (asyncio raises RuntimeError here).
 class NoRunningLoopError : public std::runtime_error {
  public:

@@ -1,0 +1,146 @@
+#pragma once
+// The waiting machinery shared by Event, Lock, Semaphore, Condition, Barrier
+// and Queue (internals; users meet only the primitives).
+//
+// - WaitNode / WaitList<T>: an intrusive FIFO. A node lives inside an awaiter
+//   object, which lives in the suspended coroutine's frame, so waiting
+//   allocates nothing. An awaiter unlinks itself when it is cancelled or
+//   destroyed (frames are destroyed at loop teardown).
+// - ParkAwaiter: a task parked on a WaitList until someone calls
+//   ParkAwaiter::wake_all(); the plain "wait until notified" of Event.wait(),
+//   Queue.join() and Barrier's state changes.
+//
+// Invariants:
+// - A node is in at most one list at a time and linked() says whether it is.
+// - A list does not own its nodes. A list destroyed while nodes are still
+//   linked unlinks them first, so their awaiters' destructors do not touch a
+//   dead list (the primitive died under its waiters: they wait forever, which
+//   is the caller's bug, but not memory corruption).
+#include <coroutine>
+#include <cstddef>
+
+#include "coro/task_base.hpp"
+
+namespace corio::detail {
+
+class WaitNode {
+ public:
+  WaitNode(const WaitNode&) = delete;
+  WaitNode& operator=(const WaitNode&) = delete;
+  bool linked() const noexcept { return linked_; }
+
+ protected:
+  WaitNode() = default;
+  ~WaitNode() = default;
+
+ private:
+  template <class>
+  friend class WaitList;
+  WaitNode* prev_ = nullptr;
+  WaitNode* next_ = nullptr;
+  bool linked_ = false;
+};
+
+// FIFO of T, where T derives from WaitNode. All operations are O(1).
+template <class T>
+class WaitList {
+ public:
+  WaitList() = default;
+  WaitList(const WaitList&) = delete;
+  WaitList& operator=(const WaitList&) = delete;
+  ~WaitList() { clear(); }
+
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t size() const noexcept { return size_; }
+  T* front() const noexcept { return static_cast<T*>(head_); }
+
+  void push_back(T& t) noexcept {
+    WaitNode& n = t;
+    n.prev_ = tail_;
+    n.next_ = nullptr;
+    if (tail_) tail_->next_ = &n;
+    else head_ = &n;
+    tail_ = &n;
+    n.linked_ = true;
+    ++size_;
+  }
+
+  T* pop_front() noexcept {
+    WaitNode* n = head_;
+    if (!n) return nullptr;
+    unlink(*n);
+    return static_cast<T*>(n);
+  }
+
+  // t must be linked in this list.
+  void remove(T& t) noexcept { unlink(t); }
+
+  // Unlink every node without waking anyone.
+  void clear() noexcept {
+    while (head_) unlink(*head_);
+  }
+
+ private:
+  void unlink(WaitNode& n) noexcept {
+    if (n.prev_) n.prev_->next_ = n.next_;
+    else head_ = n.next_;
+    if (n.next_) n.next_->prev_ = n.prev_;
+    else tail_ = n.prev_;
+    n.prev_ = n.next_ = nullptr;
+    n.linked_ = false;
+    --size_;
+  }
+
+  WaitNode* head_ = nullptr;
+  WaitNode* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Suspends the current task on a list until wake_all(). Nothing is handed
+// over on wake-up, so a cancel requested after the wake-up but before the
+// task resumed is delivered here (CancelledError), as sleep() does.
+class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
+ public:
+  // ready: do not suspend at all (the awaited condition already holds).
+  ParkAwaiter(WaitList<ParkAwaiter>& list, bool ready, const char* what) noexcept
+      : list_(&list), what_(what), ready_(ready) {}
+  ParkAwaiter(ParkAwaiter&&) = delete;
+  ~ParkAwaiter() {
+    if (linked()) list_->remove(*this);
+  }
+
+  bool await_ready() const noexcept { return ready_; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    task_ = &TaskBase::current_checked(what_);
+    if (task_->take_pending_cancel()) {
+      cancelled_ = true;
+      return false;
+    }
+    list_->push_back(*this);
+    task_->suspend(h, this);
+    return true;
+  }
+  void await_resume() const {
+    if (task_ && (cancelled_ || task_->take_pending_cancel())) task_->throw_cancelled();
+  }
+  bool on_cancel(TaskBase&) noexcept override {
+    if (linked()) list_->remove(*this);
+    cancelled_ = true;
+    task_->wake();
+    return true;
+  }
+
+  // Wake every task parked on `list`, in the order they parked.
+  static void wake_all(WaitList<ParkAwaiter>& list) noexcept {
+    while (ParkAwaiter* p = list.pop_front()) p->task_->wake();
+  }
+
+ private:
+  WaitList<ParkAwaiter>* list_;
+  TaskBase* task_ = nullptr;
+  const char* what_;
+  bool ready_;
+  bool cancelled_ = false;
+};
+
+}  // namespace corio::detail
