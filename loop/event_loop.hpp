@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "coro/callback.hpp"
+#include "coro/event.hpp"
 #include "coro/scheduler.hpp"
 #include "coro/task_base.hpp"
 #include "coro/task_handle.hpp"
@@ -152,6 +153,15 @@ class EventLoop final : public Scheduler {
   // Restores the disposition from before add_signal_handler; false if none.
   bool remove_signal_handler(int sig);
 
+  // ---- graceful shutdown --------------------------------------------------
+  // The shutdown token: set when a shutdown begins (the first SIGINT/SIGTERM
+  // under corio::run, or request_shutdown()). Servers stop accepting when it
+  // is set, finish in-flight work, then close idle connections; user code can
+  // `co_await loop.shutdown_event().wait()` or poll shutdown_requested().
+  Event& shutdown_event() noexcept { return shutdown_event_; }
+  bool shutdown_requested() const noexcept { return shutdown_event_.is_set(); }
+  void request_shutdown() noexcept { shutdown_event_.set(); }
+
   // Every live task with its state and await chain (see TaskBase::describe).
   std::string dump_tasks() const;
   // Hooks run by run() when shutting down (the default executor registers one).
@@ -218,6 +228,7 @@ class EventLoop final : public Scheduler {
   TaskBase* tasks_tail_ = nullptr;
   std::size_t task_count_ = 0;
 
+  Event shutdown_event_;  // outlives close(): frames waiting on it are destroyed there
   ExceptionHandler exception_handler_;
   std::function<void(std::string_view)> warning_handler_;
   std::vector<std::function<void()>> shutdown_hooks_;

@@ -44,7 +44,17 @@ void RunGuard::on_interrupt(int sig) {
   if (signal_) return;  // the C handler exits on the second one
   signal_ = sig;
   SignalState::arm_immediate_exit();
-  if (main_ && !main_->done()) main_->cancel(std::string("interrupted by ") + signal_name(sig));
+  loop_.request_shutdown();
+  std::string msg = std::string("interrupted by ") + signal_name(sig);
+  if (opts_.on_signal == SignalPolicy::cancel_main) {
+    if (main_ && !main_->done()) main_->cancel(msg);
+    return;
+  }
+  // request_shutdown: main drains on its own, within the grace period. The
+  // guard (and run()'s handle on main) outlive the loop's run, so `this` is safe.
+  loop_.call_later(opts_.shutdown_grace, [this, msg] {
+    if (main_ && !main_->done()) main_->cancel(msg + " (shutdown grace period over)");
+  });
 }
 
 void RunGuard::finish() {

@@ -8,10 +8,14 @@
 // rethrows main's exception (CancelledError if main was cancelled).
 //
 // Signals (RunOptions::handle_signals, on by default):
-// - The first SIGINT or SIGTERM cancels main with the message
-//   "interrupted by SIGINT" (or SIGTERM). Cleanup runs: catch handlers, RAII,
-//   awaits in cleanup, then the leftover tasks are cancelled and awaited and
-//   the executor is shut down, cancelling work not yet started.
+// - The first SIGINT or SIGTERM sets the loop's shutdown_event() and (with the
+//   default SignalPolicy::cancel_main, asyncio's behaviour) cancels main with
+//   the message "interrupted by SIGINT" (or SIGTERM). With
+//   SignalPolicy::request_shutdown main is left to finish on its own (a
+//   server stops accepting and drains) and is cancelled only if it has not
+//   finished after shutdown_grace. Cleanup runs: catch handlers, RAII, awaits
+//   in cleanup, then the leftover tasks are cancelled and awaited and the
+//   executor is shut down, cancelling work not yet started.
 // - Then the process exits with status 128 + signal: 130 for SIGINT, 143 for
 //   SIGTERM (the shell convention). With exit_on_signal = false, run() throws
 //   SignalExit instead, so a program can choose its own status.
@@ -29,15 +33,19 @@
 
 namespace corio {
 
+enum class SignalPolicy { cancel_main, request_shutdown };
+
 struct RunOptions {
   LoopOptions loop;
   bool handle_signals = true;
+  SignalPolicy on_signal = SignalPolicy::cancel_main;
   // After a SIGINT/SIGTERM shutdown: exit the process with 128 + signal (true)
   // or throw SignalExit from run() (false).
   bool exit_on_signal = true;
-  // How long shutdown waits for executor threads still running blocking work.
-  // Past it they are abandoned: the process exits while they run (threads
-  // cannot be killed; the kernel ends them with the process).
+  // How long shutdown waits: for main to finish after request_shutdown, and
+  // for executor threads still running blocking work. Past it those threads
+  // are abandoned: the process exits while they run (threads cannot be
+  // killed; the kernel ends them with the process).
   std::chrono::milliseconds shutdown_grace{2000};
 };
 
@@ -51,6 +59,9 @@ class SignalExit : public std::runtime_error {
  private:
   int sig_;
 };
+
+// The running loop's shutdown token (see EventLoop::shutdown_event).
+inline Event& shutdown_event() { return EventLoop::current().shutdown_event(); }
 
 // The loop running on this thread's tasks, printed (debug aid, as SIGQUIT does).
 void dump_tasks(std::FILE* out = stderr);

@@ -99,6 +99,28 @@ Task<int> never_awaited() {
   co_return 0;
 }
 
+// A server-like main that drains on the shutdown token instead of being cancelled.
+Task<int> drain() {
+  say("ready");
+  co_await corio::shutdown_event().wait();
+  say("shutdown requested: finishing in-flight work");
+  co_await corio::sleep(20ms);
+  say("drained");
+  co_return 0;
+}
+
+// Ignores the token: cancelled once the grace period is over.
+Task<int> ignore_token() {
+  say("ready");
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError& e) {
+    say(std::string("cancelled: ") + e.what());
+    throw;
+  }
+  co_return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +137,10 @@ int main(int argc, char** argv) {
   if (mode == "graceful") return corio::run(graceful(), opts);
   if (mode == "stuck") return corio::run(stuck_cleanup(), opts);
   if (mode == "quit") return corio::run(quit_dump(), opts);
+  opts.on_signal = corio::SignalPolicy::request_shutdown;
+  opts.shutdown_grace = 300ms;
+  if (mode == "drain") return corio::run(drain(), opts);
+  if (mode == "ignore-token") return corio::run(ignore_token(), opts);
   opts.loop.debug = true;
   if (mode == "slow") return corio::run(slow_step(), opts);
   if (mode == "unretrieved") return corio::run(unretrieved(), opts);
