@@ -2,6 +2,8 @@
 // corio: asyncio for C++20. The one header users include.
 #include "coro/callback.hpp"
 #include "coro/errors.hpp"
+#include "coro/exception_group.hpp"
+#include "coro/outcome.hpp"
 #include "coro/scheduler.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task.hpp"
