@@ -46,8 +46,9 @@
 //   InvalidStateError; the Task passed in is destroyed without running.
 //
 // Cancellation: see above — an outside cancel surfaces as CancelledError only
-// after every child finished; a second outside cancel while waiting for the
-// children is absorbed (the children were already cancelled).
+// after every child finished. Further cancels while the group waits for its
+// (already cancelled) children do not interrupt that wait; they stay counted
+// in cancelling() and the group still ends in CancelledError.
 // Concurrency: create_task()/cancel() may be called from the body and the
 // children (all on the loop's thread).
 //
