@@ -613,3 +613,39 @@ TEST_CASE("a group's children carry the names given to create_task") {
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("repeated outside cancels do not interrupt the group's wait for its children's cleanup") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto child = [](int& cleaned) -> Task<void> {
+        std::exception_ptr e;
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError&) {
+          e = std::current_exception();
+        }
+        co_await sleep(40ms);  // cleanup that must run to its end
+        ++cleaned;
+        std::rethrow_exception(e);
+      };
+      auto runner = [](decltype(child) c, int& cleaned) -> Task<void> {
+        co_await task_group([&](TaskGroup& tg) -> Task<void> {
+          tg.create_task(c(cleaned));
+          tg.create_task(c(cleaned));
+          co_return;
+        });
+      };
+      int cleaned = 0;
+      auto r = create_task(runner(child, cleaned));
+      co_await sleep(10ms);
+      r.cancel("first");
+      co_await sleep(10ms);
+      r.cancel("second");
+      auto e = co_await capture(r);
+      CHECK(exception_is<CancelledError>(e));
+      CHECK(r.cancelled());
+      CHECK(cleaned == 2);
+    };
+    loop.run_until_complete(main());
+  });
+}
