@@ -55,7 +55,8 @@ class Scheduler {
   virtual void add_timer(detail::TimerNode& t) = 0;
   // Disarm t if armed; a no-op otherwise.
   virtual void cancel_timer(detail::TimerNode& t) noexcept = 0;
-  // The loop's notion of now (cached per iteration on the real loop).
+  // The loop's clock, read fresh: deadlines computed as now() + d must not be
+  // early when the current iteration has already run for a while.
   virtual TimePoint now() const noexcept = 0;
   // An exception nobody will ever see (a task's unretrieved failure, a throwing
   // callback). Default handler prints it to stderr; never terminates.

@@ -130,7 +130,7 @@ detail::CallbackNode* EventLoop::make_timer(TimePoint when, Callback fn) {
 }
 
 CallbackHandle EventLoop::call_later(Duration delay, Callback fn) {
-  return CallbackHandle(make_timer(now_ + delay, std::move(fn)));
+  return CallbackHandle(make_timer(time() + delay, std::move(fn)));
 }
 
 CallbackHandle EventLoop::call_at(TimePoint when, Callback fn) { return CallbackHandle(make_timer(when, std::move(fn))); }

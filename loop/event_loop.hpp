@@ -107,7 +107,11 @@ class EventLoop final : public Scheduler {
   // The one thread-safe entry point. Many calls made while the loop sleeps
   // cost a single wake-up (one eventfd write).
   void call_soon_threadsafe(Callback fn);
-  TimePoint time() const noexcept { return now_; }
+  // Read fresh (not the iteration's cached time), as asyncio's loop.time():
+  // a deadline computed from it is never early, however long the current
+  // iteration has run. Firing compares deadlines with the time read after
+  // waking, so a timer never fires before its deadline.
+  TimePoint time() const noexcept { return Clock::now(); }
 
   // ---- running ------------------------------------------------------------
   void run_forever();
@@ -177,7 +181,7 @@ class EventLoop final : public Scheduler {
   }
   void add_timer(detail::TimerNode& t) override { timers_.push(t); }
   void cancel_timer(detail::TimerNode& t) noexcept override { timers_.remove(t); }
-  TimePoint now() const noexcept override { return now_; }
+  TimePoint now() const noexcept override { return time(); }
   void report_exception(std::exception_ptr e, std::string_view context) noexcept override;
   void report_warning(std::string_view msg) noexcept override;
   void task_started(TaskBase& t) noexcept override;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coro/task_handle.hpp"
@@ -73,5 +74,26 @@ TEST_CASE("sleepers wake in deadline order") {
       co_return order;
     };
     CHECK(loop.run_until_complete(main()) == std::vector<int>{5, 10, 20, 25, 30});
+  });
+}
+
+TEST_CASE("sleep waits its full duration even when called late in a long loop iteration") {
+  // Regression: deadlines were computed from the time cached at the start of
+  // the loop iteration, so a sleep started after other work in the same
+  // iteration (here 40 ms of blocking work) woke that much too early.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::this_thread::sleep_for(40ms);  // the iteration is old now
+      auto t0 = Clock::now();
+      co_await sleep(20ms);
+      CHECK(Clock::now() - t0 >= 20ms);
+      auto t1 = Clock::now();
+      bool fired = false;
+      EventLoop::current().call_later(15ms, [&fired] { fired = true; });
+      std::this_thread::sleep_for(5ms);
+      while (!fired) co_await sleep(0s);
+      CHECK(Clock::now() - t1 >= 15ms);
+    };
+    loop.run_until_complete(main());
   });
 }
