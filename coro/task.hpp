@@ -35,7 +35,9 @@ namespace detail {
 void task_root_done(TaskBase* owner) noexcept;
 
 // The coroutine the driver loop (TaskBase::run) resumes next on this thread.
-inline thread_local std::coroutine_handle<> tls_next_resume;
+// initial-exec: one %fs-relative access, where libcorio.so's default TLS model
+// calls __tls_get_addr on every await (see frame_allocator.cpp).
+inline thread_local std::coroutine_handle<> tls_next_resume [[gnu::tls_model("initial-exec")]];
 
 struct PromiseBase {
   std::coroutine_handle<> continuation_;

@@ -155,7 +155,8 @@ class TaskBase : public detail::Runnable {
   friend void detail::task_root_done(TaskBase* owner) noexcept;
   void finish_cancelled(std::string msg) noexcept;
 
-  static inline thread_local TaskBase* tls_current_ = nullptr;
+  // initial-exec: read on every step; see detail::tls_next_resume.
+  static inline thread_local TaskBase* tls_current_ [[gnu::tls_model("initial-exec")]] = nullptr;
 
   Scheduler* sched_;
   std::coroutine_handle<> resume_point_;
