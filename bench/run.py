@@ -225,8 +225,9 @@ def environment():
 def build(build_dir, jobs):
     if not (build_dir / "build.ninja").exists():
         subprocess.run(["meson", "setup", str(build_dir), "-Dbuildtype=release", "-Dtests=false",
-                        "-Dexamples=false"], cwd=ROOT, check=True)
-    subprocess.run(["ninja", "-C", str(build_dir), f"-j{jobs}"], cwd=ROOT, check=True)
+                        "-Dexamples=false"], cwd=ROOT, check=True, stdout=sys.stderr)
+    # Build chatter goes to stderr: stdout is the table.
+    subprocess.run(["ninja", "-C", str(build_dir), f"-j{jobs}"], cwd=ROOT, check=True, stdout=sys.stderr)
     bt = cmd_out(["meson", "introspect", str(build_dir), "--buildoptions"])
     try:
         opts = {o["name"]: o["value"] for o in json.loads(bt)}
@@ -382,6 +383,12 @@ def human(v):
     if a >= 1:
         return f"{v:.3g}"
     return f"{v:.2g}"
+
+
+def detail_value(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v)
 
 
 def ratio_cell(r):
@@ -556,7 +563,7 @@ def main():
               f"{meta['env']['cpu']} × {meta['env']['nproc']}, load average {meta['loadavg_start'][0]:.2f} → "
               f"{meta['loadavg_end'][0]:.2f}.\nColumns 'X ÷ peer': corio's advantage (>1: corio better, "
               f"for ↑ and ↓ metrics alike).\n")
-    detail_md = "\n".join(f"- {k}: " + ", ".join(f"{ik}={json.dumps(iv)}" for ik, iv in v.items())
+    detail_md = "\n".join(f"- {k}: " + ", ".join(f"{ik}={detail_value(iv)}" for ik, iv in v.items())
                           for k, v in sorted(details.items()))
     text = header + "\n" + md + "\n\nDetails (last round):\n" + detail_md + "\n"
     if failed:
