@@ -335,7 +335,7 @@ def summarize(runs, selected):
                 if key in metric_keys or (key not in bk.info and isinstance(v, (int, float))
                                           and not isinstance(v, bool)):
                     if isinstance(v, (int, float)):
-                        values.setdefault((bench, key), {}).setdefault(label, []).append(float(v))
+                        values.setdefault((bench, key), {}).setdefault(label, []).append((r["round"], float(v)))
                 elif key in bk.info:
                     details.setdefault((bench, label), {})[key] = v
     summary = []
@@ -344,16 +344,25 @@ def summarize(runs, selected):
         m = next((m for m in bk.metrics if m.key == key), None)
         better = m.better if m else guess_direction(key)
         stats = {}
-        for label, vs in per_label.items():
+        for label, rv in per_label.items():
+            vs = [v for _, v in rv]
             med = statistics.median(vs)
             stats[label] = {"median": med, "min": min(vs), "max": max(vs), "n": len(vs),
                             "spread_pct": (100.0 * (max(vs) - min(vs)) / med) if med else 0.0}
+        # corio's advantage: the median over rounds of the ratio within each
+        # round (the two runs were minutes apart at most, so slow drift in the
+        # machine's load cancels); the ratio of medians if no round has both.
         ratios = {}
         for c in [lb for lb in stats if lb.startswith("corio/")]:
             for p in [lb for lb in stats if not lb.startswith("corio/")]:
-                cv, pv = stats[c]["median"], stats[p]["median"]
-                if cv > 0 and pv > 0:
-                    ratios[f"{c} vs {p}"] = cv / pv if better == HIGHER else pv / cv
+                cr, pr = dict(per_label[c]), dict(per_label[p])
+                pairs = [(cr[k], pr[k]) for k in cr if k in pr and cr[k] > 0 and pr[k] > 0]
+                if not pairs:
+                    pairs = [(stats[c]["median"], stats[p]["median"])]
+                    if pairs[0][0] <= 0 or pairs[0][1] <= 0:
+                        continue
+                ratios[f"{c} vs {p}"] = statistics.median(cv / pv if better == HIGHER else pv / cv
+                                                          for cv, pv in pairs)
         summary.append({"bench": bench, "metric": key, "better": better, "declared": m is not None,
                         "values": stats, "advantage": ratios})
     order = {k: i for i, k in enumerate(declared)}
@@ -562,7 +571,7 @@ def main():
               f"(±: half the min–max spread when ≥ 5 %). {stamp}, commit {meta['env']['git_commit']}, "
               f"{meta['env']['cpu']} × {meta['env']['nproc']}, load average {meta['loadavg_start'][0]:.2f} → "
               f"{meta['loadavg_end'][0]:.2f}.\nColumns 'X ÷ peer': corio's advantage (>1: corio better, "
-              f"for ↑ and ↓ metrics alike).\n")
+              f"for ↑ and ↓ metrics alike), the median of the per-round ratios.\n")
     detail_md = "\n".join(f"- {k}: " + ", ".join(f"{ik}={detail_value(iv)}" for ik, iv in v.items())
                           for k, v in sorted(details.items()))
     text = header + "\n" + md + "\n\nDetails (last round):\n" + detail_md + "\n"
