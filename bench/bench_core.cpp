@@ -508,6 +508,14 @@ Options parse(int argc, char** argv) {
       usage(2);
     }
   }
+  static const std::set<std::string> known = {"tasks", "tasks_seq", "await_nested", "call_later", "sleep_tasks",
+                                              "threadsafe"};
+  for (const auto& name : o.only) {
+    if (!known.count(name)) {
+      std::fprintf(stderr, "bench_core: unknown benchmark '%s'\n", name.c_str());
+      usage(2);
+    }
+  }
   if (o.tasks % o.batch != 0) {
     std::fprintf(stderr, "bench_core: --tasks must be a multiple of --batch\n");
     usage(2);
