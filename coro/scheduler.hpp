@@ -76,7 +76,8 @@ class Scheduler {
   static void set_current(Scheduler* s) noexcept { tls_current_ = s; }
 
  private:
-  static inline thread_local Scheduler* tls_current_ = nullptr;
+  // initial-exec: read by every create_task; see detail::tls_next_resume.
+  static inline thread_local Scheduler* tls_current_ [[gnu::tls_model("initial-exec")]] = nullptr;
 };
 
 // The running scheduler; throws NoRunningLoopError when there is none.

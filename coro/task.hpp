@@ -40,7 +40,9 @@ struct PromiseBase;
 void report_never_awaited(const PromiseBase& p) noexcept;
 
 // The coroutine the driver loop (TaskBase::run) resumes next on this thread.
-inline thread_local std::coroutine_handle<> tls_next_resume;
+// initial-exec: one %fs-relative access, where libcorio.so's default TLS model
+// calls __tls_get_addr on every await (see frame_allocator.cpp).
+inline thread_local std::coroutine_handle<> tls_next_resume [[gnu::tls_model("initial-exec")]];
 
 struct PromiseBase {
   // Where the coroutine is defined: GCC evaluates the promise constructor's

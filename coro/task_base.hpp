@@ -169,7 +169,8 @@ class TaskBase : public detail::Runnable {
   void finish_cancelled(std::string msg) noexcept;
   void run_timed(std::coroutine_handle<> h) noexcept;
 
-  static inline thread_local TaskBase* tls_current_ = nullptr;
+  // initial-exec: read on every step; see detail::tls_next_resume.
+  static inline thread_local TaskBase* tls_current_ [[gnu::tls_model("initial-exec")]] = nullptr;
 
   Scheduler* sched_;
   std::coroutine_handle<> resume_point_;

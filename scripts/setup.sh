@@ -11,6 +11,8 @@ PKGS=(
   liburing-dev libssl-dev
   # tests
   doctest-dev python3 procps
+  # benchmark peers (bench/run.py)
+  python3-uvloop
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
 )

@@ -43,3 +43,39 @@ TEST_CASE("re-arming an armed timer moves it") {
   CHECK(h.pop() == &b);
   CHECK(h.pop() == &a);
 }
+
+TEST_CASE("the timer heap agrees with a sorted reference under random pushes, re-arms, removals and pops") {
+  std::vector<TimerNode> nodes(500);
+  std::mt19937 rng(11);
+  TimerHeap h;
+  for (int step = 0; step < 20000; ++step) {
+    TimerNode& n = nodes[rng() % nodes.size()];
+    switch (rng() % 4) {
+      case 0:
+      case 1:  // arm, or re-arm with a new deadline (few distinct values: many ties)
+        n.deadline = TimePoint(std::chrono::milliseconds(rng() % 50));
+        h.push(n);
+        break;
+      case 2:
+        h.remove(n);
+        break;
+      case 3:
+        if (!h.empty()) {
+          TimerNode* top = h.top();
+          for (auto& o : nodes) {
+            if (o.armed()) {
+              REQUIRE_FALSE((o.deadline < top->deadline || (o.deadline == top->deadline && o.seq < top->seq)));
+            }
+          }
+          REQUIRE(h.pop() == top);
+          REQUIRE_FALSE(top->armed());
+        }
+        break;
+    }
+    if (step % 1000 == 0) {
+      std::size_t armed = 0;
+      for (auto& o : nodes) armed += o.armed();
+      REQUIRE(armed == h.size());
+    }
+  }
+}
