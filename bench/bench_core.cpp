@@ -12,6 +12,8 @@
 //                 bytes_per_suspended_task: S tasks all suspended in sleep(1h),
 //                 heap growth / S, and what one costs (task record + frame blocks).
 //   tasks_seq     N times `co_await create_task(trivial())`, one at a time.
+//   gather        gather() over --fan children (default 100,000), repeated to N.
+//   task_group    a TaskGroup of --fan children, repeated to N.
 //   await_nested  N times `co_await trivial()` (a nested Task<T>, no spawn).
 //   call_later    N loop.call_later callbacks with spread deadlines, all fired.
 //   sleep_tasks   N tasks each in sleep(spread deadline), all awaited.
@@ -89,6 +91,7 @@ struct Options {
   std::set<std::string> only;
   std::size_t tasks = 1'000'000;
   std::size_t batch = 1000;
+  std::size_t fan = 100000;  // children per gather / TaskGroup
   std::size_t suspended = 100'000;
   std::size_t timers = 1'000'000;
   std::size_t sleep_tasks = 1'000'000;
@@ -323,6 +326,65 @@ void bench_tasks(const Options& o) {
       .print();
 }
 
+// Issue 3's structured benchmarks: one gather / one TaskGroup over `fan`
+// children, repeated until `n` children ran (asyncio peer: asyncio.gather and
+// asyncio.TaskGroup over the same counts).
+Task<void> gather_fan(std::size_t n, std::size_t fan, Throughput* out) {
+  long sum = 0;
+  auto t0 = SteadyClock::now();
+  // The first round (untimed, like the peer's) touches the memory once.
+  for (std::size_t done = 0; done < n + fan; done += fan) {
+    if (done == fan) {
+      t0 = SteadyClock::now();
+      sum = 0;
+    }
+    std::vector<Task<int>> ts;
+    ts.reserve(fan);
+    for (std::size_t i = 0; i < fan; ++i) ts.push_back(trivial());
+    std::vector<int> rs = co_await corio::gather(std::move(ts));
+    for (int r : rs) sum += r;
+  }
+  out->secs = seconds_since(t0);
+  out->checksum = sum;
+}
+
+Task<void> count_one(long* sum) {
+  *sum += co_await trivial();
+}
+
+Task<void> group_fan(std::size_t n, std::size_t fan, Throughput* out) {
+  long sum = 0;
+  auto t0 = SteadyClock::now();
+  for (std::size_t done = 0; done < n + fan; done += fan) {
+    if (done == fan) {
+      t0 = SteadyClock::now();
+      sum = 0;
+    }
+    co_await corio::task_group([fan, &sum](corio::TaskGroup& tg) -> Task<void> {
+      for (std::size_t i = 0; i < fan; ++i) tg.create_task(count_one(&sum));
+      co_return;
+    });
+  }
+  out->secs = seconds_since(t0);
+  out->checksum = sum;
+}
+
+void bench_fan(const Options& o, const char* name) {
+  Throughput t;
+  EventLoop loop(o.loop);
+  const std::size_t fan = o.fan;
+  const std::size_t n = ((o.tasks + fan - 1) / fan) * fan;
+  if (std::string(name) == "gather") loop.run_until_complete(gather_fan(n, fan, &t));
+  else loop.run_until_complete(group_fan(n, fan, &t));
+  check(t.checksum == static_cast<long>(n), "fan-out: wrong checksum");
+  JsonLine(name, o)
+      .integer("n", n)
+      .integer("fan", fan)
+      .num("tasks_per_s", static_cast<double>(n) / t.secs)
+      .num("ns_per_task", t.secs * 1e9 / static_cast<double>(n))
+      .print();
+}
+
 void bench_tasks_seq(const Options& o) {
   Throughput t;
   EventLoop loop(o.loop);
@@ -458,9 +520,9 @@ void bench_threadsafe(const Options& o) {
 
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
-               "usage: bench_core [--backend io_uring|epoll] [--only NAME,...] [--tasks N] [--batch N]\n"
+               "usage: bench_core [--backend io_uring|epoll] [--only NAME,...] [--tasks N] [--batch N] [--fan N]\n"
                "                  [--suspended N] [--timers N] [--sleep-tasks N] [--threadsafe N] [--threads N]\n"
-               "benchmarks: tasks tasks_seq await_nested call_later sleep_tasks threadsafe\n"
+               "benchmarks: tasks tasks_seq await_nested call_later sleep_tasks threadsafe gather task_group\n"
                "Prints one JSON object per line (see bench/README.md).\n");
   std::exit(code);
 }
@@ -503,6 +565,7 @@ Options parse(int argc, char** argv) {
       }
     } else if (a == "--tasks") o.tasks = parse_count(argv[i - 1], v);
     else if (a == "--batch") o.batch = parse_count(argv[i - 1], v);
+    else if (a == "--fan") o.fan = parse_count(argv[i - 1], v);
     else if (a == "--suspended") o.suspended = parse_count(argv[i - 1], v);
     else if (a == "--timers") o.timers = parse_count(argv[i - 1], v);
     else if (a == "--sleep-tasks") o.sleep_tasks = parse_count(argv[i - 1], v);
@@ -514,7 +577,7 @@ Options parse(int argc, char** argv) {
     }
   }
   static const std::set<std::string> known = {"tasks", "tasks_seq", "await_nested", "call_later", "sleep_tasks",
-                                              "threadsafe"};
+                                              "threadsafe", "gather", "task_group"};
   for (const auto& name : o.only) {
     if (!known.count(name)) {
       std::fprintf(stderr, "bench_core: unknown benchmark '%s'\n", name.c_str());
@@ -539,6 +602,8 @@ int main(int argc, char** argv) {
   try {
     if (o.wants("tasks")) bench_tasks(o);
     if (o.wants("tasks_seq")) bench_tasks_seq(o);
+    if (o.wants("gather")) bench_fan(o, "gather");
+    if (o.wants("task_group")) bench_fan(o, "task_group");
     if (o.wants("await_nested")) bench_await_nested(o);
     if (o.wants("call_later")) bench_call_later(o);
     if (o.wants("sleep_tasks")) bench_sleep_tasks(o);

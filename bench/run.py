@@ -108,6 +108,17 @@ BENCHES = [
         quick=["--tasks", "100000", "--suspended", "100000"],
         full=["--tasks", "1000000", "--suspended", "100000"],
     ),
+    # Issue 3: gather of 100,000 tasks and a TaskGroup of 100,000 children.
+    core(
+        "structured",
+        {
+            "gather": BenchKey([Metric("tasks_per_s", HIGHER)], ["ns_per_task", "n", "fan"]),
+            "task_group": BenchKey([Metric("tasks_per_s", HIGHER)], ["ns_per_task", "n", "fan"]),
+        },
+        cpus="1",
+        quick=["--tasks", "300000", "--fan", "100000"],
+        full=["--tasks", "500000", "--fan", "100000"],
+    ),
     core(
         "core_timers",
         {

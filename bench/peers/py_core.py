@@ -132,6 +132,41 @@ def bench_await_nested():
     emit("await_nested", n=n, awaits_per_s=n / secs, ns_per_await=secs * 1e9 / n)
 
 
+async def gather_fan(n, fan):
+    await asyncio.gather(*[trivial() for _ in range(fan)])  # untimed first round
+    t0 = time.perf_counter()
+    total = 0
+    for _ in range(n // fan):
+        total += sum(await asyncio.gather(*[trivial() for _ in range(fan)]))
+    assert total == n
+    return time.perf_counter() - t0
+
+
+async def count_one(box):
+    box[0] += await trivial()
+
+
+async def group_fan(n, fan):
+    async with asyncio.TaskGroup() as tg:  # untimed first round
+        for _ in range(fan):
+            tg.create_task(trivial())
+    t0 = time.perf_counter()
+    box = [0]
+    for _ in range(n // fan):
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(fan):
+                tg.create_task(count_one(box))
+    assert box[0] == n
+    return time.perf_counter() - t0
+
+
+def bench_fan(name, fn):
+    fan = ARGS.fan
+    n = ((ARGS.tasks + fan - 1) // fan) * fan
+    secs = run(fn(n, fan))
+    emit(name, n=n, fan=fan, tasks_per_s=n / secs, ns_per_task=secs * 1e9 / n)
+
+
 # ---- timers ----------------------------------------------------------------
 
 
@@ -252,6 +287,8 @@ BENCHES = {
     "tasks": bench_tasks,
     "tasks_seq": bench_tasks_seq,
     "await_nested": bench_await_nested,
+    "gather": lambda: bench_fan("gather", gather_fan),
+    "task_group": lambda: bench_fan("task_group", group_fan),
     "call_later": bench_call_later,
     "sleep_tasks": bench_sleep_tasks,
     "threadsafe": bench_threadsafe,
@@ -265,6 +302,7 @@ def main():
     p.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--fan", type=int, default=100_000)
     p.add_argument("--suspended", type=int, default=100_000)
     p.add_argument("--timers", type=int, default=1_000_000)
     p.add_argument("--sleep-tasks", type=int, default=1_000_000)
