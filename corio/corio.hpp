@@ -9,4 +9,6 @@
 #include "coro/task_handle.hpp"
 #include "loop/event_loop.hpp"
 #include "loop/fd_io.hpp"
+#include "loop/future.hpp"
 #include "loop/run.hpp"
+#include "loop/thread_pool.hpp"
