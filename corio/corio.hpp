@@ -11,4 +11,6 @@
 #include "loop/fd_io.hpp"
 #include "loop/future.hpp"
 #include "loop/run.hpp"
+#include "loop/run_coroutine_threadsafe.hpp"
 #include "loop/thread_pool.hpp"
+#include "loop/to_thread.hpp"
