@@ -7,6 +7,7 @@
 #include "coro/task.hpp"
 #include "coro/task_base.hpp"
 #include "coro/task_handle.hpp"
+#include "loop/bridge_queue.hpp"
 #include "loop/event_loop.hpp"
 #include "loop/fd_io.hpp"
 #include "loop/future.hpp"
