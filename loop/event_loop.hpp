@@ -207,7 +207,7 @@ class EventLoop final : public Scheduler {
   std::atomic<std::uint64_t> wakeups_{0};
   // Threads inside post_threadsafe(): close() waits for them to leave before
   // the eventfd and the loop go away.
-  std::atomic<int> posters_{0};
+  alignas(64) std::atomic<int> posters_{0};
   static constexpr int kThreadsafeBatch = 1024;
   detail::Runnable* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
   detail::Runnable* ts_tail_ = nullptr;

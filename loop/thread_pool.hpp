@@ -92,6 +92,7 @@ class BoundCall {
   using StopSource = std::conditional_t<takes_stop_token, std::stop_source, NoStopToken>;
 
   template <class G, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<G>, BoundCall>)
   explicit BoundCall(G&& f, A&&... args) : f_(std::forward<G>(f)), args_(std::forward<A>(args)...) {}
 
   result_type operator()([[maybe_unused]] const StopSource& stop) {

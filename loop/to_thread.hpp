@@ -162,7 +162,7 @@ class [[nodiscard]] ThreadCallAwaiter final : public CancelHook {
   ThreadCallAwaiter(ThreadPoolExecutor* executor, EventLoop* loop, Call&& call)
       : executor_(executor), loop_(loop), call_(std::move(call)) {}
   // Movable until awaited (for .wait_on_cancel()).
-  ThreadCallAwaiter(ThreadCallAwaiter&& o) noexcept
+  ThreadCallAwaiter(ThreadCallAwaiter&& o)
       : executor_(o.executor_), loop_(o.loop_), call_(std::move(o.call_)), wait_on_cancel_(o.wait_on_cancel_) {}
   ThreadCallAwaiter& operator=(ThreadCallAwaiter&&) = delete;
   ~ThreadCallAwaiter() {

@@ -13,6 +13,8 @@
 
 #include "loop/thread_pool.hpp"
 
+#include "tests/loop/tsan_suppressions.hpp"
+
 using namespace corio;
 using namespace std::chrono_literals;
 

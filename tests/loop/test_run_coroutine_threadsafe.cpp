@@ -13,6 +13,7 @@
 
 #include "coro/sleep.hpp"
 #include "loop/run.hpp"
+#include "tests/loop/tsan_suppressions.hpp"
 #include "tests/support.hpp"
 
 using namespace corio;

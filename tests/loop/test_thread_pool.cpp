@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/loop/tsan_suppressions.hpp"
+
 using namespace corio;
 using namespace std::chrono_literals;
 

@@ -20,6 +20,7 @@
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "loop/run.hpp"
+#include "tests/loop/tsan_suppressions.hpp"
 #include "tests/support.hpp"
 
 using namespace corio;
