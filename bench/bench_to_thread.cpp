@@ -2,6 +2,7 @@
 //
 //   bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load]
 //                   [--n N] [--calls N] [--in-flight K] [--timer-samples S] [--workers W]
+//                   [--spin-us US]
 //
 // Prints one JSON object per line on stdout, with the keys of its Python peer
 // (bench/peers/py_to_thread.py):
@@ -43,7 +44,8 @@ struct Args {
   long calls = 1'000'000;
   int in_flight = 64;
   int timer_samples = 200;
-  int workers = 0;  // 0: the default executor's default size
+  int workers = 0;    // 0: the default executor's default size
+  int spin_us = -1;   // -1: the pool's default idle spin
 };
 
 const char* g_backend = "io_uring";
@@ -156,6 +158,7 @@ Task<int> bench_main(const Args& a) {
     corio::EventLoop::current().set_default_executor(
         std::make_shared<corio::ThreadPoolExecutor>(static_cast<std::size_t>(a.workers)));
   }
+  if (a.spin_us >= 0) corio::EventLoop::current().default_executor().set_idle_spin(std::chrono::microseconds(a.spin_us));
   if (wanted(a, "to_thread")) co_await bench_to_thread(a);
   if (wanted(a, "timer_under_load")) co_await bench_timer_under_load(a);
   co_return 0;
@@ -164,7 +167,8 @@ Task<int> bench_main(const Args& a) {
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
                "usage: bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load]\n"
-               "                       [--n N] [--calls N] [--in-flight K] [--timer-samples S] [--workers W]\n");
+               "                       [--n N] [--calls N] [--in-flight K] [--timer-samples S] [--workers W]\n"
+               "                       [--spin-us US]   (how long idle pool workers spin; default the pool's)\n");
   std::exit(code);
 }
 
@@ -187,6 +191,7 @@ int main(int argc, char** argv) {
     else if (arg == "--in-flight") a.in_flight = std::atoi(value().c_str());
     else if (arg == "--timer-samples") a.timer_samples = std::atoi(value().c_str());
     else if (arg == "--workers") a.workers = std::atoi(value().c_str());
+    else if (arg == "--spin-us") a.spin_us = std::atoi(value().c_str());
     else usage(2);
   }
   if (a.backend == "epoll") opts.loop.backend = corio::detail::BackendKind::epoll;

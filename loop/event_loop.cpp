@@ -253,15 +253,11 @@ void EventLoop::run_once() {
 bool EventLoop::spin_for_threadsafe(std::int64_t timeout_ns) noexcept {
   // Only the cross-thread stack is watched: nothing else can become ready
   // without a syscall, and the spin is far shorter than any timer slack.
-  auto budget = std::chrono::duration_cast<std::chrono::nanoseconds>(kThreadsafeSpin).count();
-  if (timeout_ns > 0 && timeout_ns < budget) budget = timeout_ns;
-  const TimePoint until = Clock::now() + std::chrono::nanoseconds(budget);
-  do {
-    for (int i = 0; i < 64; ++i) {
-      if (mpsc_head_.load(std::memory_order_relaxed)) return true;
-      detail::cpu_relax();
-    }
-  } while (Clock::now() < until);
+  auto budget = std::chrono::duration_cast<std::chrono::nanoseconds>(kThreadsafeSpin);
+  if (timeout_ns > 0 && timeout_ns < budget.count()) budget = std::chrono::nanoseconds(timeout_ns);
+  if (detail::spin_until(budget, [this] { return mpsc_head_.load(std::memory_order_relaxed) != nullptr; })) {
+    return true;
+  }
   spin_useful_ = false;  // long calls: block until one arrives, then try again
   return false;
 }

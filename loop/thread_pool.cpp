@@ -2,6 +2,7 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ std::size_t ThreadPoolExecutor::default_max_workers() noexcept {
 
 ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix)
     : max_workers_(max_workers ? max_workers : default_max_workers()),
+      max_spinners_(std::max(1u, std::thread::hardware_concurrency() / 2)),
       prefix_(thread_name_prefix.empty() ? "corio-pool" : std::move(thread_name_prefix)) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() { shutdown(/*wait=*/true); }
@@ -62,31 +64,39 @@ void ThreadPoolExecutor::submit_item(detail::WorkItem& item) {
     if (tail_) tail_->next_work_ = &item;
     else head_ = &item;
     tail_ = &item;
-    std::size_t queued = queued_.fetch_add(1, std::memory_order_seq_cst) + 1;
-    // A spinning worker takes the item without any wake-up. Beyond what the
-    // spinners can take: wake a parked worker, else start one (lazily, up to
-    // max_workers). One wake per call at most; a woken worker that finds more
-    // work wakes the next (worker_main), so a burst does not make the
-    // submitting (loop) thread pay for every wake-up.
-    if (queued > static_cast<std::size_t>(spinning_.load(std::memory_order_seq_cst))) {
-      if (parked_) {
-        wake = parked_;
-        parked_ = wake->next_parked;
-      } else if (workers_.size() < max_workers_) {
-        try {
-          spawn_locked();
-        } catch (...) {
-          if (workers_.empty()) {  // nobody would ever run it: take it back
-            head_ = tail_ = nullptr;
-            queued_.store(0, std::memory_order_relaxed);
-            throw;
-          }
-          // The running workers will get to it.
+    queued_.fetch_add(1, std::memory_order_seq_cst);
+    // A searching worker will take it: no wake-up. Otherwise start one
+    // searcher (wake a parked worker, else a new thread); when it finds
+    // work it starts the next one if more is queued (worker_main). So a
+    // burst of submissions costs the submitting (loop) thread one wake-up.
+    if (searching_ == 0) {
+      try {
+        wake = start_searcher_locked();
+      } catch (...) {
+        if (workers_.empty()) {  // nobody would ever run it: take it back
+          head_ = tail_ = nullptr;
+          queued_.store(0, std::memory_order_relaxed);
+          throw;
         }
+        // The running workers will get to it.
       }
     }
   }
   if (wake) unpark(*wake);
+}
+
+ThreadPoolExecutor::Worker* ThreadPoolExecutor::start_searcher_locked() {
+  if (Worker* w = parked_) {
+    parked_ = w->next_parked;
+    ++searching_;  // counted for it from now: no second wake-up meanwhile
+    return w;
+  }
+  // No new threads once shut down: the ones there drain the queue.
+  if (workers_.size() < max_workers_ && !shutdown_.load(std::memory_order_relaxed)) {
+    spawn_locked();
+    ++searching_;
+  }
+  return nullptr;
 }
 
 void ThreadPoolExecutor::unpark(Worker& w) noexcept {
@@ -114,6 +124,10 @@ void ThreadPoolExecutor::spawn_locked() {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
+// A worker is running an item, searching (counted in searching_: spinning,
+// or just woken/started), or parked on its futex. searching_ changes only
+// under mu_, so a submitter that sees a searcher (and skips the wake-up)
+// knows it will look at the queue again under the lock before it parks.
 void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
   {
     std::string name = prefix_ + "_" + std::to_string(w.index);
@@ -121,15 +135,22 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
     pthread_setname_np(pthread_self(), name.c_str());
   }
   std::unique_lock lk(mu_);
+  bool searching = true;  // whoever started us counted us
   for (;;) {
     if (detail::WorkItem* item = head_) {
       head_ = item->next_work_;
       if (!head_) tail_ = nullptr;
-      std::size_t left = queued_.fetch_sub(1, std::memory_order_seq_cst) - 1;
+      queued_.fetch_sub(1, std::memory_order_seq_cst);
       Worker* wake = nullptr;
-      if (left > static_cast<std::size_t>(spinning_.load(std::memory_order_seq_cst)) && parked_) {
-        wake = parked_;
-        parked_ = wake->next_parked;
+      if (searching) {
+        searching = false;
+        // The last searcher found work: if more is queued, start another.
+        if (--searching_ == 0 && head_) {
+          try {
+            wake = start_searcher_locked();
+          } catch (...) {  // no thread: the busy workers will get to it
+          }
+        }
       }
       lk.unlock();
       if (wake) unpark(*wake);
@@ -138,32 +159,37 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
       continue;
     }
     if (shutdown_.load(std::memory_order_relaxed)) break;
-    // Idle: spin without the lock for a few microseconds, then park.
+    // Idle. Spin a few microseconds for new work (at most max_spinners_ at
+    // once, so idle workers do not take the CPU from the loop), then park.
     long spin_ns = spin_ns_.load(std::memory_order_relaxed);
-    if (spin_ns > 0) {
+    if (!searching && spin_ns > 0 && searching_ < max_spinners_) {
+      searching = true;
+      ++searching_;
+    }
+    if (searching && spin_ns > 0) {
       lk.unlock();
-      spinning_.fetch_add(1, std::memory_order_seq_cst);
-      const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
-      bool seen = false;
-      do {
-        for (int i = 0; i < 32 && !seen; ++i) {
-          seen = queued_.load(std::memory_order_relaxed) > 0 || shutdown_.load(std::memory_order_relaxed);
-          if (!seen) detail::cpu_relax();
-        }
-      } while (!seen && std::chrono::steady_clock::now() < until);
-      spinning_.fetch_sub(1, std::memory_order_seq_cst);
+      detail::spin_until(std::chrono::nanoseconds(spin_ns), [this] {
+        return queued_.load(std::memory_order_relaxed) > 0 || shutdown_.load(std::memory_order_relaxed);
+      });
       lk.lock();
       if (head_ || shutdown_.load(std::memory_order_relaxed)) continue;
+      spin_ns = 0;  // spun once: park now
     }
-    // Park. A submitter that queues after we release the lock sees us on the
-    // parked list (it reads queued_ > spinning_ under the same lock) and wakes us.
+    if (searching) {
+      searching = false;
+      --searching_;
+    }
+    // Park. A submitter that queues after we release the lock sees
+    // searching_ without us and takes us off the parked list.
     w.word.store(0, std::memory_order_relaxed);
     w.next_parked = parked_;
     parked_ = &w;
     lk.unlock();
     while (w.word.load(std::memory_order_acquire) == 0) futex_wait(&w.word, 0);
     lk.lock();
+    searching = true;  // the waker counted us
   }
+  if (searching) --searching_;
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
@@ -191,6 +217,7 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
     parked = next;
   }
   if (!wait) return;
+  // workers_ no longer grows once shutdown_ is set (start_searcher_locked).
   std::lock_guard jl(join_mu_);
   std::vector<Worker*> ws;
   {

@@ -14,9 +14,12 @@
 // Threads and lifetime:
 // - Workers start lazily, when work is queued and no idle worker can take it,
 //   up to max_workers (default min(32, cores + 4), as in Python). An idle
-//   worker spins for a few microseconds before it parks on a futex: work that
-//   arrives in that window costs no wake-up (a wake costs microseconds here,
-//   tens when the other core is halted).
+//   worker spins for a few microseconds before it parks on a futex (at most
+//   half the cores spin at once): work that arrives in that window costs no
+//   wake-up (a wake costs microseconds here, tens when the other core is
+//   halted). A submission wakes a worker only when none is searching, and a
+//   woken worker that finds work wakes the next if more is queued, so a
+//   burst costs the submitting (loop) thread one wake-up.
 // - Workers block every signal, so that signals go to the loop's thread.
 // - Non-daemon semantics: the destructor calls shutdown(wait=true), so it runs
 //   everything already queued and joins the threads. A call that never
@@ -27,6 +30,8 @@
 //   after the call. Results are returned by value.
 // - A callable invocable as fn(std::stop_token, args...) receives a token;
 //   Future::request_stop() (and cancelling a to_thread() awaiter) requests it.
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -59,6 +64,23 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
 #endif
+}
+
+// Spin until ready() or `budget` passed; returns ready(). Between short
+// bursts of polling it yields the CPU: when the thread we wait for shares our
+// core (both cores busy), a pure spin would hold the core it needs until the
+// budget ran out; on an otherwise idle core sched_yield returns at once.
+template <class Ready>
+bool spin_until(std::chrono::nanoseconds budget, Ready ready) {
+  const auto until = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {  // ~2 us of pause instructions
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return ready();
+    sched_yield();
+  }
 }
 
 // Something a pool thread runs. The pool holds one reference from
@@ -308,6 +330,9 @@ class ThreadPoolExecutor {
   }
 
   void worker_main(Worker& w) noexcept;
+  // mu_ held: wake a parked worker (returned, to unpark outside the lock) or
+  // start a thread, counting it as searching. May throw if a thread cannot start.
+  Worker* start_searcher_locked();
   void spawn_locked();  // mu_ held
   void unpark(Worker& w) noexcept;
 
@@ -315,12 +340,13 @@ class ThreadPoolExecutor {
   detail::WorkItem* head_ = nullptr;  // FIFO of queued items
   detail::WorkItem* tail_ = nullptr;
   std::atomic<std::size_t> queued_{0};  // items in the FIFO (spinners read it without the lock)
-  std::atomic<int> spinning_{0};        // idle workers spinning now
+  unsigned searching_ = 0;              // workers spinning, or woken and not yet running an item
   Worker* parked_ = nullptr;            // idle workers asleep on their futex (LIFO: the warmest first)
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> shutdown_{false};
   std::atomic<long> spin_ns_{10'000};
   std::size_t max_workers_;
+  unsigned max_spinners_;  // half the cores, at least one
   std::string prefix_;
   std::mutex join_mu_;  // serializes joining (shutdown from several threads)
 };
