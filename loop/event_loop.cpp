@@ -228,8 +228,14 @@ void EventLoop::run_once() {
   }
   if (timeout_ns != 0) {
     sleeping_.store(true, std::memory_order_seq_cst);
-    if (mpsc_head_.load(std::memory_order_seq_cst)) timeout_ns = 0;  // a call slipped in
-    else ++sleeps_;
+    if (mpsc_head_.load(std::memory_order_seq_cst)) {
+      // A call slipped in: no sleep, so producers need not write the eventfd
+      // (left set, each would pay a syscall for a wake-up nobody waits for).
+      timeout_ns = 0;
+      sleeping_.store(false, std::memory_order_relaxed);
+    } else {
+      ++sleeps_;
+    }
   }
   backend_->wait(timeout_ns);
   sleeping_.store(false, std::memory_order_relaxed);

@@ -209,7 +209,7 @@ class EventLoop final : public Scheduler {
   // the eventfd and the loop go away.
   alignas(64) std::atomic<int> posters_{0};
   static constexpr int kThreadsafeBatch = 1024;
-  detail::Runnable* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
+  alignas(64) detail::Runnable* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
   detail::Runnable* ts_tail_ = nullptr;
   // Expected posts (loop thread only) and the spin before blocking for them.
   int threadsafe_expected_ = 0;
