@@ -1,5 +1,5 @@
-// demo: tasks, timers, cancellation and a thread waking the loop — the core
-// of corio in one screen. Prints a timeline; exits 0 when every step behaved.
+// demo: tasks, timers, cancellation and work on a thread pool (to_thread) —
+// the core of corio in one screen. Prints a timeline; exits 0 when every step behaved.
 //
 //   build/examples/demo [--backend io_uring|epoll]
 #include <corio/corio.hpp>
@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <thread>
 
 using namespace std::chrono_literals;
 using corio::Task;
@@ -19,9 +18,12 @@ double ms_since(corio::TimePoint t0) {
   return std::chrono::duration<double, std::milli>(corio::Clock::now() - t0).count();
 }
 
+int g_rounds_done = 0;  // by all workers, for the timeline's last line
+
 Task<int> worker(std::string name, std::chrono::milliseconds step, int rounds, corio::TimePoint t0) {
   for (int i = 1; i <= rounds; ++i) {
     co_await corio::sleep(step);
+    ++g_rounds_done;
     std::printf("%7.1f ms  %s: round %d\n", ms_since(t0), name.c_str(), i);
   }
   co_return rounds;
@@ -36,31 +38,21 @@ Task<void> sleeper(corio::TimePoint t0) {
   }
 }
 
-// A blocking job on a plain thread; its result comes back through
-// call_soon_threadsafe, the one thread-safe way into the loop.
-Task<long> blocking_sum_on_thread(corio::TimePoint t0) {
-  corio::EventLoop& loop = corio::EventLoop::current();
-  struct Shared {
-    long result = 0;
-    corio::TaskBase* waiter = nullptr;
-  } shared;
-  std::thread th([&loop, &shared] {
-    long s = 0;
-    for (long i = 1; i <= 50'000'000; ++i) s += i % 7;
-    loop.call_soon_threadsafe([&shared, s] {
-      shared.result = s;
-      if (shared.waiter) shared.waiter->cancel("result ready");  // wake the waiting task
-    });
-  });
-  shared.waiter = corio::current_task();
-  try {
-    co_await corio::sleep(10s);  // woken early by the thread's callback
-  } catch (const corio::CancelledError&) {
-    corio::current_task()->uncancel();
-  }
-  th.join();
-  std::printf("%7.1f ms  thread: blocking sum done off the loop, result %ld\n", ms_since(t0), shared.result);
-  co_return shared.result;
+// A blocking job off the loop: corio::to_thread runs it on the default
+// executor's pool and brings its result back to this task, while the other
+// tasks and timers keep running.
+long blocking_sum() {
+  long s = 0;
+  for (long i = 1; i <= 50'000'000; ++i) s += i % 7;
+  return s;
+}
+
+Task<long> blocking_sum_on_thread(corio::TimePoint t0, int& rounds_meanwhile) {
+  int before = g_rounds_done;
+  long result = co_await corio::to_thread(blocking_sum);
+  rounds_meanwhile = g_rounds_done - before;
+  std::printf("%7.1f ms  thread: blocking sum done off the loop, result %ld\n", ms_since(t0), result);
+  co_return result;
 }
 
 Task<int> demo_main() {
@@ -73,7 +65,8 @@ Task<int> demo_main() {
   auto fast = corio::create_task(worker("fast", 10ms, 4, t0), "fast");
   auto slow = corio::create_task(worker("slow", 25ms, 2, t0), "slow");
   auto doomed = corio::create_task(sleeper(t0), "sleeper");
-  auto summed = corio::create_task(blocking_sum_on_thread(t0), "thread-bridge");
+  int rounds_meanwhile = 0;
+  auto summed = corio::create_task(blocking_sum_on_thread(t0, rounds_meanwhile), "to_thread");
 
   co_await corio::sleep(30ms);
   doomed.cancel("demo says stop");
@@ -86,8 +79,8 @@ Task<int> demo_main() {
   } catch (const corio::CancelledError&) {
     was_cancelled = true;
   }
-  std::printf("%7.1f ms  done: %d rounds, sleeper cancelled: %s, ticks while the thread worked: yes\n",
-              ms_since(t0), rounds, was_cancelled ? "yes" : "no");
+  std::printf("%7.1f ms  done: %d rounds, sleeper cancelled: %s, worker rounds while the thread worked: %d\n",
+              ms_since(t0), rounds, was_cancelled ? "yes" : "no", rounds_meanwhile);
   co_return (rounds == 6 && was_cancelled && sum > 0) ? 0 : 1;
 }
 
@@ -98,7 +91,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0) {
       std::printf("usage: demo [--backend io_uring|epoll]\n"
-                  "Runs tasks, timers, a cancellation and a thread wake-up, printing a timeline.\n");
+                  "Runs tasks, timers, a cancellation and a to_thread call, printing a timeline.\n");
       return 0;
     }
     if (std::strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {

@@ -10,6 +10,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
+
+#include "loop/thread_pool.hpp"
 
 #include "loop/signals.hpp"
 
@@ -140,8 +143,16 @@ void EventLoop::call_soon_threadsafe(Callback fn) {
   n->fn = std::move(fn);
   n->loop = this;
   n->queued = true;
-  n->mpsc_next = mpsc_head_.load(std::memory_order_relaxed);
-  while (!mpsc_head_.compare_exchange_weak(n->mpsc_next, n, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  post_threadsafe(*n);
+}
+
+void EventLoop::post_threadsafe(detail::Runnable& r) noexcept {
+  // Counted from before the push until after the eventfd write: once the loop
+  // has seen the push, its close() sees this count (the push's release orders
+  // it) and waits for the write to finish.
+  posters_.fetch_add(1, std::memory_order_relaxed);
+  r.next_ready_ = mpsc_head_.load(std::memory_order_relaxed);
+  while (!mpsc_head_.compare_exchange_weak(r.next_ready_, &r, std::memory_order_seq_cst, std::memory_order_relaxed)) {
   }
   // A wake-up is paid only when the loop is blocked (or about to block) and no
   // wake-up is already on its way: calls made while the loop runs cost no
@@ -151,34 +162,36 @@ void EventLoop::call_soon_threadsafe(Callback fn) {
   if (sleeping_.load(std::memory_order_seq_cst) && !wake_pending_.exchange(true, std::memory_order_acq_rel)) {
     wakeups_.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t one = 1;
-    ssize_t r;
+    ssize_t w;
     do {
-      r = ::write(wake_fd_, &one, sizeof one);
-    } while (r < 0 && errno == EINTR);
+      w = ::write(wake_fd_, &one, sizeof one);
+    } while (w < 0 && errno == EINTR);
   }
+  posters_.fetch_sub(1, std::memory_order_release);
 }
 
 void EventLoop::drain_threadsafe() noexcept {
-  detail::CallbackNode* n = mpsc_head_.exchange(nullptr, std::memory_order_acquire);
+  detail::Runnable* n = mpsc_head_.exchange(nullptr, std::memory_order_acquire);
   // The stack is newest-first; reverse it and append to the FIFO backlog.
-  detail::CallbackNode* first = nullptr;
-  detail::CallbackNode* last = n;
+  detail::Runnable* first = nullptr;
+  detail::Runnable* last = n;
   while (n) {
-    detail::CallbackNode* next = n->mpsc_next;
-    n->mpsc_next = first;
+    detail::Runnable* next = n->next_ready_;
+    n->next_ready_ = first;
     first = n;
     n = next;
   }
   if (first) {
-    if (ts_tail_) ts_tail_->mpsc_next = first;
+    spin_useful_ = true;
+    if (ts_tail_) ts_tail_->next_ready_ = first;
     else ts_head_ = first;
     ts_tail_ = last;
   }
   // Bounded batch per iteration: producers faster than the loop must not
   // starve timers and I/O (the rest waits for the next iteration, in order).
   for (int i = 0; i < kThreadsafeBatch && ts_head_; ++i) {
-    detail::CallbackNode* c = ts_head_;
-    ts_head_ = c->mpsc_next;
+    detail::Runnable* c = ts_head_;
+    ts_head_ = c->next_ready_;
     post(*c);
   }
   if (!ts_head_) ts_tail_ = nullptr;
@@ -213,6 +226,9 @@ void EventLoop::run_once() {
     auto d = timers_.top()->deadline - Clock::now();
     timeout_ns = d.count() <= 0 ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   }
+  if (timeout_ns != 0 && threadsafe_expected_ > 0 && spin_useful_ && spin_for_threadsafe(timeout_ns)) {
+    timeout_ns = 0;  // a thread-pool completion arrived while spinning
+  }
   if (timeout_ns != 0) {
     // Each period with sleeping_ set costs at most one wake-up: a producer
     // writes only when it also flips wake_pending_, which only on_wake clears
@@ -241,6 +257,18 @@ void EventLoop::run_once() {
     r->run();  // the one place where user code is entered
     r = next;
   }
+}
+
+bool EventLoop::spin_for_threadsafe(std::int64_t timeout_ns) noexcept {
+  // Only the cross-thread stack is watched: nothing else can become ready
+  // without a syscall, and the spin is far shorter than any timer slack.
+  auto budget = std::chrono::duration_cast<std::chrono::nanoseconds>(kThreadsafeSpin);
+  if (timeout_ns > 0 && timeout_ns < budget.count()) budget = std::chrono::nanoseconds(timeout_ns);
+  if (detail::spin_until(budget, [this] { return mpsc_head_.load(std::memory_order_relaxed) != nullptr; })) {
+    return true;
+  }
+  spin_useful_ = false;  // long calls: block until one arrives, then try again
+  return false;
 }
 
 void EventLoop::run_forever() {
@@ -312,6 +340,29 @@ void EventLoop::cancel_all_tasks(std::string msg) {
     }
     t->release();
   }
+}
+
+ThreadPoolExecutor& EventLoop::default_executor() {
+  if (!default_executor_) {
+    default_executor_ = std::make_shared<ThreadPoolExecutor>(ThreadPoolExecutor::default_max_workers());
+  }
+  if (!default_executor_hooked_) {
+    default_executor_hooked_ = true;
+    add_shutdown_hook([this] { shutdown_default_executor(); });
+  }
+  return *default_executor_;
+}
+
+void EventLoop::set_default_executor(std::shared_ptr<ThreadPoolExecutor> executor) {
+  default_executor_ = std::move(executor);
+  if (default_executor_ && !default_executor_hooked_) {
+    default_executor_hooked_ = true;
+    add_shutdown_hook([this] { shutdown_default_executor(); });
+  }
+}
+
+void EventLoop::shutdown_default_executor() noexcept {
+  if (default_executor_) default_executor_->shutdown(/*wait=*/true, /*cancel_futures=*/true);
 }
 
 void EventLoop::run_shutdown_hooks() {
@@ -489,14 +540,29 @@ void EventLoop::close() noexcept {
     detail::TimerNode* t = timers_.pop();
     if (t->fire == &detail::CallbackNode::fire_timer) static_cast<detail::CallbackNode*>(t->ctx)->release();
   }
+  // Thread-pool calls still running for this loop will post their
+  // completion here: wait for them (threads cannot be killed), then for every
+  // poster to leave post_threadsafe(). Their awaiters are gone, so each entry
+  // is only discarded.
+  auto discard_ready = [this] {
+    for (detail::Runnable* r = std::exchange(ready_head_, nullptr); r;) {
+      detail::Runnable* next = r->next_ready_;
+      r->discard();
+      r = next;
+    }
+    ready_tail_ = nullptr;
+  };
+  for (;;) {
+    do drain_threadsafe();
+    while (ts_head_);
+    discard_ready();
+    if (threadsafe_expected_ <= 0) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  while (posters_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   do drain_threadsafe();
   while (ts_head_);
-  for (detail::Runnable* r = ready_head_; r;) {
-    detail::Runnable* next = r->next_ready_;
-    r->discard();
-    r = next;
-  }
-  ready_head_ = ready_tail_ = nullptr;
+  discard_ready();
   backend_->forget_fd(wake_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;

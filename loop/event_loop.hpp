@@ -31,6 +31,7 @@
 namespace corio {
 
 class EventLoop;
+class ThreadPoolExecutor;
 
 namespace detail {
 // A scheduled callback (call_soon / call_later / call_at / call_soon_threadsafe).
@@ -38,7 +39,6 @@ struct CallbackNode final : Runnable {
   Callback fn;
   TimerNode timer;
   EventLoop* loop = nullptr;
-  CallbackNode* mpsc_next = nullptr;
   std::uint32_t refs = 1;
   bool cancelled = false;
   bool queued = false;
@@ -107,6 +107,17 @@ class EventLoop final : public Scheduler {
   // The one thread-safe entry point. Many calls made while the loop sleeps
   // cost a single wake-up (one eventfd write).
   void call_soon_threadsafe(Callback fn);
+  // The same path without the allocation, for the thread bridge: queue `r`
+  // (not in any other queue) from any thread; it runs on the loop thread in
+  // FIFO order with call_soon_threadsafe calls, or is discard()ed at close.
+  void post_threadsafe(detail::Runnable& r) noexcept;
+  // Loop thread only. `delta` posts from other threads are (no longer) on
+  // their way: a thread-pool call in flight. While any is expected the loop
+  // spins briefly before it blocks (a cross-core hand-off costs far less than
+  // a sleep and a wake-up), and close() waits for all of them to arrive, so
+  // that no thread posts to a dead loop.
+  void expect_threadsafe_posts(int delta) noexcept { threadsafe_expected_ += delta; }
+  int threadsafe_expected() const noexcept { return threadsafe_expected_; }
   // Read fresh (not the iteration's cached time), as asyncio's loop.time():
   // a deadline computed from it is never early, however long the current
   // iteration has run. Firing compares deadlines with the time read after
@@ -172,6 +183,17 @@ class EventLoop final : public Scheduler {
   void add_shutdown_hook(std::function<void()> fn) { shutdown_hooks_.push_back(std::move(fn)); }
   void run_shutdown_hooks();
 
+  // ---- the default executor (loop/thread_pool.hpp) ------------------------
+  // What to_thread() and run_in_executor(loop, nullptr, ...) use: created on
+  // first use with ThreadPoolExecutor::default_max_workers() threads, shut
+  // down by run() at exit (shutdown(wait=true, cancel_futures=true)).
+  ThreadPoolExecutor& default_executor();
+  // Replace it (asyncio's set_default_executor). The previous one is released
+  // (its destructor joins its threads once nothing else holds it).
+  void set_default_executor(std::shared_ptr<ThreadPoolExecutor> executor);
+  // shutdown(wait=true, cancel_futures=true) on the default executor, if any.
+  void shutdown_default_executor() noexcept;
+
   // ---- Scheduler ----------------------------------------------------------
   void post(detail::Runnable& r) noexcept override {
     r.next_ready_ = nullptr;
@@ -190,6 +212,7 @@ class EventLoop final : public Scheduler {
 
  private:
   void run_once();
+  bool spin_for_threadsafe(std::int64_t timeout_ns) noexcept;
   void drain_threadsafe() noexcept;
   void arm_wake() noexcept;
   static void on_wake(detail::IoOp* op) noexcept;
@@ -208,14 +231,24 @@ class EventLoop final : public Scheduler {
   detail::TimerHeap timers_;
   TimePoint now_;
 
-  // Cross-thread: a Treiber stack the loop takes whole, plus one eventfd.
-  alignas(64) std::atomic<detail::CallbackNode*> mpsc_head_{nullptr};
+  // Cross-thread: a Treiber stack the loop takes whole (linked through
+  // Runnable::next_ready_, free while an entry is in this stack), plus one eventfd.
+  alignas(64) std::atomic<detail::Runnable*> mpsc_head_{nullptr};
   alignas(64) std::atomic<bool> wake_pending_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<std::uint64_t> wakeups_{0};
+  // Threads inside post_threadsafe(): close() waits for them to leave before
+  // the eventfd and the loop go away.
+  alignas(64) std::atomic<int> posters_{0};
   static constexpr int kThreadsafeBatch = 1024;
-  detail::CallbackNode* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
-  detail::CallbackNode* ts_tail_ = nullptr;
+  alignas(64) detail::Runnable* ts_head_ = nullptr;  // drained, not yet posted (FIFO)
+  detail::Runnable* ts_tail_ = nullptr;
+  // Expected posts (loop thread only) and the spin before blocking for them.
+  int threadsafe_expected_ = 0;
+  bool spin_useful_ = true;  // false after a spin ran out, until a post arrives
+  static constexpr std::chrono::microseconds kThreadsafeSpin{50};
+  std::shared_ptr<ThreadPoolExecutor> default_executor_;
+  bool default_executor_hooked_ = false;
   int wake_fd_ = -1;
   std::uint64_t wake_buf_ = 0;
   detail::IoOp wake_op_;

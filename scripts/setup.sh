@@ -9,6 +9,8 @@ PKGS=(
   g++ meson ninja-build pkg-config cmake
   # core library
   liburing-dev libssl-dev
+  # examples (parallel_work: deflate)
+  zlib1g-dev
   # tests
   doctest-dev python3 procps
   # benchmark peers (bench/run.py)
