@@ -10,3 +10,6 @@
 #include "loop/event_loop.hpp"
 #include "loop/fd_io.hpp"
 #include "loop/run.hpp"
+#include "net/address.hpp"
+#include "net/errors.hpp"
+#include "net/socket.hpp"
