@@ -11,5 +11,8 @@
 #include "loop/fd_io.hpp"
 #include "loop/run.hpp"
 #include "net/address.hpp"
+#include "net/dns.hpp"
 #include "net/errors.hpp"
+#include "net/server.hpp"
 #include "net/socket.hpp"
+#include "net/stream.hpp"

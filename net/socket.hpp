@@ -137,6 +137,8 @@ class Socket {
   // Adopts an open socket fd (it should be non-blocking; the epoll backend
   // makes it so on first use anyway).
   explicit Socket(int fd) noexcept : fd_(fd) {}
+  // Adopts a connected socket whose peer is already known (from accept).
+  Socket(int fd, const SocketAddress& peer) noexcept : fd_(fd), peer_(peer) {}
   Socket(Socket&& o) noexcept : fd_(std::exchange(o.fd_, -1)), peer_(o.peer_) {}
   Socket& operator=(Socket&& o) noexcept;
   Socket(const Socket&) = delete;
