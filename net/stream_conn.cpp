@@ -136,6 +136,13 @@ void StreamConn::set_write_limits(std::size_t high, std::size_t low) {
 }
 
 void StreamConn::pump_writes() noexcept {
+  // A send completing during loop teardown (partly sent, not cancelled) must
+  // not start another: the loop waits for every op in flight to finish and
+  // a peer that does not read would hold it for its whole grace period.
+  if (EventLoop::current_or_null() != loop_ && !writing_) {
+    aborted_ = true;
+    drop_write_buffers();
+  }
   while (!writing_ && !write_err_ && !aborted_) {
     if (sent_ == sending_.size()) {
       sending_.clear();
