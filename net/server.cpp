@@ -377,6 +377,13 @@ std::vector<SocketAddress> Server::addresses() const {
   return v;
 }
 
+std::vector<const Socket*> Server::sockets() const {
+  std::vector<const Socket*> v;
+  for (const auto& l : s_->listeners)
+    if (l->sock.is_open()) v.push_back(&l->sock);
+  return v;
+}
+
 std::uint16_t Server::port() const { return s_->listeners.empty() ? 0 : s_->listeners.front()->addr.port(); }
 
 // ---- start_server --------------------------------------------------------------

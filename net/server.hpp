@@ -80,6 +80,9 @@ class Server {
   std::size_t connection_count() const noexcept;
   // The bound addresses (with the real ports when port 0 was asked for).
   std::vector<SocketAddress> addresses() const;
+  // The listening sockets (asyncio's Server.sockets), e.g. for setsockopt.
+  // Closed ones (after close()) are not listed.
+  std::vector<const Socket*> sockets() const;
   // The first listening socket's port.
   std::uint16_t port() const;
 

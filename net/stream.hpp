@@ -121,7 +121,8 @@ class StreamWriter {
   void write_eof() { c_->write_eof(); }
   bool can_write_eof() const noexcept { return true; }
   // Closes the stream: reading stops (pending reads see EOF), buffered bytes
-  // are still sent, then the socket is closed. Idempotent.
+  // are still sent, then the socket is closed. Idempotent. A peer that never
+  // reads keeps the socket open until abort() or the loop's shutdown.
   void close() noexcept { c_->close(); }
   // Closes at once, dropping unsent bytes (asyncio's transport.abort()).
   void abort() noexcept { c_->abort(); }

@@ -55,6 +55,9 @@ TEST_CASE("a server on port 0 runs the handler per connection and counts live co
       CHECK(port != 0);
       REQUIRE(server.addresses().size() == 1u);
       CHECK(server.addresses()[0].to_string() == "127.0.0.1:" + std::to_string(port));
+      REQUIRE(server.sockets().size() == 1u);
+      CHECK(server.sockets()[0]->local_address() == server.addresses()[0]);
+      CHECK(server.sockets()[0]->get_option(SOL_SOCKET, SO_ACCEPTCONN) == 1);
       CHECK(co_await ask(port, "hello\n") == "hello\n");
 
       auto [r1, w1] = co_await open_connection("127.0.0.1", port);
@@ -83,6 +86,8 @@ TEST_CASE("close stops accepting at once; wait_closed waits for the running hand
       CHECK(co_await r.readline() == "x\n");
       server.close();
       CHECK_FALSE(server.is_serving());
+      co_await sleep(1ms);  // the cancelled accept completes and its socket closes
+      CHECK(server.sockets().empty());
       co_await sleep(5ms);
       CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
       // The accepted connection still works.
