@@ -114,6 +114,7 @@ class ConnToken {
 
 Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter writer) {
   ServerState* s = token.state();
+  const SocketAddress peer = writer.peer_address();  // the handler may move the writer away
   std::exception_ptr failure;
   try {
     Task<void> t = s->handler(reader, writer);
@@ -125,7 +126,7 @@ Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter w
     failure = std::current_exception();
   }
   if (failure) {
-    s->loop->report_exception(failure, "unhandled exception in client handler for " + writer.peer_address().to_string());
+    s->loop->report_exception(failure, "unhandled exception in client handler for " + peer.to_string());
   }
 }
 

@@ -295,3 +295,28 @@ TEST_CASE("a loop torn down with a server, connections and sends still running e
     CHECK(Clock::now() - t0 < 3s);
   }
 }
+
+TEST_CASE("a handler may move its streams into another task: the connection outlives the handler") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto handoff = [](StreamReader& r, StreamWriter& w) -> Task<void> {
+        auto later = [](StreamReader r, StreamWriter w) -> Task<void> {
+          co_await sleep(20ms);  // the handler is long gone
+          w.write(co_await r.readline());
+          co_await w.drain();
+        };
+        (void)create_task(later(std::move(r), std::move(w)));
+        throw std::runtime_error("handler ends after handing off");  // reported; the streams live on
+      };
+      int reports = 0;
+      EventLoop::current().set_exception_handler([&reports](std::exception_ptr, std::string_view ctx) {
+        reports += std::string(ctx).find("unhandled exception in client handler for 127.0.0.1:") == 0;
+      });
+      Server server = co_await start_server(handoff, "127.0.0.1", 0);
+      CHECK(co_await ask(server.port(), "handed off\n") == "handed off\n");
+      CHECK(reports == 1);
+      EventLoop::current().set_exception_handler(nullptr);  // `reports` dies with this frame
+    };
+    test::run_bounded(loop, main());
+  });
+}
