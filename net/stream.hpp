@@ -81,6 +81,10 @@ class StreamReader {
   bool at_eof() const noexcept { return c_->eof() && c_->rbuf().empty(); }
   // Bytes received and not yet read.
   std::size_t buffered() const noexcept { return c_->rbuf().size(); }
+  // Memory the reader holds for received bytes. With io_uring's provided
+  // buffers it is 0 whenever everything was read: an idle connection owns no
+  // read buffer. With a plain recv it is the last buffer's size.
+  std::size_t buffer_capacity() const noexcept { return c_->rbuf().capacity(); }
   std::size_t limit() const noexcept { return c_->limit(); }
 
  private:

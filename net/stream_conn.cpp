@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 namespace corio::detail {
@@ -15,6 +16,9 @@ namespace {
 constexpr std::uint32_t kMinChunk = 8 * 1024;
 constexpr std::uint32_t kMaxChunk = 256 * 1024;
 constexpr std::uint32_t kMaxLen = 0x7ffff000u;
+// A multishot recv is paused once this much (or what the reader waits for,
+// if more) is buffered and unread.
+constexpr std::size_t kPauseAbove = 256 * 1024;
 // A write buffer this large is given back once it has been sent.
 constexpr std::size_t kKeepWriteCapacity = 1 << 20;
 }  // namespace
@@ -22,6 +26,7 @@ constexpr std::size_t kKeepWriteCapacity = 1 << 20;
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     : sock_(std::move(sock)),
       loop_(&EventLoop::current()),
+      pbufs_(nullptr),
       limit_(opts.limit),
       read_chunk_(kMinChunk),
       high_(opts.write_high_water),
@@ -39,7 +44,8 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     } catch (const OSError&) {
     }
   }
-  read_op_.kind = OpKind::recv;
+  pbufs_ = loop_->backend().provided_buffers();
+  read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
   read_op_.fd = sock_.fd();
   read_op_.complete = &StreamConn::read_done;
   read_op_.ctx = this;
@@ -73,11 +79,24 @@ Waiter StreamConn::wait_data(std::size_t want) {
     if (eof()) return read_waiters_.wait("StreamReader read", true);
     start_read(want);
     if (!reading_) return read_waiters_.wait("StreamReader read", true);  // completed synchronously
+  } else if (pbufs_) {
+    pause_at_ = std::max(pause_at_, rbuf_.size() + want);
   }
   return read_waiters_.wait("StreamReader read");
 }
 
 void StreamConn::start_read(std::size_t want) {
+  if (pbufs_) {
+    pause_at_ = std::max({limit_, kPauseAbove, rbuf_.size() + want});
+    pausing_ = false;
+    if (loop_->backend().submit(read_op_)) {  // not on io_uring; handled for completeness
+      on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
+      return;
+    }
+    reading_ = true;
+    add_ref();
+    return;
+  }
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
   char* tail = rbuf_.prepare(chunk);
   read_op_.buf = tail;
@@ -103,10 +122,48 @@ void StreamConn::on_read_result(int r) noexcept {
   read_waiters_.wake_all();
 }
 
+void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
+  if (cqe_flags & kCqeBuffer) {
+    if (r > 0) {
+      // The receive buffer is ours alone in this mode: prepare() may move it.
+      std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
+      rbuf_.commit(static_cast<std::size_t>(r));
+      delivered_ = true;
+    }
+    pbufs_->recycle(cqe_flags);  // at once: the pool is shared by every socket
+  }
+  if (r > 0) {
+    if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
+      pausing_ = true;  // the reader is behind: stop until it asks again
+      loop_->backend().cancel(read_op_);
+    }
+  } else if (r == 0) {
+    eof_ = true;
+  } else if (r == -ECANCELED) {
+    if (!pausing_) eof_ = true;  // close() cancelled it (or the loop's teardown)
+  } else if (r == -ENOBUFS) {
+    // The pool ran dry within one batch; every buffer is back by now. The
+    // woken reader re-arms (a reader-less stream stays idle and costs nothing).
+  } else if (r == -EINVAL && !delivered_) {
+    pbufs_->disable();  // a kernel without multishot recv: plain recv from now on
+    pbufs_ = nullptr;
+    read_op_.kind = OpKind::recv;
+  } else if (r != -EAGAIN && r != -EINTR) {
+    read_err_ = -r;
+    eof_ = true;
+  }
+  read_waiters_.wake_all();
+}
+
 void StreamConn::read_done(IoOp* op) noexcept {
   auto* self = static_cast<StreamConn*>(op->ctx);
-  self->reading_ = false;
-  self->on_read_result(op->result);
+  // A multishot recv completes many times; only its last completion ends
+  // the op (and drops its reference).
+  const bool final = !(op->cqe_flags & kCqeMore);
+  if (final) self->reading_ = false;
+  if (op->kind == OpKind::recv_multishot) self->on_multishot_result(op->result, op->cqe_flags, final);
+  else self->on_read_result(op->result);
+  if (!final) return;
   self->maybe_finish_close();
   self->release();  // the recv's reference; may free self
 }

@@ -2,9 +2,19 @@
 // detail::StreamConn: the connection behind a StreamReader/StreamWriter pair
 // (what asyncio calls the transport plus the reader's buffer).
 //
-// Reads are pulled: a recv is started only when a reader needs more bytes
-// than are buffered, into the tail of the receive buffer, so the buffer never
-// holds much more than the reader asked for (readuntil stops at the limit).
+// Reads are pulled: a receive is started only when a reader needs more bytes
+// than are buffered, so the buffer never holds much more than the reader
+// asked for (readuntil stops at the limit). Two ways, chosen per backend:
+// - io_uring: one multishot recv into the loop's provided buffers, each chunk
+//   copied into the receive buffer and its provided buffer recycled at once.
+//   It stays armed while data flows, is cancelled (paused) when the buffer
+//   grows well past what the reader wants (an unread stream holds at most
+//   that plus one batch from the pool), and is re-armed by the next
+//   reader after EOF-free endings (-ENOBUFS, a pause). The receive buffer is
+//   freed whenever a read empties it: an idle connection waiting for data
+//   owns no read buffer at all.
+// - epoll (or a kernel without provided-buffer rings): a plain recv into the
+//   tail of the receive buffer.
 // Writes are pushed: write() appends to `pending_` and, if no send is in
 // flight, hands the bytes to the kernel without waiting for anyone; each send
 // completion starts the next, so a writer never has to await to make progress.
@@ -16,7 +26,8 @@
 // - The bytes a send points into (sending_[sent_..]) are never modified until
 //   its completion arrives; write() appends to pending_, and the two swap
 //   only when sending_ is fully sent. Bytes stay in order.
-// - The receive buffer does not move while a recv is in flight (ByteBuffer).
+// - The receive buffer does not move while a plain recv is in flight
+//   (ByteBuffer); a multishot recv never writes into it.
 // - The socket is closed exactly once, only with no operation in flight:
 //   close() cancels the recv and lets queued writes finish first.
 // - Completion callbacks only record results, start the next send and wake
@@ -81,7 +92,13 @@ class StreamConn {
   std::size_t limit() const noexcept { return limit_; }
   // One reader at a time (asyncio raises RuntimeError for a second one).
   void begin_read(const char* what);
-  void end_read() noexcept { reader_busy_ = false; }
+  void end_read() noexcept {
+    reader_busy_ = false;
+    // Nothing of the kernel's points into it: an idle stream owns no buffer.
+    if (pbufs_ && rbuf_.empty()) rbuf_.release_memory();
+  }
+  // Whether reads use the loop's provided buffers (multishot recv).
+  bool uses_provided_buffers() const noexcept { return pbufs_ != nullptr; }
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);
@@ -115,6 +132,7 @@ class StreamConn {
 
   void start_read(std::size_t want);
   void on_read_result(int r) noexcept;
+  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
   static void read_done(IoOp* op) noexcept;
 
   void pump_writes() noexcept;
@@ -134,11 +152,15 @@ class StreamConn {
   // Read side.
   IoOp read_op_;
   ByteBuffer rbuf_;
+  ProvidedBuffers* pbufs_;  // non-null: read_op_ is a multishot recv
+  std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
   WaitList read_waiters_;
   std::size_t limit_;
   std::uint32_t read_chunk_;
   int read_err_ = 0;
-  bool reading_ = false;
+  bool reading_ = false;   // read_op_ in flight (multishot: still armed)
+  bool pausing_ = false;   // multishot cancelled for flow control, not for close
+  bool delivered_ = false; // multishot delivered data at least once
   bool eof_ = false;
   bool reader_busy_ = false;
 
