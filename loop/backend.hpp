@@ -35,7 +35,18 @@ enum class OpKind : std::uint8_t {
   connect,   // connect(fd, addr, addrlen_value)
   poll_in,   // wait until readable (result: revents mask)
   poll_out,  // wait until writable
+  // Repeated recv into the loop's provided buffers (io_uring only; submit it
+  // only when provided_buffers() is non-null). complete() runs once per
+  // chunk: result > 0 bytes sit in the buffer that cqe_flags name (kCqeBuffer
+  // set) and must be recycled; kCqeMore set means more completions follow.
+  // The final completion (no kCqeMore) has result 0 (EOF), -ENOBUFS (the pool
+  // ran dry: re-arm), -ECANCELED or another -errno.
+  recv_multishot,
 };
+
+// cqe_flags bits the backends report (io_uring's values).
+constexpr std::uint32_t kCqeBuffer = 1u << 0;  // a provided buffer was used
+constexpr std::uint32_t kCqeMore = 1u << 1;    // a multishot op stays armed
 
 // "read", "recv", … for dump_tasks().
 constexpr const char* op_name(OpKind k) noexcept {
@@ -51,6 +62,7 @@ constexpr const char* op_name(OpKind k) noexcept {
     case OpKind::connect: return "connect";
     case OpKind::poll_in: return "wait readable";
     case OpKind::poll_out: return "wait writable";
+    case OpKind::recv_multishot: return "recv (multishot)";
   }
   return "I/O";
 }
@@ -81,6 +93,23 @@ struct IoOp {
 
 enum class BackendKind { io_uring, epoll };
 
+// A loop-wide pool of receive buffers the kernel picks from (io_uring's
+// provided-buffer ring), so a connection waiting for data owns no buffer.
+// The buffer a completion names belongs to its receiver until recycle():
+// copy the bytes out and recycle at once, the pool is shared by every socket.
+class ProvidedBuffers {
+ public:
+  // The start of the buffer named by a completion's cqe_flags (kCqeBuffer set).
+  virtual const char* data(std::uint32_t cqe_flags) const noexcept = 0;
+  // Hands that buffer back to the kernel.
+  virtual void recycle(std::uint32_t cqe_flags) noexcept = 0;
+  // The kernel refused recv_multishot (-EINVAL: too old): stop offering the pool.
+  virtual void disable() noexcept = 0;
+
+ protected:
+  ~ProvidedBuffers() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -104,11 +133,17 @@ class Backend {
   virtual std::size_t in_flight() const noexcept = 0;
   // Whether wait(0) could deliver something without new submissions.
   virtual bool has_pending_work() const noexcept = 0;
+  // The provided-buffer pool for recv_multishot, set up on first use; nullptr
+  // when this backend or kernel has none (epoll), and then plain recv is the way.
+  virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
 };
 
 struct BackendOptions {
   BackendKind kind = BackendKind::io_uring;
   unsigned sq_entries = 1024;
+  // io_uring: buffers in the provided-buffer ring (a power of two; 0: none,
+  // streams then use plain recv).
+  unsigned provided_buffers = 256;
   // Test hook: pretend io_uring_queue_init failed with this errno (0: off).
   int force_uring_error = 0;
 };

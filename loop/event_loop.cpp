@@ -85,6 +85,7 @@ EventLoop::EventLoop(LoopOptions opts) {
   detail::BackendOptions bo;
   bo.kind = opts.backend ? *opts.backend : backend_from_env();
   bo.sq_entries = opts.sq_entries;
+  bo.provided_buffers = opts.provided_buffers;
   bo.force_uring_error = opts.force_uring_error;
   debug_ = opts.debug ? *opts.debug : debug_from_env();
   backend_ = detail::make_backend(bo, &fallback_notice_);

@@ -83,6 +83,9 @@ struct LoopOptions {
   // Default: $CORIO_DEBUG=1.
   std::optional<bool> debug;
   unsigned sq_entries = 1024;
+  // io_uring: receive buffers shared by the loop's streams (a power of two,
+  // 16 KiB each); 0 makes streams use a plain recv per read.
+  unsigned provided_buffers = 256;
   // Test hook: act as if io_uring_queue_init failed with this errno.
   int force_uring_error = 0;
 };

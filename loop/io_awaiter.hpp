@@ -37,7 +37,10 @@ class IoAwaiter : public CancelHook {
     loop_ = &EventLoop::current();
     op_.complete = &IoAwaiter::completed;
     op_.ctx = this;
-    if (loop_->backend().submit(op_)) return false;  // completed synchronously
+    if (loop_->backend().submit(op_)) {  // completed synchronously
+      done_ = true;
+      return false;
+    }
     task_->suspend(h, this, op_name(op_.kind));
     return true;
   }
@@ -60,15 +63,31 @@ class IoAwaiter : public CancelHook {
   }
 
  protected:
+  // For subclasses that race the op against something else (a connect
+  // deadline): whether its completion has arrived, and a way to cancel it
+  // that is not the task's cancellation (result() then returns -ECANCELED,
+  // or the real result if the kernel finished first). Never cancel after
+  // op_done(): on io_uring the cancel would be matched against whatever op
+  // reuses this address next.
+  bool op_done() const noexcept { return done_; }
+  void cancel_op() noexcept {
+    if (!done_) loop_->backend().cancel(op_);
+  }
+
   IoOp op_;
 
  private:
-  static void completed(IoOp* op) noexcept { static_cast<IoAwaiter*>(op->ctx)->task_->wake(); }
+  static void completed(IoOp* op) noexcept {
+    auto* self = static_cast<IoAwaiter*>(op->ctx);
+    self->done_ = true;
+    self->task_->wake();
+  }
 
   TaskBase* task_ = nullptr;
   EventLoop* loop_ = nullptr;
   bool cancelled_ = false;
   bool cancel_sent_ = false;
+  bool done_ = false;
 };
 
 }  // namespace corio::detail

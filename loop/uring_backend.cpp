@@ -14,10 +14,12 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "loop/backend.hpp"
 
@@ -25,6 +27,67 @@ namespace corio::detail {
 namespace {
 
 constexpr std::uint64_t kInternalTag = 1;
+static_assert(kCqeBuffer == IORING_CQE_F_BUFFER && kCqeMore == IORING_CQE_F_MORE);
+
+// The provided-buffer ring behind recv_multishot: entries_ buffers of kSize
+// bytes in buffer group 0, registered on first use. Every buffer the kernel
+// fills is copied out and recycled by its receiver during the same reap, so
+// the ring runs dry only when more sockets than entries_ deliver within one
+// batch; they get -ENOBUFS and re-arm (by then the ring is full again).
+class BufferRing final : public ProvidedBuffers {
+ public:
+  static constexpr unsigned kSize = 16 * 1024;
+  static constexpr unsigned short kGroup = 0;
+
+  // Returns 0 or the errno of the failed step (the kernel may lack buffer rings).
+  int init(io_uring& ring, unsigned entries) noexcept {
+    if (entries == 0 || (entries & (entries - 1)) || entries > 32768) return EINVAL;
+    entries_ = entries;
+    const std::size_t ring_bytes = entries_ * sizeof(io_uring_buf);
+    void* mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return errno;
+    br_ = static_cast<io_uring_buf_ring*>(mem);
+    ring_bytes_ = ring_bytes;
+    bufs_.reset(new (std::nothrow) char[std::size_t(entries_) * kSize]);
+    if (!bufs_) return ENOMEM;
+    io_uring_buf_reg reg;
+    std::memset(&reg, 0, sizeof reg);
+    reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
+    reg.ring_entries = entries_;
+    reg.bgid = kGroup;
+    int r = io_uring_register_buf_ring(&ring, &reg, 0);
+    if (r < 0) return -r;
+    io_uring_buf_ring_init(br_);
+    for (unsigned bid = 0; bid < entries_; ++bid) {
+      io_uring_buf_ring_add(br_, bufs_.get() + std::size_t(bid) * kSize, kSize, static_cast<unsigned short>(bid),
+                            io_uring_buf_ring_mask(entries_), static_cast<int>(bid));
+    }
+    io_uring_buf_ring_advance(br_, entries_);
+    return 0;
+  }
+  // After io_uring_queue_exit: the kernel no longer reads the ring.
+  ~BufferRing() {
+    if (br_) ::munmap(br_, ring_bytes_);
+  }
+
+  const char* data(std::uint32_t cqe_flags) const noexcept override {
+    return bufs_.get() + std::size_t(cqe_flags >> IORING_CQE_BUFFER_SHIFT) * kSize;
+  }
+  void recycle(std::uint32_t cqe_flags) noexcept override {
+    auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    io_uring_buf_ring_add(br_, bufs_.get() + std::size_t(bid) * kSize, kSize, bid, io_uring_buf_ring_mask(entries_), 0);
+    io_uring_buf_ring_advance(br_, 1);
+  }
+  void disable() noexcept override { disabled_ = true; }
+  bool disabled() const noexcept { return disabled_; }
+
+ private:
+  io_uring_buf_ring* br_ = nullptr;
+  unsigned entries_ = 0;
+  std::size_t ring_bytes_ = 0;
+  std::unique_ptr<char[]> bufs_;
+  bool disabled_ = false;
+};
 
 class UringBackend final : public Backend {
  public:
@@ -33,6 +96,7 @@ class UringBackend final : public Backend {
 
   int init(const BackendOptions& o) {
     if (o.force_uring_error) return o.force_uring_error;
+    pbuf_entries_ = o.provided_buffers;
     const unsigned cq = o.sq_entries * 16;
     const unsigned attempts[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -60,6 +124,7 @@ class UringBackend final : public Backend {
 
   ~UringBackend() override {
     if (ok_) io_uring_queue_exit(&ring_);
+    pbufs_.reset();  // only now: the ring no longer points into it
   }
 
   BackendKind kind() const noexcept override { return BackendKind::io_uring; }
@@ -100,6 +165,11 @@ class UringBackend final : public Backend {
         break;
       case OpKind::poll_out:
         io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
+        break;
+      case OpKind::recv_multishot:
+        io_uring_prep_recv_multishot(sqe, op.fd, nullptr, 0, op.msg_flags);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BufferRing::kGroup;
         break;
     }
     io_uring_sqe_set_data(sqe, &op);
@@ -143,6 +213,16 @@ class UringBackend final : public Backend {
   }
 
   void forget_fd(int) noexcept override {}
+
+  ProvidedBuffers* provided_buffers() noexcept override {
+    if (!pbufs_tried_) {
+      pbufs_tried_ = true;
+      auto b = std::make_unique<BufferRing>();
+      if (pbuf_entries_ && b->init(ring_, pbuf_entries_) == 0) pbufs_ = std::move(b);
+    }
+    if (!pbufs_ || pbufs_->disabled()) return nullptr;
+    return pbufs_.get();
+  }
   std::size_t in_flight() const noexcept override { return in_flight_; }
   bool has_pending_work() const noexcept override { return io_uring_cq_ready(&ring_) != 0; }
 
@@ -183,6 +263,9 @@ class UringBackend final : public Backend {
   }
 
   io_uring ring_{};
+  std::unique_ptr<BufferRing> pbufs_;
+  unsigned pbuf_entries_ = 0;
+  bool pbufs_tried_ = false;
   unsigned flags_ = 0;
   bool ok_ = false;
   std::size_t in_flight_ = 0;

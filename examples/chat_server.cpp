@@ -1,0 +1,188 @@
+// chat_server: every line a client sends goes to every other client.
+//
+//   build/examples/chat_server --port 0
+//   listening on 127.0.0.1:40111
+//   (then: nc 127.0.0.1 40111 in two terminals)
+//
+// A client's first line is its name (or "/nick NAME" later); "/who" lists
+// who is online; "/quit" leaves.
+//
+// Slow readers: broadcasting never waits for anyone. Each client's outgoing
+// queue is its StreamWriter's buffer, bounded by --max-queue bytes. When a
+// message would push a client past that bound (it is not reading), the
+// client is dropped: its connection is aborted, the server logs it on stderr
+// and the others are told "* NAME was dropped (not reading)". So one stalled
+// client costs at most --max-queue bytes and never delays the rest.
+#include <corio/corio.hpp>
+
+#include <cstdio>
+#include <list>
+#include <string>
+
+#include "cli.hpp"
+
+using corio::StreamReader;
+using corio::StreamWriter;
+using corio::Task;
+
+namespace {
+
+const char* kUsage =
+    "usage: chat_server [--host HOST] [--port PORT] [--backend io_uring|epoll] [--max-queue BYTES]\n"
+    "A line-based chat room: each line a client sends is relayed to every other client.\n"
+    "  --host HOST        address to listen on (default 127.0.0.1)\n"
+    "  --port PORT        port (default 8080; 0 picks a free port)\n"
+    "  --backend NAME     io_uring (default) or epoll\n"
+    "  --max-queue BYTES  per-client outgoing queue; a client past it is dropped (default 65536)\n"
+    "Client commands: first line = your name, /nick NAME, /who, /quit.\n"
+    "The first line on stdout is \"listening on HOST:PORT\".\n";
+
+struct Member {
+  std::string name;  // empty until the client named itself: it gets no broadcasts yet
+  StreamWriter* writer;
+  bool dropped = false;
+};
+
+class Room {
+ public:
+  explicit Room(std::size_t max_queue) : max_queue_(max_queue) {}
+
+  std::list<Member>::iterator join(StreamWriter& w) {
+    members_.push_back(Member{std::string(), &w});
+    return std::prev(members_.end());
+  }
+  void leave(std::list<Member>::iterator m) { members_.erase(m); }
+
+  // Queues `line` for every named member but `from`, without waiting. A
+  // member whose queue would overflow is dropped instead.
+  void broadcast(const std::string& line, const Member* from) {
+    for (Member& m : members_) {
+      if (&m == from || m.dropped || m.name.empty()) continue;
+      if (m.writer->write_buffer_size() + line.size() > max_queue_) {
+        drop(m);
+        continue;
+      }
+      m.writer->write(line);
+    }
+  }
+
+  std::string who() const {
+    std::string s = "* online:";
+    for (const Member& m : members_)
+      if (!m.dropped && !m.name.empty()) s += " " + m.name;
+    return s + "\n";
+  }
+
+  // Server shutdown: every connection ends (its reader sees EOF).
+  void close_all() {
+    for (Member& m : members_) m.writer->close();
+  }
+
+ private:
+  void drop(Member& m) {
+    m.dropped = true;
+    std::fprintf(stderr, "chat_server: dropped %s (%s): outgoing queue over %zu bytes\n", m.name.c_str(),
+                 m.writer->peer_address().to_string().c_str(), max_queue_);
+    // Its reader sees EOF, so its handler ends and leaves the room.
+    m.writer->abort();
+    broadcast("* " + m.name + " was dropped (not reading)\n", &m);
+  }
+
+  std::list<Member> members_;
+  std::size_t max_queue_;
+};
+
+std::string chomp(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
+  auto me = room.join(writer);
+  // Leaves the room on every exit, a reset peer's exception included.
+  struct Leave {
+    Room& room;
+    std::list<Member>::iterator me;
+    ~Leave() {
+      bool announce = !me->dropped && !me->name.empty();
+      std::string name = me->name;
+      room.leave(me);
+      if (announce) room.broadcast("* " + name + " left\n", nullptr);
+    }
+  } leave{room, me};
+
+  writer.write("welcome! your name?\n");
+  std::string name = chomp(co_await reader.readline());
+  if (name.empty()) co_return;
+  me->name = name;
+  room.broadcast("* " + name + " joined\n", &*me);
+  writer.write(room.who());
+  try {
+    for (;;) {
+      std::string line = co_await reader.readline();
+      if (line.empty() || me->dropped) break;  // EOF, or we were dropped
+      line = chomp(line);
+      if (line == "/quit") break;
+      if (line == "/who") {
+        writer.write(room.who());
+      } else if (line.rfind("/nick ", 0) == 0 && line.size() > 6) {
+        room.broadcast("* " + me->name + " is now " + line.substr(6) + "\n", &*me);
+        me->name = line.substr(6);
+      } else {
+        room.broadcast(me->name + ": " + line + "\n", &*me);
+      }
+    }
+  } catch (const corio::LimitOverrun&) {
+    writer.write("* line too long, bye\n");
+  }
+}
+
+Task<int> serve(std::string host, int port, std::size_t max_queue) {
+  Room room(max_queue);
+  corio::ServerOptions o;
+  o.limit = 4096;  // the longest line a client may send
+  // The handler is a plain lambda returning the coroutine's Task: coroutine
+  // lambdas must not capture (the captures would dangle).
+  corio::Server server = co_await corio::start_server(
+      [&room](StreamReader& r, StreamWriter& w) { return chat_client(room, r, w); }, host,
+      static_cast<std::uint16_t>(port), o);
+  std::printf("listening on %s\n", server.addresses().front().to_string().c_str());
+  std::fflush(stdout);
+  // Async cleanup after a cancellation (Ctrl+C): C++ cannot co_await in a
+  // catch handler, so capture the exception, leave the handler, disconnect
+  // everyone and wait for their handlers (they use `room`), then rethrow.
+  std::exception_ptr stop;
+  try {
+    co_await server.serve_forever();
+  } catch (...) {
+    stop = std::current_exception();
+  }
+  server.close();
+  room.close_all();
+  co_await server.wait_closed();
+  if (stop) std::rethrow_exception(stop);
+  co_return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  example::Args args(argc, argv, "chat_server", kUsage);
+  corio::RunOptions opts;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  long max_queue = 65536;
+  args.parse("host port backend max-queue", "", [&](const std::string& name, const char* v) {
+    if (name == "host") host = v;
+    else if (name == "port") port = static_cast<int>(args.number(name, v, 0, 65535));
+    else if (name == "backend") args.backend(v, opts);
+    else if (name == "max-queue") max_queue = args.number(name, v, 1, 1L << 30);
+    else args.bad("unknown option --" + name);
+  });
+  try {
+    return corio::run(serve(host, port, static_cast<std::size_t>(max_queue)), opts);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chat_server: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,438 @@
+#include "net/server.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "coro/task_handle.hpp"
+#include "net/dns.hpp"
+#include "net/wait_list.hpp"
+
+namespace corio {
+namespace detail {
+
+// The shared state of a Server.
+//
+// Invariants:
+// - refs counts the Server handle, each accept in flight, each armed back-off
+//   timer and each running connection (a ConnToken); the state is freed when
+//   all are gone, so no completion or timer ever sees freed memory.
+// - A listener's socket is closed only with no accept in flight on it: close()
+//   cancels the accept and the completion closes the socket.
+// - After close(), nothing re-arms: no accept, no back-off timer.
+class ServerState {
+ public:
+  struct Listener {
+    ServerState* owner = nullptr;
+    Socket sock;
+    SocketAddress addr;
+    IoOp op;
+    SocketAddress peer;
+    socklen_t peer_len = SocketAddress::capacity();
+    TimerNode backoff;
+    bool armed = false;   // an accept is in flight
+    bool failed = false;  // stopped after an unexpected error
+  };
+
+  ServerState(ClientHandler h, const ServerOptions& o) : handler(std::move(h)), opts(o), loop(&EventLoop::current()) {}
+  ServerState(const ServerState&) = delete;
+
+  void add_ref() noexcept { ++refs; }
+  void release() noexcept {
+    if (--refs == 0) delete this;
+  }
+
+  void add_listener(const SocketAddress& a);
+  void start_serving() noexcept;
+  void close() noexcept;
+  bool fully_closed() const noexcept {
+    if (!closed || connections != 0) return false;
+    for (const auto& l : listeners)
+      if (l->armed) return false;
+    return true;
+  }
+  void connection_ended() noexcept {
+    --connections;
+    if (closed && connections == 0) waiters.wake_all();
+  }
+
+  ClientHandler handler;
+  ServerOptions opts;
+  EventLoop* loop;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  WaitList waiters;  // wait_closed() and serve_forever()
+  std::size_t connections = 0;
+  std::uint32_t refs = 0;
+  bool serving = false;
+  bool serving_forever = false;
+  bool closed = false;
+  bool warned_exhaustion = false;
+  // A Unix socket file to remove on close, if it is still ours (same inode).
+  std::string unix_path;
+  dev_t unix_dev = 0;
+  ino_t unix_ino = 0;
+
+ private:
+  ~ServerState() = default;
+  void pump(Listener& l, bool have_result, int result) noexcept;
+  bool handle_result(Listener& l, int r) noexcept;
+  void spawn(Socket sock) noexcept;
+  static void accepted(IoOp* op) noexcept;
+  static void backoff_done(TimerNode* t) noexcept;
+};
+
+namespace {
+
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+
+// A running connection's claim on its server: counted in connection_count(),
+// keeps the handler alive, and tells wait_closed() when it ends — even when
+// its task is destroyed before its first step (coroutine parameters live in
+// the frame).
+class ConnToken {
+ public:
+  explicit ConnToken(ServerState* s) noexcept : s_(s) {
+    s_->add_ref();
+    ++s_->connections;
+  }
+  ConnToken(ConnToken&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  ConnToken(const ConnToken&) = delete;
+  ~ConnToken() {
+    if (s_) {
+      s_->connection_ended();
+      s_->release();
+    }
+  }
+  ServerState* state() const noexcept { return s_; }
+
+ private:
+  ServerState* s_;
+};
+
+Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter writer) {
+  ServerState* s = token.state();
+  const SocketAddress peer = writer.peer_address();  // the handler may move the writer away
+  std::exception_ptr failure;
+  try {
+    Task<void> t = s->handler(reader, writer);
+    if (!t.valid()) throw InvalidStateError("the client handler returned an empty Task");
+    co_await t;
+  } catch (const CancelledError&) {
+    throw;
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    s->loop->report_exception(failure, "unhandled exception in client handler for " + peer.to_string());
+  }
+}
+
+bool is_fd_exhaustion(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
+// accept(2): "Linux accept() passes already-pending network errors on the new
+// socket as an error code from accept() … the application should treat them
+// like EAGAIN by retrying." Plus a peer that gave up while queued.
+bool is_transient(int err) noexcept {
+  switch (err) {
+    case EAGAIN:
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+    case ECONNRESET:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void ServerState::add_listener(const SocketAddress& a) {
+  auto l = std::make_unique<Listener>();
+  l->owner = this;
+  l->sock = Socket::create(a.family(), SOCK_STREAM);
+  if (!a.is_unix()) {
+    if (opts.reuse_address) l->sock.set_reuse_address(true);
+    // Dual-stack listeners would collide with the IPv4 one on the same port.
+    if (a.is_ipv6()) l->sock.set_v6only(true);
+  }
+  if (opts.reuse_port) l->sock.set_reuse_port(true);
+  l->sock.bind(a);
+  l->sock.listen(opts.backlog);
+  l->addr = a.is_unix() ? a : l->sock.local_address();
+  l->op.kind = OpKind::accept;
+  l->op.fd = l->sock.fd();
+  l->op.addr = l->peer.data();
+  l->op.addrlen = &l->peer_len;
+  l->op.complete = &ServerState::accepted;
+  l->op.ctx = l.get();
+  l->backoff.fire = &ServerState::backoff_done;
+  l->backoff.ctx = l.get();
+  listeners.push_back(std::move(l));
+}
+
+void ServerState::start_serving() noexcept {
+  if (closed || serving) return;
+  serving = true;
+  for (auto& l : listeners) {
+    if (!l->armed && !l->backoff.armed() && !l->failed) pump(*l, false, 0);
+  }
+}
+
+// Handles one accept result (if any) and re-arms, looping while the backend
+// completes accepts synchronously (epoll with a queue of pending connections).
+void ServerState::pump(Listener& l, bool have_result, int result) noexcept {
+  for (;;) {
+    if (have_result && !handle_result(l, result)) break;
+    if (closed || !serving) break;
+    l.peer_len = SocketAddress::capacity();
+    if (!loop->backend().submit(l.op)) {
+      l.armed = true;
+      add_ref();
+      return;
+    }
+    have_result = true;
+    result = l.op.result;
+  }
+  if (closed && !l.armed) l.sock.close();
+}
+
+bool ServerState::handle_result(Listener& l, int r) noexcept {
+  if (r >= 0) {
+    l.peer.set_size(l.peer_len);
+    Socket sock(r, l.peer);
+    // A connection the kernel completed while we were closing, or while the
+    // loop tears down (it is not running), is refused — closed at once rather
+    // than leaked or served by a closed server — and nothing is re-armed.
+    if (closed || EventLoop::current_or_null() != loop) return false;
+    warned_exhaustion = false;
+    spawn(std::move(sock));
+    return true;
+  }
+  const int err = -r;
+  if (err == ECANCELED) return false;  // close() or loop teardown
+  if (is_transient(err)) return true;
+  if (is_fd_exhaustion(err)) {
+    if (!warned_exhaustion) {
+      warned_exhaustion = true;
+      loop->report_warning("accept on " + l.addr.to_string() + ": " + std::strerror(err) +
+                           "; pausing accepts (retrying every 100 ms), existing connections are still served");
+    }
+    l.backoff.deadline = loop->now() + kAcceptBackoff;
+    loop->add_timer(l.backoff);
+    add_ref();
+    return false;
+  }
+  l.failed = true;
+  loop->report_exception(make_os_error(err, "accept on", l.addr.to_string()),
+                         "server stopped accepting on " + l.addr.to_string());
+  return false;
+}
+
+void ServerState::spawn(Socket sock) noexcept {
+  SocketAddress peer = sock.peer_address();
+  try {
+    StreamPair p = make_streams(std::move(sock), opts);
+    create_task_on(*loop, serve_connection(ConnToken(this), std::move(p.reader), std::move(p.writer)),
+                   "client " + peer.to_string());
+  } catch (...) {
+    loop->report_exception(std::current_exception(), "accepting a connection from " + peer.to_string());
+  }
+}
+
+void ServerState::accepted(IoOp* op) noexcept {
+  auto* l = static_cast<Listener*>(op->ctx);
+  ServerState* s = l->owner;
+  l->armed = false;
+  s->pump(*l, true, op->result);
+  if (s->fully_closed()) s->waiters.wake_all();
+  s->release();  // the accept's reference; may free s
+}
+
+void ServerState::backoff_done(TimerNode* t) noexcept {
+  auto* l = static_cast<Listener*>(t->ctx);
+  ServerState* s = l->owner;
+  s->pump(*l, false, 0);
+  s->release();  // the timer's reference
+}
+
+void ServerState::close() noexcept {
+  if (closed) return;
+  closed = true;
+  serving = false;
+  add_ref();  // releasing timer references below must not free us mid-loop
+  for (auto& l : listeners) {
+    if (l->backoff.armed()) {
+      loop->cancel_timer(l->backoff);
+      release();
+    }
+    if (l->armed) loop->backend().cancel(l->op);  // the completion closes the socket
+    else l->sock.close();
+  }
+  if (!unix_path.empty()) {
+    struct stat st {};
+    if (::stat(unix_path.c_str(), &st) == 0 && st.st_dev == unix_dev && st.st_ino == unix_ino) {
+      ::unlink(unix_path.c_str());
+    }
+  }
+  waiters.wake_all();
+  release();
+}
+
+}  // namespace detail
+
+// ---- Server -------------------------------------------------------------------
+
+namespace {
+
+// Keeps the state alive across a suspension (the Server handle may be moved
+// or destroyed meanwhile).
+class StateRef {
+ public:
+  explicit StateRef(detail::ServerState* s) noexcept : s_(s) { s_->add_ref(); }
+  StateRef(const StateRef&) = delete;
+  ~StateRef() { s_->release(); }
+  detail::ServerState* operator->() const noexcept { return s_; }
+
+ private:
+  detail::ServerState* s_;
+};
+
+Task<void> wait_closed_impl(detail::ServerState* raw) {
+  StateRef s(raw);
+  while (!s->fully_closed()) co_await s->waiters.wait("Server.wait_closed");
+}
+
+Task<void> serve_forever_impl(detail::ServerState* raw) {
+  StateRef s(raw);
+  if (s->closed) throw InvalidStateError("serve_forever: the server is closed");
+  if (s->serving_forever) throw InvalidStateError("serve_forever: already serving forever");
+  s->start_serving();
+  s->serving_forever = true;
+  try {
+    while (!s->closed) co_await s->waiters.wait("Server.serve_forever");
+  } catch (const CancelledError&) {
+    s->serving_forever = false;
+    s->close();
+    throw;
+  }
+  s->serving_forever = false;
+}
+
+}  // namespace
+
+Server::Server(detail::ServerState* s) noexcept : s_(s) {
+  if (s_) s_->add_ref();
+}
+
+Server& Server::operator=(Server&& o) noexcept {
+  if (this != &o) {
+    if (s_) {
+      s_->close();
+      s_->release();
+    }
+    s_ = std::exchange(o.s_, nullptr);
+  }
+  return *this;
+}
+
+Server::~Server() {
+  if (s_) {
+    s_->close();
+    s_->release();
+  }
+}
+
+void Server::close() noexcept {
+  if (s_) s_->close();
+}
+
+void Server::start_serving() {
+  if (s_->closed) throw InvalidStateError("start_serving: the server is closed");
+  s_->start_serving();
+}
+
+bool Server::is_serving() const noexcept { return s_ && s_->serving; }
+
+Task<void> Server::wait_closed() { return wait_closed_impl(s_); }
+
+Task<void> Server::serve_forever() { return serve_forever_impl(s_); }
+
+std::size_t Server::connection_count() const noexcept { return s_ ? s_->connections : 0; }
+
+std::vector<SocketAddress> Server::addresses() const {
+  std::vector<SocketAddress> v;
+  for (const auto& l : s_->listeners) v.push_back(l->addr);
+  return v;
+}
+
+std::vector<const Socket*> Server::sockets() const {
+  std::vector<const Socket*> v;
+  for (const auto& l : s_->listeners)
+    if (l->sock.is_open()) v.push_back(&l->sock);
+  return v;
+}
+
+std::uint16_t Server::port() const { return s_->listeners.empty() ? 0 : s_->listeners.front()->addr.port(); }
+
+// ---- start_server --------------------------------------------------------------
+
+namespace {
+
+Server make_server(ClientHandler handler, const std::vector<SocketAddress>& addrs, const ServerOptions& opts,
+                   const std::string& unix_path) {
+  if (!handler) throw std::invalid_argument("start_server: empty handler");
+  auto* st = new detail::ServerState(std::move(handler), opts);
+  Server server(st);  // from here on, a throw closes and frees the state
+  for (const SocketAddress& a : addrs) st->add_listener(a);
+  if (!unix_path.empty()) {
+    struct stat sb {};
+    if (::stat(unix_path.c_str(), &sb) == 0) {
+      st->unix_path = unix_path;
+      st->unix_dev = sb.st_dev;
+      st->unix_ino = sb.st_ino;
+    }
+  }
+  if (opts.start_serving) st->start_serving();
+  return server;
+}
+
+}  // namespace
+
+Task<Server> start_server(ClientHandler handler, std::string host, std::uint16_t port, ServerOptions opts) {
+  ResolveOptions ro;
+  ro.family = opts.family;
+  ro.passive = true;
+  std::vector<SocketAddress> addrs = co_await resolve(host, port, ro);
+  co_return make_server(std::move(handler), addrs, opts, {});
+}
+
+Task<Server> start_server(ClientHandler handler, SocketAddress addr, ServerOptions opts) {
+  co_return make_server(std::move(handler), {addr}, opts, {});
+}
+
+Task<Server> start_unix_server(ClientHandler handler, std::string path, ServerOptions opts) {
+  SocketAddress addr = SocketAddress::unix_path(path);
+  const bool abstract = path.front() == '@';
+  if (!abstract) {
+    // A socket file left by a previous run would make bind fail: replace it
+    // (only a socket; any other file is an error worth seeing).
+    struct stat sb {};
+    if (::stat(path.c_str(), &sb) == 0 && S_ISSOCK(sb.st_mode)) ::unlink(path.c_str());
+  }
+  co_return make_server(std::move(handler), {addr}, opts, abstract ? std::string() : path);
+}
+
+}  // namespace corio

@@ -1,0 +1,309 @@
+#include "net/stream_conn.hpp"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace corio::detail {
+
+namespace {
+// A recv starts at kMinChunk and doubles (up to kMaxChunk) while the kernel
+// fills it completely: small exchanges keep small buffers, bulk transfers
+// get few large recvs.
+constexpr std::uint32_t kMinChunk = 8 * 1024;
+constexpr std::uint32_t kMaxChunk = 256 * 1024;
+constexpr std::uint32_t kMaxLen = 0x7ffff000u;
+// A multishot recv is paused once this much (or what the reader waits for,
+// if more) is buffered and unread.
+constexpr std::size_t kPauseAbove = 256 * 1024;
+// A write buffer this large is given back once it has been sent.
+constexpr std::size_t kKeepWriteCapacity = 1 << 20;
+}  // namespace
+
+StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
+    : sock_(std::move(sock)),
+      loop_(&EventLoop::current()),
+      pbufs_(nullptr),
+      limit_(opts.limit),
+      read_chunk_(kMinChunk),
+      high_(opts.write_high_water),
+      low_(opts.write_low_water) {
+  if (limit_ == 0) throw std::invalid_argument("StreamOptions::limit must be positive");
+  if (low_ > high_) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
+  try {
+    peer_ = sock_.peer_address();
+  } catch (const OSError&) {
+    // Not connected (any more): messages fall back to the socket's description.
+  }
+  if (opts.nodelay && (peer_.is_ipv4() || peer_.is_ipv6())) {
+    try {
+      sock_.set_nodelay(true);
+    } catch (const OSError&) {
+    }
+  }
+  pbufs_ = loop_->backend().provided_buffers();
+  read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
+  read_op_.fd = sock_.fd();
+  read_op_.complete = &StreamConn::read_done;
+  read_op_.ctx = this;
+  write_op_.kind = OpKind::send;
+  write_op_.fd = sock_.fd();
+  write_op_.complete = &StreamConn::write_done;
+  write_op_.ctx = this;
+}
+
+StreamConn::~StreamConn() {
+  // Only reached with nothing in flight (each op holds a reference).
+  if (sock_.is_open()) sock_.close();
+}
+
+// ---- read side --------------------------------------------------------------
+
+void StreamConn::throw_read_error() const {
+  throw_os_error(read_err_, "recv", peer_.empty() ? sock_.describe() : peer_.to_string());
+}
+
+void StreamConn::begin_read(const char* what) {
+  if (reader_busy_) {
+    throw InvalidStateError(std::string("StreamReader.") + what +
+                            "() called while another task is already waiting for incoming data");
+  }
+  reader_busy_ = true;
+}
+
+Waiter StreamConn::wait_data(std::size_t want) {
+  if (!reading_) {
+    if (eof()) return read_waiters_.wait("StreamReader read", true);
+    start_read(want);
+    if (!reading_) return read_waiters_.wait("StreamReader read", true);  // completed synchronously
+  } else if (pbufs_) {
+    pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  }
+  return read_waiters_.wait("StreamReader read");
+}
+
+void StreamConn::start_read(std::size_t want) {
+  if (pbufs_) {
+    pause_at_ = std::max({limit_, kPauseAbove, rbuf_.size() + want});
+    pausing_ = false;
+    if (loop_->backend().submit(read_op_)) {  // not on io_uring; handled for completeness
+      on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
+      return;
+    }
+    reading_ = true;
+    add_ref();
+    return;
+  }
+  std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
+  char* tail = rbuf_.prepare(chunk);
+  read_op_.buf = tail;
+  read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+  if (loop_->backend().submit(read_op_)) {
+    on_read_result(read_op_.result);
+    return;
+  }
+  reading_ = true;
+  add_ref();
+}
+
+void StreamConn::on_read_result(int r) noexcept {
+  if (r > 0) {
+    rbuf_.commit(static_cast<std::size_t>(r));
+    if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
+  } else if (r == 0 || r == -ECANCELED) {
+    eof_ = true;  // the peer's FIN, or our own close() cancelled the recv
+  } else if (r != -EAGAIN && r != -EINTR) {
+    read_err_ = -r;
+    eof_ = true;
+  }
+  read_waiters_.wake_all();
+}
+
+void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
+  if (cqe_flags & kCqeBuffer) {
+    if (r > 0) {
+      // The receive buffer is ours alone in this mode: prepare() may move it.
+      std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
+      rbuf_.commit(static_cast<std::size_t>(r));
+      delivered_ = true;
+    }
+    pbufs_->recycle(cqe_flags);  // at once: the pool is shared by every socket
+  }
+  if (r > 0) {
+    if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
+      pausing_ = true;  // the reader is behind: stop until it asks again
+      loop_->backend().cancel(read_op_);
+    }
+  } else if (r == 0) {
+    eof_ = true;
+  } else if (r == -ECANCELED) {
+    if (!pausing_) eof_ = true;  // close() cancelled it (or the loop's teardown)
+  } else if (r == -ENOBUFS) {
+    // The pool ran dry within one batch; every buffer is back by now. The
+    // woken reader re-arms (a reader-less stream stays idle and costs nothing).
+  } else if (r == -EINVAL && !delivered_) {
+    pbufs_->disable();  // a kernel without multishot recv: plain recv from now on
+    pbufs_ = nullptr;
+    read_op_.kind = OpKind::recv;
+  } else if (r != -EAGAIN && r != -EINTR) {
+    read_err_ = -r;
+    eof_ = true;
+  }
+  read_waiters_.wake_all();
+}
+
+void StreamConn::read_done(IoOp* op) noexcept {
+  auto* self = static_cast<StreamConn*>(op->ctx);
+  // A multishot recv completes many times; only its last completion ends
+  // the op (and drops its reference).
+  const bool final = !(op->cqe_flags & kCqeMore);
+  if (final) self->reading_ = false;
+  if (op->kind == OpKind::recv_multishot) self->on_multishot_result(op->result, op->cqe_flags, final);
+  else self->on_read_result(op->result);
+  if (!final) return;
+  self->maybe_finish_close();
+  self->release();  // the recv's reference; may free self
+}
+
+// ---- write side -------------------------------------------------------------
+
+void StreamConn::throw_write_error() const {
+  throw_os_error(write_err_, "send", peer_.empty() ? sock_.describe() : peer_.to_string());
+}
+
+void StreamConn::write(const char* p, std::size_t n) {
+  if (closing_) throw InvalidStateError("StreamWriter.write() after close()");
+  if (eof_requested_) throw InvalidStateError("StreamWriter.write() after write_eof()");
+  // After a failed send the connection is lost: drop the bytes, drain() reports it.
+  if (write_err_ || n == 0) return;
+  pending_.append(p, n);
+  if (!writing_) pump_writes();
+  if (buffered() > high_) paused_ = true;
+}
+
+void StreamConn::set_write_limits(std::size_t high, std::size_t low) {
+  if (low > high) throw std::invalid_argument("set_write_buffer_limits: low must not exceed high");
+  high_ = high;
+  low_ = low;
+  if (buffered() > high_) paused_ = true;
+  update_pause();
+}
+
+void StreamConn::pump_writes() noexcept {
+  // A send completing during loop teardown (partly sent, not cancelled) must
+  // not start another: the loop waits for every op in flight to finish and
+  // a peer that does not read would hold it for its whole grace period.
+  if (EventLoop::current_or_null() != loop_ && !writing_) {
+    aborted_ = true;
+    drop_write_buffers();
+  }
+  while (!writing_ && !write_err_ && !aborted_) {
+    if (sent_ == sending_.size()) {
+      sending_.clear();
+      sent_ = 0;
+      if (pending_.empty()) break;
+      sending_.swap(pending_);
+    }
+    write_op_.buf = sending_.data() + sent_;
+    write_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(sending_.size() - sent_, kMaxLen));
+    if (!loop_->backend().submit(write_op_)) {
+      writing_ = true;
+      add_ref();
+      break;
+    }
+    on_send_result(write_op_.result);  // epoll sent at once
+  }
+  if (!writing_) {
+    if (buffered() == 0 && eof_requested_ && !eof_sent_ && !write_err_ && sock_.is_open()) {
+      eof_sent_ = true;
+      ::shutdown(sock_.fd(), SHUT_WR);  // an error here means the peer is gone: nothing to tell
+    }
+    // A huge message must not pin its memory for the life of the connection.
+    if (sending_.capacity() > kKeepWriteCapacity && sending_.empty()) std::string().swap(sending_);
+    if (pending_.capacity() > kKeepWriteCapacity && pending_.empty()) std::string().swap(pending_);
+  }
+  update_pause();
+  maybe_finish_close();
+}
+
+void StreamConn::on_send_result(int r) noexcept {
+  if (r >= 0) {
+    sent_ += static_cast<std::size_t>(r);
+  } else if (r == -ECANCELED) {
+    aborted_ = true;  // abort() or loop teardown: the rest is dropped, nobody failed
+    drop_write_buffers();
+  } else if (r != -EAGAIN && r != -EINTR) {
+    write_err_ = -r;  // EPIPE, ECONNRESET, …: the connection is lost
+    drop_write_buffers();
+  }
+}
+
+void StreamConn::drop_write_buffers() noexcept {
+  // Only with no send in flight: the kernel may still read sending_.
+  if (writing_) return;
+  std::string().swap(sending_);
+  std::string().swap(pending_);
+  sent_ = 0;
+}
+
+void StreamConn::update_pause() noexcept {
+  if (!paused_) return;
+  if (buffered() <= low_ || write_err_ || aborted_ || closed_) {
+    paused_ = false;
+    drain_waiters_.wake_all();
+  }
+}
+
+void StreamConn::write_done(IoOp* op) noexcept {
+  auto* self = static_cast<StreamConn*>(op->ctx);
+  self->writing_ = false;
+  self->on_send_result(op->result);
+  if (self->aborted_) self->drop_write_buffers();
+  self->pump_writes();
+  self->release();  // the send's reference; may free self
+}
+
+void StreamConn::write_eof() {
+  if (closing_) return;
+  if (eof_requested_) return;
+  eof_requested_ = true;
+  if (!writing_) pump_writes();  // shuts down at once when nothing is queued
+}
+
+// ---- closing ------------------------------------------------------------------
+
+void StreamConn::close() noexcept {
+  if (closing_) return;
+  closing_ = true;
+  if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
+  read_waiters_.wake_all();
+  maybe_finish_close();
+}
+
+void StreamConn::abort() noexcept {
+  close();
+  if (closed_ || aborted_) return;
+  aborted_ = true;
+  drop_write_buffers();
+  if (writing_) loop_->backend().cancel(write_op_);
+  update_pause();
+  maybe_finish_close();
+}
+
+void StreamConn::maybe_finish_close() noexcept {
+  if (!closing_ || closed_ || reading_ || writing_) return;
+  if (buffered() > 0 && !write_err_ && !aborted_) return;  // still flushing; the next completion calls again
+  closed_ = true;
+  sock_.close();
+  read_waiters_.wake_all();
+  if (paused_) {
+    paused_ = false;
+    drain_waiters_.wake_all();
+  }
+  closed_waiters_.wake_all();
+}
+
+}  // namespace corio::detail

@@ -1,0 +1,189 @@
+#pragma once
+// detail::StreamConn: the connection behind a StreamReader/StreamWriter pair
+// (what asyncio calls the transport plus the reader's buffer).
+//
+// Reads are pulled: a receive is started only when a reader needs more bytes
+// than are buffered, so the buffer never holds much more than the reader
+// asked for (readuntil stops at the limit). Two ways, chosen per backend:
+// - io_uring: one multishot recv into the loop's provided buffers, each chunk
+//   copied into the receive buffer and its provided buffer recycled at once.
+//   It stays armed while data flows, is cancelled (paused) when the buffer
+//   grows well past what the reader wants (an unread stream holds at most
+//   that plus one batch from the pool), and is re-armed by the next
+//   reader after EOF-free endings (-ENOBUFS, a pause). The receive buffer is
+//   freed whenever a read empties it: an idle connection waiting for data
+//   owns no read buffer at all.
+// - epoll (or a kernel without provided-buffer rings): a plain recv into the
+//   tail of the receive buffer.
+// Writes are pushed: write() appends to `pending_` and, if no send is in
+// flight, hands the bytes to the kernel without waiting for anyone; each send
+// completion starts the next, so a writer never has to await to make progress.
+//
+// Invariants:
+// - At most one recv (read_op_) and one send (write_op_) in flight; each
+//   holds a reference, so the connection outlives the kernel's use of its
+//   buffers even when both user handles are gone.
+// - The bytes a send points into (sending_[sent_..]) are never modified until
+//   its completion arrives; write() appends to pending_, and the two swap
+//   only when sending_ is fully sent. Bytes stay in order.
+// - The receive buffer does not move while a plain recv is in flight
+//   (ByteBuffer); a multishot recv never writes into it.
+// - The socket is closed exactly once, only with no operation in flight:
+//   close() cancels the recv and lets queued writes finish first.
+// - Completion callbacks only record results, start the next send and wake
+//   waiters; user code runs in the woken tasks.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "loop/backend.hpp"
+#include "loop/event_loop.hpp"
+#include "net/byte_buffer.hpp"
+#include "net/socket.hpp"
+#include "net/wait_list.hpp"
+
+namespace corio {
+
+// Per-connection settings shared by clients and servers (asyncio's limit and
+// the transport's write buffer limits).
+struct StreamOptions {
+  // The most readuntil()/readline()/read() buffer while looking for a
+  // separator or EOF before they throw LimitOverrun.
+  std::size_t limit = 64 * 1024;
+  // drain() blocks once more than write_high_water bytes are buffered, and
+  // resumes when the kernel took all but write_low_water of them.
+  std::size_t write_high_water = 64 * 1024;
+  std::size_t write_low_water = 16 * 1024;
+  // TCP_NODELAY on TCP connections (asyncio sets it too): write() sends at once.
+  bool nodelay = true;
+};
+
+namespace detail {
+
+class StreamConn {
+ public:
+  StreamConn(Socket sock, const StreamOptions& opts);
+  StreamConn(const StreamConn&) = delete;
+  StreamConn& operator=(const StreamConn&) = delete;
+
+  // ---- lifetime ---------------------------------------------------------
+  // refs_ counts user handles and operations in flight; handles_ only the
+  // StreamReader/StreamWriter objects. When the last handle goes, the stream
+  // is closed (gracefully: queued writes are still sent).
+  void add_handle() noexcept {
+    ++handles_;
+    ++refs_;
+  }
+  void drop_handle() noexcept {
+    if (--handles_ == 0) close();
+    release();
+  }
+
+  // ---- read side ----------------------------------------------------------
+  ByteBuffer& rbuf() noexcept { return rbuf_; }
+  // No more bytes will arrive: EOF, a read error, or the stream was closed.
+  bool eof() const noexcept { return eof_ || closing_; }
+  int read_error() const noexcept { return read_err_; }
+  [[noreturn]] void throw_read_error() const;
+  // Waits until a recv completed (more data, EOF or an error) — starting one
+  // for at least `want` bytes if none is in flight. Returns at once if the
+  // stream is at EOF or the recv completed synchronously. Callers re-check.
+  Waiter wait_data(std::size_t want);
+  std::size_t limit() const noexcept { return limit_; }
+  // One reader at a time (asyncio raises RuntimeError for a second one).
+  void begin_read(const char* what);
+  void end_read() noexcept {
+    reader_busy_ = false;
+    // Nothing of the kernel's points into it: an idle stream owns no buffer.
+    if (pbufs_ && rbuf_.empty()) rbuf_.release_memory();
+  }
+  // Whether reads use the loop's provided buffers (multishot recv).
+  bool uses_provided_buffers() const noexcept { return pbufs_ != nullptr; }
+
+  // ---- write side ---------------------------------------------------------
+  void write(const char* p, std::size_t n);
+  std::size_t buffered() const noexcept { return (sending_.size() - sent_) + pending_.size(); }
+  bool paused() const noexcept { return paused_; }
+  int write_error() const noexcept { return write_err_; }
+  [[noreturn]] void throw_write_error() const;
+  Waiter wait_drain() noexcept { return drain_waiters_.wait("StreamWriter.drain"); }
+  void set_write_limits(std::size_t high, std::size_t low);
+  std::size_t high_water() const noexcept { return high_; }
+  std::size_t low_water() const noexcept { return low_; }
+  void write_eof();
+  bool eof_requested() const noexcept { return eof_requested_; }
+
+  // ---- closing --------------------------------------------------------------
+  void close() noexcept;
+  void abort() noexcept;
+  bool closing() const noexcept { return closing_; }
+  bool closed() const noexcept { return closed_; }
+  Waiter wait_closed() noexcept { return closed_waiters_.wait("StreamWriter.wait_closed", closed_); }
+
+  const Socket& socket() const noexcept { return sock_; }
+  const SocketAddress& peer() const noexcept { return peer_; }
+
+ private:
+  ~StreamConn();
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+
+  void start_read(std::size_t want);
+  void on_read_result(int r) noexcept;
+  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
+  static void read_done(IoOp* op) noexcept;
+
+  void pump_writes() noexcept;
+  void on_send_result(int r) noexcept;
+  void drop_write_buffers() noexcept;
+  void update_pause() noexcept;
+  static void write_done(IoOp* op) noexcept;
+
+  void maybe_finish_close() noexcept;
+
+  Socket sock_;
+  SocketAddress peer_;
+  EventLoop* loop_;
+  std::uint32_t refs_ = 0;
+  std::uint32_t handles_ = 0;
+
+  // Read side.
+  IoOp read_op_;
+  ByteBuffer rbuf_;
+  ProvidedBuffers* pbufs_;  // non-null: read_op_ is a multishot recv
+  std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
+  WaitList read_waiters_;
+  std::size_t limit_;
+  std::uint32_t read_chunk_;
+  int read_err_ = 0;
+  bool reading_ = false;   // read_op_ in flight (multishot: still armed)
+  bool pausing_ = false;   // multishot cancelled for flow control, not for close
+  bool delivered_ = false; // multishot delivered data at least once
+  bool eof_ = false;
+  bool reader_busy_ = false;
+
+  // Write side.
+  IoOp write_op_;
+  std::string sending_;  // owned by the kernel from sent_ on while writing_
+  std::size_t sent_ = 0;
+  std::string pending_;
+  WaitList drain_waiters_;
+  std::size_t high_;
+  std::size_t low_;
+  int write_err_ = 0;
+  bool writing_ = false;
+  bool paused_ = false;
+  bool eof_requested_ = false;
+  bool eof_sent_ = false;
+
+  // Closing.
+  WaitList closed_waiters_;
+  bool closing_ = false;
+  bool aborted_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace detail
+}  // namespace corio

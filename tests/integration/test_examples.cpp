@@ -1,0 +1,175 @@
+// Integration: the example programs, run as child processes on loopback and
+// driven by real clients (corio streams in this process, or echo_client).
+// Skipped when the examples are not built (CORIO_EXAMPLES_DIR unset).
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <string>
+
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "net/stream.hpp"
+#include "tests/child_process.hpp"
+#include "tests/net/net_support.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string examples_dir() {
+  const char* d = std::getenv("CORIO_EXAMPLES_DIR");
+  return d ? d : "";
+}
+
+const char* backend_name(detail::BackendKind k) { return k == detail::BackendKind::epoll ? "epoll" : "io_uring"; }
+
+// Waits for the server's first line, "listening on 127.0.0.1:PORT", and returns PORT.
+int listening_port(test::ChildProcess& server) {
+  REQUIRE_MESSAGE(server.wait_for_stdout("\n", 20s), "no output; stderr: " << server.err());
+  std::string first = server.out().substr(0, server.out().find('\n'));
+  const std::string prefix = "listening on 127.0.0.1:";
+  REQUIRE_MESSAGE(first.rfind(prefix, 0) == 0, "first line: " << first);
+  int port = std::atoi(first.c_str() + prefix.size());
+  REQUIRE(port > 0);
+  return port;
+}
+
+}  // namespace
+
+TEST_CASE("echo_server announces its port, echoes for echo_client in both modes, and exits 130 on SIGINT") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(backend_name(kind));
+    test::ChildProcess server({dir + "/echo_server", "--port", "0", "--backend", backend_name(kind)});
+    std::string port = std::to_string(listening_port(server));
+
+    test::ChildProcess counted({dir + "/echo_client", "--port", port, "--count", "200", "--connections", "20",
+                                "--size", "100", "--backend", backend_name(kind)});
+    CHECK(counted.wait_exit(60s) == 0);
+    CHECK_MESSAGE(counted.out().find("4000 messages of 100 bytes over 20 connection(s): 4000 ok, 0 wrong") == 0,
+                  counted.out() << counted.err());
+
+    test::ChildProcess lines({"/bin/sh", "-c",
+                              "printf 'one\\ntwo\\nthree' | '" + dir + "/echo_client' --port " + port +
+                                  " --backend " + backend_name(kind)});
+    CHECK(lines.wait_exit(30s) == 0);
+    CHECK(lines.out() == "one\ntwo\nthree");
+
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
+  }
+}
+
+TEST_CASE("the examples answer --help, and reject bad usage with status 2") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (const char* prog : {"echo_server", "echo_client", "chat_server"}) {
+    CAPTURE(prog);
+    test::ChildProcess help({dir + "/" + prog, "--help"});
+    CHECK(help.wait_exit(10s) == 0);
+    CHECK(help.out().rfind(std::string("usage: ") + prog, 0) == 0);
+    test::ChildProcess bad({dir + "/" + prog, "--no-such-option"});
+    CHECK(bad.wait_exit(10s) == 2);
+    CHECK(bad.err().find("unknown option --no-such-option") != std::string::npos);
+    test::ChildProcess bad_port({dir + "/" + prog, "--port", "70000"});
+    CHECK(bad_port.wait_exit(10s) == 2);
+  }
+  // A runtime failure is status 1 with a one-line reason.
+  test::ChildProcess refused({dir + "/echo_client", "--port", "1", "--count", "1"});
+  CHECK(refused.wait_exit(10s) == 1);
+  CHECK(refused.err() == "echo_client: connect 127.0.0.1:1: Connection refused\n");
+}
+
+namespace {
+
+struct ChatLog {
+  std::string lines;     // everything bob received
+  int from_alice = 0;    // "alice: …" lines seen by bob
+  bool saw_drop = false; // "* slow was dropped (not reading)"
+  bool saw_left = false; // "* alice left"
+};
+
+Task<void> bob_reads(StreamReader& r, ChatLog& log) {
+  for (;;) {
+    std::string line = co_await r.readline();
+    if (line.empty()) co_return;
+    log.lines += line;
+    if (line.rfind("alice: ", 0) == 0) ++log.from_alice;
+    if (line == "* slow was dropped (not reading)\n") log.saw_drop = true;
+    if (line == "* alice left\n") log.saw_left = true;
+  }
+}
+
+Task<StreamPair> join(std::uint16_t port, std::string name) {
+  StreamPair p = co_await open_connection("127.0.0.1", port);
+  CHECK(co_await p.reader.readline() == "welcome! your name?\n");
+  p.writer.write(name + "\n");
+  std::string who = co_await p.reader.readline();
+  CHECK(who.rfind("* online:", 0) == 0);
+  co_return p;
+}
+
+Task<void> chat_scenario(std::uint16_t port) {
+  // A client that never reads, with a tiny receive buffer so that its
+  // backlog reaches the server's queue quickly.
+  Socket slow = Socket::create(AF_INET, SOCK_STREAM);
+  slow.set_option(SOL_SOCKET, SO_RCVBUF, 4096);
+  co_await slow.connect(SocketAddress::parse("127.0.0.1", port));
+  co_await slow.send_all("slow\n");
+
+  StreamPair alice = co_await join(port, "alice");
+  StreamPair bob = co_await join(port, "bob");
+  ChatLog log;
+  auto reader = create_task(bob_reads(bob.reader, log));
+
+  // Alice talks; bob keeps up (he is never more than a batch behind), slow
+  // does not read at all. Slow is dropped; bob gets every line meanwhile.
+  const std::string filler(200, '.');
+  int sent = 0;
+  auto end = Clock::now() + 60s;
+  while (!log.saw_drop && sent < 200000 && Clock::now() < end) {
+    for (int i = 0; i < 50; ++i) alice.writer.write(std::to_string(sent++) + filler + "\n");
+    co_await alice.writer.drain();
+    while (log.from_alice < sent && Clock::now() < end) co_await sleep(1ms);
+  }
+  CHECK(log.saw_drop);
+  CHECK(log.from_alice == sent);
+  alice.writer.write("/quit\n");
+  while (!log.saw_left && Clock::now() < end) co_await sleep(1ms);
+  CHECK(log.saw_left);
+  bob.writer.write("/who\n");
+  while (log.lines.find("* online: bob\n") == std::string::npos && Clock::now() < end) co_await sleep(1ms);
+  CHECK(log.lines.find("* online: bob\n") != std::string::npos);
+  bob.writer.close();
+  co_await reader;
+}
+
+}  // namespace
+
+TEST_CASE("chat_server drops a client that does not read, and the others never stall") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  test::on_each_backend([&dir](EventLoop& loop) {
+    const char* b = backend_name(loop.backend_kind());
+    test::ChildProcess chat({dir + "/chat_server", "--port", "0", "--max-queue", "65536", "--backend", b});
+    int port = listening_port(chat);
+    test::run_bounded(loop, chat_scenario(static_cast<std::uint16_t>(port)), 90s);
+    chat.signal(SIGTERM);
+    CHECK(chat.wait_exit(20s) == 143);
+    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
+    CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
+  });
+}

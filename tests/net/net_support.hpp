@@ -1,0 +1,36 @@
+#pragma once
+// Helpers for the net and integration tests: bounded runs, so no test hangs.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+
+#include "coro/task_handle.hpp"
+#include "loop/event_loop.hpp"
+
+namespace corio::test {
+
+// Runs `main` on `loop` like run_until_complete, but cancels it when `limit`
+// passes, so a broken test fails with "test deadline exceeded" instead of hanging.
+template <class T>
+T run_bounded(EventLoop& loop, Task<T> main, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  TaskHandle<T> h = create_task_on(loop, std::move(main), "test main");
+  bool expired = false;
+  CallbackHandle watchdog = loop.call_later(limit, [&expired, b = &h.base()] {
+    expired = true;
+    b->cancel("test deadline exceeded");
+  });
+  loop.run_until_done(h.base());
+  watchdog.cancel();
+  if (expired) FAIL("test deadline of " << limit.count() << " s exceeded");
+  try {
+    if constexpr (std::is_void_v<T>) h.result();
+    else return std::move(h.result());
+  } catch (const CancelledError& e) {
+    FAIL("test main was cancelled: " << e.what());
+  }
+  if constexpr (!std::is_void_v<T>) return T{};
+}
+
+
+}  // namespace corio::test

@@ -1,0 +1,112 @@
+#include "net/dns.hpp"
+
+#include <doctest/doctest.h>
+#include <netdb.h>
+
+#include <algorithm>
+
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "net/errors.hpp"
+#include "tests/net/net_support.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+
+TEST_CASE("numeric hosts resolve at once, bracketed IPv6 too, without a lookup") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto v4 = co_await resolve("127.0.0.1", 80);
+      REQUIRE(v4.size() == 1u);
+      CHECK(v4[0].to_string() == "127.0.0.1:80");
+      auto v6 = co_await resolve("[::1]", 443);
+      REQUIRE(v6.size() == 1u);
+      CHECK(v6[0].to_string() == "[::1]:443");
+      ResolveOptions only6;
+      only6.family = AF_INET6;
+      CHECK_THROWS_AS(co_await resolve("127.0.0.1", 80, only6), NameNotFoundError);
+      ResolveOptions passive;
+      passive.passive = true;
+      auto any = co_await resolve("", 8080, passive);
+      REQUIRE(any.size() == 2u);
+      CHECK(any[0].to_string() == "0.0.0.0:8080");
+      CHECK(any[1].to_string() == "[::]:8080");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("names are resolved off the loop thread while other tasks keep running") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto ticker = [](int& ticks) -> Task<void> {
+        for (;;) {
+          co_await sleep(0ms);
+          ++ticks;
+        }
+      };
+      int ticks = 0;
+      auto t = create_task(ticker(ticks));
+      auto addrs = co_await resolve("localhost", 8080);
+      t.cancel();
+      REQUIRE_FALSE(addrs.empty());
+      bool has_loopback = std::any_of(addrs.begin(), addrs.end(), [](const SocketAddress& a) {
+        return a.to_string() == "127.0.0.1:8080" || a.to_string() == "[::1]:8080";
+      });
+      CHECK(has_loopback);
+      CHECK(ticks > 0);  // the loop ran other tasks while getaddrinfo worked
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("an unknown name throws NameNotFoundError with the host in the message") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      bool thrown = false;
+      try {
+        (void)co_await resolve("no-such-host.invalid", 80);
+      } catch (const NameNotFoundError& e) {
+        thrown = true;
+        CHECK(e.host() == "no-such-host.invalid");
+        CHECK(e.code().category() == gai_category());
+        CHECK(std::string(e.what()).find("getaddrinfo no-such-host.invalid: ") == 0);
+      }
+      CHECK(thrown);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("cancelling a lookup returns at once; the late answer is dropped safely") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto lookup = []() -> Task<void> { (void)co_await resolve("localhost", 1); };
+      for (int i = 0; i < 20; ++i) {
+        auto t = create_task(lookup());
+        co_await sleep(0ms);  // the lookup thread is started and the task waits
+        t.cancel();
+        try {
+          co_await t;
+        } catch (const CancelledError&) {
+        }
+      }
+      co_await sleep(50ms);  // late answers arrive and find nobody waiting
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("a loop destroyed while a lookup runs is never called back") {
+  for (int i = 0; i < 5; ++i) {
+    test::on_each_backend([](EventLoop& loop) {
+      auto main = []() -> Task<void> {
+        auto lookup = []() -> Task<void> { (void)co_await resolve("localhost", 2); };
+        (void)create_task(lookup());
+        co_await sleep(0ms);
+      };
+      test::run_bounded(loop, main());
+    });  // the loop is gone here; the thread may still be in getaddrinfo
+  }
+}

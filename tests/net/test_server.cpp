@@ -1,0 +1,322 @@
+#include "net/server.hpp"
+
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "tests/net/net_support.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+
+namespace {
+
+Task<void> echo_lines(StreamReader& r, StreamWriter& w) {
+  for (;;) {
+    std::string line = co_await r.readline();
+    if (line.empty()) break;
+    w.write(line);
+    co_await w.drain();
+  }
+}
+
+Task<std::string> ask(std::uint16_t port, std::string line) {
+  auto [r, w] = co_await open_connection("127.0.0.1", port);
+  w.write(line);
+  co_return co_await r.readline();
+}
+
+// Polls cond every millisecond for up to `limit`.
+template <class F>
+Task<bool> eventually(F cond, std::chrono::milliseconds limit = 5000ms) {
+  auto end = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > end) co_return false;
+    co_await sleep(1ms);
+  }
+  co_return true;
+}
+
+}  // namespace
+
+TEST_CASE("a server on port 0 runs the handler per connection and counts live connections") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
+      CHECK(server.is_serving());
+      std::uint16_t port = server.port();
+      CHECK(port != 0);
+      REQUIRE(server.addresses().size() == 1u);
+      CHECK(server.addresses()[0].to_string() == "127.0.0.1:" + std::to_string(port));
+      REQUIRE(server.sockets().size() == 1u);
+      CHECK(server.sockets()[0]->local_address() == server.addresses()[0]);
+      CHECK(server.sockets()[0]->get_option(SOL_SOCKET, SO_ACCEPTCONN) == 1);
+      CHECK(co_await ask(port, "hello\n") == "hello\n");
+
+      auto [r1, w1] = co_await open_connection("127.0.0.1", port);
+      auto [r2, w2] = co_await open_connection("127.0.0.1", port);
+      w1.write("a\n");
+      w2.write("b\n");
+      CHECK(co_await r1.readline() == "a\n");
+      CHECK(co_await r2.readline() == "b\n");
+      CHECK(server.connection_count() == 2u);
+      w1.close();
+      CHECK(co_await eventually([&] { return server.connection_count() == 1u; }));
+      w2.close();
+      CHECK(co_await eventually([&] { return server.connection_count() == 0u; }));
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("close stops accepting at once; wait_closed waits for the running handlers") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
+      std::uint16_t port = server.port();
+      auto [r, w] = co_await open_connection("127.0.0.1", port);
+      w.write("x\n");
+      CHECK(co_await r.readline() == "x\n");
+      server.close();
+      CHECK_FALSE(server.is_serving());
+      co_await sleep(1ms);  // the cancelled accept completes and its socket closes
+      CHECK(server.sockets().empty());
+      co_await sleep(5ms);
+      CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
+      // The accepted connection still works.
+      w.write("still\n");
+      CHECK(co_await r.readline() == "still\n");
+
+      auto closer = [](StreamWriter& w) -> Task<void> {
+        co_await sleep(30ms);
+        w.close();
+      };
+      auto c = create_task(closer(w));
+      auto t0 = Clock::now();
+      co_await server.wait_closed();
+      CHECK(Clock::now() - t0 >= 25ms);
+      CHECK(server.connection_count() == 0u);
+      co_await c;
+      co_await server.wait_closed();  // again: returns at once
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("serve_forever returns after close(), and closes the server when cancelled") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      {
+        ServerOptions o;
+        o.start_serving = false;
+        Server server = co_await start_server(echo_lines, "127.0.0.1", 0, o);
+        CHECK_FALSE(server.is_serving());
+        auto forever = [](Server& s) -> Task<void> { co_await s.serve_forever(); };
+        auto f = create_task(forever(server));
+        co_await sleep(5ms);
+        CHECK(server.is_serving());
+        CHECK(co_await ask(server.port(), "served\n") == "served\n");
+        server.close();
+        co_await f;  // returned normally
+      }
+      {
+        Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
+        std::uint16_t port = server.port();
+        auto forever = [](Server& s) -> Task<void> { co_await s.serve_forever(); };
+        auto f = create_task(forever(server));
+        co_await sleep(5ms);
+        f.cancel();
+        bool cancelled = false;
+        try {
+          co_await f;
+        } catch (const CancelledError&) {
+          cancelled = true;
+        }
+        CHECK(cancelled);
+        CHECK_FALSE(server.is_serving());
+        CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
+        CHECK_THROWS_AS(co_await server.serve_forever(), InvalidStateError);
+      }
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("a handler that throws is reported to the loop, and the server keeps serving") {
+  test::on_each_backend([](EventLoop& loop) {
+    std::vector<std::string> reports;
+    loop.set_exception_handler([&reports](std::exception_ptr e, std::string_view ctx) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        reports.push_back(std::string(ctx) + " | " + ex.what());
+      }
+    });
+    auto main = []() -> Task<void> {
+      auto picky = [](StreamReader& r, StreamWriter& w) -> Task<void> {
+        std::string line = co_await r.readline();
+        if (line != "good\n") throw std::runtime_error("bad request: " + line.substr(0, line.size() - 1));
+        w.write("ok\n");
+      };
+      Server server = co_await start_server(picky, "127.0.0.1", 0);
+      CHECK(co_await ask(server.port(), "bad\n") == "");  // the handler threw: closed without an answer
+      CHECK(co_await ask(server.port(), "good\n") == "ok\n");
+    };
+    test::run_bounded(loop, main());
+    REQUIRE(reports.size() == 1u);
+    CHECK(reports[0].find("unhandled exception in client handler for 127.0.0.1:") == 0);
+    CHECK(reports[0].find("| bad request: bad") != std::string::npos);
+  });
+}
+
+TEST_CASE("starting a server on an address in use throws AddressInUseError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server a = co_await start_server(echo_lines, "127.0.0.1", 0);
+      std::string what;
+      try {
+        Server b = co_await start_server(echo_lines, "127.0.0.1", a.port());
+      } catch (const AddressInUseError& e) {
+        what = e.what();
+      }
+      CHECK(what == "bind 127.0.0.1:" + std::to_string(a.port()) + ": Address already in use");
+      // With SO_REUSEPORT on both, two servers share the port.
+      ServerOptions o;
+      o.reuse_port = true;
+      Server c = co_await start_server(echo_lines, "127.0.0.1", 0, o);
+      Server d = co_await start_server(echo_lines, "127.0.0.1", c.port(), o);
+      CHECK(d.port() == c.port());
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("the empty host listens on every interface, IPv4 and IPv6") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server server = co_await start_server(echo_lines, "", 0);
+      auto addrs = server.addresses();
+      REQUIRE(addrs.size() == 2u);
+      CHECK(addrs[0].host() == "0.0.0.0");
+      CHECK(addrs[1].host() == "::");
+      CHECK(co_await ask(addrs[0].port(), "v4\n") == "v4\n");
+      auto [r, w] = co_await open_connection("::1", addrs[1].port());
+      w.write("v6\n");
+      CHECK(co_await r.readline() == "v6\n");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("a Unix server replaces a stale socket file and removes it on close") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::string path = "/tmp/corio-server-test-" + std::to_string(::getpid()) + ".sock";
+      {
+        Socket stale = Socket::create(AF_UNIX, SOCK_STREAM);
+        stale.bind(SocketAddress::unix_path(path));
+      }  // closed, the file stays behind
+      struct stat st {};
+      REQUIRE(::stat(path.c_str(), &st) == 0);
+      Server server = co_await start_unix_server(echo_lines, path);
+      {
+        auto [r, w] = co_await open_unix_connection(path);
+        w.write("over unix\n");
+        CHECK(co_await r.readline() == "over unix\n");
+      }
+      server.close();
+      CHECK(::stat(path.c_str(), &st) != 0);
+      co_await server.wait_closed();
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("destroying the Server stops accepting, leaving running connections alone") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::uint16_t port;
+      StreamPair conn;
+      {
+        Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
+        port = server.port();
+        conn = co_await open_connection("127.0.0.1", port);
+        conn.writer.write("1\n");
+        CHECK(co_await conn.reader.readline() == "1\n");
+      }
+      co_await sleep(5ms);
+      CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
+      conn.writer.write("2\n");
+      CHECK(co_await conn.reader.readline() == "2\n");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+namespace {
+Task<void> leave_everything_running() {
+  auto hang = [](StreamReader& r, StreamWriter& w) -> Task<void> {
+    w.write(std::string(8 << 20, 'h'));  // never drained: the client does not read
+    (void)co_await r.readexactly(1 << 20);
+  };
+  Server server = co_await start_server(hang, "127.0.0.1", 0);
+  auto client = [](std::uint16_t port) -> Task<void> {
+    auto [r, w] = co_await open_connection("127.0.0.1", port);
+    co_await sleep(1h);
+  };
+  for (int i = 0; i < 5; ++i) (void)create_task(client(server.port()));
+  CHECK(co_await eventually([&] { return server.connection_count() >= 2u; }));
+  // Return with everything pending: sends half done, reads and accepts
+  // waiting, handlers suspended. The loop's teardown cancels and frees it all.
+  (void)create_task([](Server s) -> Task<void> { co_await s.serve_forever(); }(std::move(server)));
+  co_await sleep(1ms);
+}
+}  // namespace
+
+// The loop is created here rather than by on_each_backend: its destruction
+// is what this test times.
+TEST_CASE("a loop torn down with a server, connections and sends still running ends promptly and leaks nothing") {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(static_cast<int>(kind));
+    auto t0 = Clock::now();
+    {
+      EventLoop loop(test::options_for(kind));
+      test::run_bounded(loop, leave_everything_running());
+    }
+    // A send completing during teardown must not start another one that the
+    // loop would then wait for (its grace period is 5 s).
+    CHECK(Clock::now() - t0 < 3s);
+  }
+}
+
+TEST_CASE("a handler may move its streams into another task: the connection outlives the handler") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto handoff = [](StreamReader& r, StreamWriter& w) -> Task<void> {
+        auto later = [](StreamReader r, StreamWriter w) -> Task<void> {
+          co_await sleep(20ms);  // the handler is long gone
+          w.write(co_await r.readline());
+          co_await w.drain();
+        };
+        (void)create_task(later(std::move(r), std::move(w)));
+        throw std::runtime_error("handler ends after handing off");  // reported; the streams live on
+      };
+      int reports = 0;
+      EventLoop::current().set_exception_handler([&reports](std::exception_ptr, std::string_view ctx) {
+        reports += std::string(ctx).find("unhandled exception in client handler for 127.0.0.1:") == 0;
+      });
+      Server server = co_await start_server(handoff, "127.0.0.1", 0);
+      CHECK(co_await ask(server.port(), "handed off\n") == "handed off\n");
+      CHECK(reports == 1);
+      EventLoop::current().set_exception_handler(nullptr);  // `reports` dies with this frame
+    };
+    test::run_bounded(loop, main());
+  });
+}
