@@ -117,7 +117,7 @@ class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
       return false;
     }
     list_->push_back(*this);
-    task_->suspend(h, this);
+    task_->suspend(h, this, what_);
     return true;
   }
   void await_resume() const {

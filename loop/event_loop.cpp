@@ -155,12 +155,15 @@ void EventLoop::post_threadsafe(detail::Runnable& r) noexcept {
   r.next_ready_ = mpsc_head_.load(std::memory_order_relaxed);
   while (!mpsc_head_.compare_exchange_weak(r.next_ready_, &r, std::memory_order_seq_cst, std::memory_order_relaxed)) {
   }
-  // A wake-up is paid only when the loop is blocked (or about to block) and no
-  // wake-up is already on its way: calls made while the loop runs cost no
-  // syscall, and a burst while it sleeps costs one. Pairs with run_once():
-  // it sets sleeping_ and then re-checks the stack (both seq_cst), so either
-  // it sees this push or we see sleeping_.
-  if (sleeping_.load(std::memory_order_seq_cst) && !wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+  // A wake-up is paid only by the one producer that moves the loop from
+  // "sleeping" to "woken": calls made while the loop runs cost no syscall, and
+  // a burst while it sleeps costs one. One atomic word, so that no producer can
+  // act on a stale "sleeping" (a separate flag and check-then-set would let one
+  // that read "sleeping" just before the loop woke write a second time).
+  // Pairs with run_once(): it stores kSleeping and then re-checks the stack
+  // (both seq_cst), so either it sees this push or this CAS sees kSleeping.
+  std::uint8_t expect = kSleeping;
+  if (wake_state_.compare_exchange_strong(expect, kWoken, std::memory_order_seq_cst, std::memory_order_relaxed)) {
     wakeups_.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t one = 1;
     ssize_t w;
@@ -201,18 +204,16 @@ void EventLoop::drain_threadsafe() noexcept {
 void EventLoop::arm_wake() noexcept {
   wake_armed_ = true;
   // epoll may complete the read at once when the eventfd already has a count.
-  while (backend_->submit(wake_op_)) wake_pending_.store(false, std::memory_order_seq_cst);
+  while (backend_->submit(wake_op_)) {
+  }
 }
 
 void EventLoop::on_wake(detail::IoOp* op) noexcept {
   auto* self = static_cast<EventLoop*>(op->ctx);
   self->wake_armed_ = false;
-  // Awake now: later producers need not write (sleeping_ first, so one that
-  // sees wake_pending_ cleared also sees that the loop is awake).
-  self->sleeping_.store(false, std::memory_order_seq_cst);
-  // Clear before draining (drain follows in run_once): a producer that pushes
-  // after this store sees false and writes the eventfd again.
-  self->wake_pending_.store(false, std::memory_order_seq_cst);
+  // Awake now: later producers need not write. (The drain follows in
+  // run_once, and the loop stores kSleeping again only before its next wait.)
+  self->wake_state_.store(kAwake, std::memory_order_seq_cst);
   if (!self->closing_) self->arm_wake();
 }
 
@@ -231,18 +232,19 @@ void EventLoop::run_once() {
     timeout_ns = 0;  // a thread-pool completion arrived while spinning
   }
   if (timeout_ns != 0) {
-    // Each period with sleeping_ set costs at most one wake-up: a producer
-    // writes only when it also flips wake_pending_, which only on_wake clears
-    // (after clearing sleeping_).
+    // Each move to kSleeping allows at most one wake-up (the producer CAS
+    // from kSleeping to kWoken), so wake-ups never exceed sleeps_.
     ++sleeps_;
-    sleeping_.store(true, std::memory_order_seq_cst);
+    wake_state_.store(kSleeping, std::memory_order_seq_cst);
     if (mpsc_head_.load(std::memory_order_seq_cst)) {  // a call slipped in: do not block
-      sleeping_.store(false, std::memory_order_relaxed);
+      wake_state_.store(kAwake, std::memory_order_relaxed);
       timeout_ns = 0;
     }
   }
   backend_->wait(timeout_ns);
-  sleeping_.store(false, std::memory_order_relaxed);
+  // A write that raced with this store leaves its count in the eventfd: the
+  // next wait returns at once and on_wake consumes it. Nothing is lost.
+  wake_state_.store(kAwake, std::memory_order_relaxed);
   now_ = Clock::now();
   if (ts_head_ || mpsc_head_.load(std::memory_order_relaxed)) drain_threadsafe();
   while (!timers_.empty() && timers_.top()->deadline <= now_) {

@@ -237,8 +237,10 @@ class EventLoop final : public Scheduler {
   // Cross-thread: a Treiber stack the loop takes whole (linked through
   // Runnable::next_ready_, free while an entry is in this stack), plus one eventfd.
   alignas(64) std::atomic<detail::Runnable*> mpsc_head_{nullptr};
-  alignas(64) std::atomic<bool> wake_pending_{false};
-  std::atomic<bool> sleeping_{false};
+  // kAwake: running; kSleeping: blocked (or about to block) in wait;
+  // kWoken: a producer wrote the eventfd for this sleep.
+  static constexpr std::uint8_t kAwake = 0, kSleeping = 1, kWoken = 2;
+  alignas(64) std::atomic<std::uint8_t> wake_state_{kAwake};
   std::atomic<std::uint64_t> wakeups_{0};
   // Threads inside post_threadsafe(): close() waits for them to leave before
   // the eventfd and the loop go away.

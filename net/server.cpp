@@ -63,7 +63,7 @@ class ServerState {
   ServerOptions opts;
   EventLoop* loop;
   std::vector<std::unique_ptr<Listener>> listeners;
-  WaitList waiters;  // wait_closed() and serve_forever()
+  ParkList waiters;  // wait_closed() and serve_forever()
   std::size_t connections = 0;
   std::uint32_t refs = 0;
   bool serving = false;

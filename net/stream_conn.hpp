@@ -154,7 +154,7 @@ class StreamConn {
   ByteBuffer rbuf_;
   ProvidedBuffers* pbufs_;  // non-null: read_op_ is a multishot recv
   std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
-  WaitList read_waiters_;
+  ParkList read_waiters_;
   std::size_t limit_;
   std::uint32_t read_chunk_;
   int read_err_ = 0;
@@ -169,7 +169,7 @@ class StreamConn {
   std::string sending_;  // owned by the kernel from sent_ on while writing_
   std::size_t sent_ = 0;
   std::string pending_;
-  WaitList drain_waiters_;
+  ParkList drain_waiters_;
   std::size_t high_;
   std::size_t low_;
   int write_err_ = 0;
@@ -179,7 +179,7 @@ class StreamConn {
   bool eof_sent_ = false;
 
   // Closing.
-  WaitList closed_waiters_;
+  ParkList closed_waiters_;
   bool closing_ = false;
   bool aborted_ = false;
   bool closed_ = false;

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 
 namespace {
 struct Shared {
-  detail::WaitList list;
+  detail::ParkList list;
   int woken = 0;
   bool flag = false;
 };
