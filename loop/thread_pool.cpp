@@ -173,7 +173,6 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
       });
       lk.lock();
       if (head_ || shutdown_.load(std::memory_order_relaxed)) continue;
-      spin_ns = 0;  // spun once: park now
     }
     if (searching) {
       searching = false;
@@ -204,6 +203,7 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
       queued_.store(0, std::memory_order_relaxed);
     }
     parked = std::exchange(parked_, nullptr);
+    for (Worker* w = parked; w; w = w->next_parked) ++searching_;  // each wakes counted, as always
   }
   // Outside the lock: cancelling notifies owners (future callbacks, loop posts).
   while (cancelled) {
