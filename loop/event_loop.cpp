@@ -365,7 +365,10 @@ void EventLoop::set_default_executor(std::shared_ptr<ThreadPoolExecutor> executo
 }
 
 void EventLoop::shutdown_default_executor() noexcept {
-  if (default_executor_) default_executor_->shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  if (!default_executor_) return;
+  if (!default_executor_->shutdown_for(shutdown_grace_, /*cancel_futures=*/true)) {
+    threads_abandoned_ = default_executor_->running_threads();
+  }
 }
 
 void EventLoop::run_shutdown_hooks() {

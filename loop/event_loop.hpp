@@ -196,6 +196,12 @@ class EventLoop final : public Scheduler {
   void set_default_executor(std::shared_ptr<ThreadPoolExecutor> executor);
   // shutdown(wait=true, cancel_futures=true) on the default executor, if any.
   void shutdown_default_executor() noexcept;
+  // How long shutdown_default_executor() waits for calls still running on
+  // pool threads (corio::run sets RunOptions::shutdown_grace). Past it the
+  // threads are abandoned: threads_abandoned() turns true, and the loop must
+  // then never be destroyed (their completions will still be posted to it).
+  void set_shutdown_grace(std::chrono::nanoseconds g) noexcept { shutdown_grace_ = g; }
+  std::size_t threads_abandoned() const noexcept { return threads_abandoned_; }
 
   // ---- Scheduler ----------------------------------------------------------
   void post(detail::Runnable& r) noexcept override {
@@ -270,6 +276,8 @@ class EventLoop final : public Scheduler {
   TaskBase* tasks_tail_ = nullptr;
   std::size_t task_count_ = 0;
 
+  std::chrono::nanoseconds shutdown_grace_ = std::chrono::hours(24 * 365);
+  std::size_t threads_abandoned_ = 0;
   Event shutdown_event_;  // outlives close(): frames waiting on it are destroyed there
   ExceptionHandler exception_handler_;
   std::function<void(std::string_view)> warning_handler_;

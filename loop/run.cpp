@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <unistd.h>
+
 #include "loop/signals.hpp"
 
 namespace corio {
@@ -65,10 +67,26 @@ void RunGuard::finish() {
   loop_.run_shutdown_hooks();
 }
 
-void after_signal(int sig, const RunOptions& opts) {
+LoopHolder::LoopHolder(const RunOptions& opts) : loop_(new EventLoop(opts.loop)) {
+  loop_->set_shutdown_grace(opts.shutdown_grace);
+}
+
+LoopHolder::~LoopHolder() {
+  if (std::size_t n = loop_->threads_abandoned()) {
+    std::fprintf(stderr,
+                 "corio: %zu thread(s) still running blocking work after the shutdown grace period; "
+                 "abandoned (their results are discarded; they end with the process)\n",
+                 n);
+    return;  // the loop stays allocated: those threads will post to it
+  }
+  delete loop_;
+}
+
+void after_signal(int sig, const RunOptions& opts, std::size_t abandoned) {
   SignalState::disarm_immediate_exit();
   if (!opts.exit_on_signal) return;
   std::fflush(nullptr);
+  if (abandoned) ::_exit(128 + sig);  // no static destructors under running threads
   std::exit(128 + sig);
 }
 

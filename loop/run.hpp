@@ -87,15 +87,33 @@ class RunGuard {
   int signal_ = 0;
   bool finished_ = false;
 };
-// After the loop is gone: exit or throw for a signal-initiated shutdown.
-void after_signal(int sig, const RunOptions& opts);
+// Owns run()'s loop. Deletes it at the end, unless executor threads were
+// abandoned past the grace period: their completions will still be posted
+// to the loop, so it is then left allocated on purpose (one line on stderr
+// says so).
+class LoopHolder {
+ public:
+  explicit LoopHolder(const RunOptions& opts);
+  ~LoopHolder();
+  LoopHolder(const LoopHolder&) = delete;
+  EventLoop& get() noexcept { return *loop_; }
+  std::size_t abandoned() const noexcept { return loop_->threads_abandoned(); }
+
+ private:
+  EventLoop* loop_;
+};
+// After a signal-initiated shutdown: exit (std::exit; _exit if threads were
+// abandoned, as static destructors must not run under them) or return to throw.
+void after_signal(int sig, const RunOptions& opts, std::size_t abandoned);
 }  // namespace detail
 
 template <class T>
 T run(Task<T> main, RunOptions opts = {}) {
   int sig = 0;
+  std::size_t abandoned = 0;
   {
-    EventLoop loop(opts.loop);
+    detail::LoopHolder holder(opts);
+    EventLoop& loop = holder.get();
     detail::RunGuard guard(loop, opts);
     TaskHandle<T> h = create_task_on(loop, std::move(main), "main");
     guard.set_main(h.base());
@@ -107,6 +125,7 @@ T run(Task<T> main, RunOptions opts = {}) {
     }
     guard.finish();
     sig = guard.signal();
+    abandoned = holder.abandoned();
     if (!sig) {
       if constexpr (std::is_void_v<T>) {
         h.result();
@@ -117,7 +136,7 @@ T run(Task<T> main, RunOptions opts = {}) {
     }
     if (h.base().state() == TaskBase::State::failed) (void)h.exception();  // reported as interrupted, not lost
   }
-  detail::after_signal(sig, opts);
+  detail::after_signal(sig, opts, abandoned);
   throw SignalExit(sig);  // not reached when after_signal exits
 }
 

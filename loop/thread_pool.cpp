@@ -189,6 +189,23 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
     searching = true;  // the waker counted us
   }
   if (searching) --searching_;
+  ++exited_;  // under mu_
+  exited_cv_.notify_all();
+}
+
+bool ThreadPoolExecutor::shutdown_for(std::chrono::nanoseconds grace, bool cancel_futures) {
+  shutdown(/*wait=*/false, cancel_futures);
+  {
+    std::unique_lock lk(mu_);
+    if (!exited_cv_.wait_for(lk, grace, [this] { return exited_ == workers_.size(); })) return false;
+  }
+  shutdown(/*wait=*/true, cancel_futures);  // every thread has left worker_main: joins at once
+  return true;
+}
+
+std::size_t ThreadPoolExecutor::running_threads() const {
+  std::lock_guard lk(mu_);
+  return workers_.size() - exited_;
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {

@@ -38,6 +38,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -300,6 +301,14 @@ class ThreadPoolExecutor {
   // wait: block until every queued call ran and the threads exited. Safe to
   // call again (and from several threads); the destructor calls shutdown(true).
   void shutdown(bool wait = true, bool cancel_futures = false);
+  // shutdown(false, cancel_futures), then wait at most `grace` for every
+  // thread to finish its call and exit. True if they all did (and were
+  // joined); false if some still run blocking work. Those cannot be stopped:
+  // the executor must then outlive them (corio::run abandons it on purpose,
+  // and the process ends them when it exits).
+  bool shutdown_for(std::chrono::nanoseconds grace, bool cancel_futures = true);
+  // Threads started and not yet exited.
+  std::size_t running_threads() const;
 
   std::size_t max_workers() const noexcept { return max_workers_; }
   // Threads started so far.
@@ -352,6 +361,8 @@ class ThreadPoolExecutor {
   unsigned max_spinners_;  // half the cores, at least one
   std::string prefix_;
   std::mutex join_mu_;  // serializes joining (shutdown from several threads)
+  std::size_t exited_ = 0;  // workers that left worker_main (under mu_)
+  std::condition_variable exited_cv_;
 };
 
 }  // namespace corio

@@ -144,6 +144,23 @@ TEST_CASE("a main that ignores the shutdown token is cancelled when the grace pe
   CHECK(child.out().find("cancelled: interrupted by SIGINT (shutdown grace period over)") != std::string::npos);
 }
 
+TEST_CASE("a task blocked in to_thread(sleep 10 s) does not hold the exit past the grace period") {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(backend_arg(kind));
+    test::ChildProcess child({child_path(), "blocking", backend_arg(kind)});
+    REQUIRE(child.wait_for_stdout("ready", 10s));
+    std::this_thread::sleep_for(50ms);  // the call is running on its thread
+    auto t0 = std::chrono::steady_clock::now();
+    child.signal(SIGINT);
+    CHECK(child.wait_exit(8s) == 130);
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(took >= 450ms);  // the 500 ms grace was given
+    CHECK(took < 4s);      // ... and not the thread's 10 s
+    CHECK(child.out().find("main cancelled while its thread still sleeps") != std::string::npos);
+    CHECK(child.err().find("1 thread(s) still running blocking work") != std::string::npos);
+  }
+}
+
 TEST_CASE("a second SIGINT during a hung shutdown exits at once with one line") {
   for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
     CAPTURE(backend_arg(kind));

@@ -123,9 +123,17 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
                                << std::chrono::duration_cast<std::chrono::microseconds>(lateness.back()).count()
                                << " us");
     CHECK(delivered.load() > 1000);
-    // On time: the median within 5 ms, none later than 50 ms (sanitizer builds, shared machine).
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer slows every memory access 5-15x and serialises the
+    // three threads on two cores: this pass checks for races, and the timing
+    // bound is proven by the normal and ASan builds.
+    CHECK(lateness[10] < 50ms);
+    CHECK(lateness.back() < 500ms);
+#else
+    // On time: the median within 5 ms, none later than 50 ms (ASan builds, shared machine).
     CHECK(lateness[10] < 5ms);
     CHECK(lateness.back() < 50ms);
+#endif
   });
 }
 

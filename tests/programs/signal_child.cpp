@@ -121,6 +121,18 @@ Task<int> ignore_token() {
   co_return 0;
 }
 
+// Blocked in a thread call that outlives any reasonable shutdown.
+Task<int> blocking() {
+  say("ready");
+  try {
+    co_await corio::to_thread([] { std::this_thread::sleep_for(10s); });
+  } catch (const corio::CancelledError&) {
+    say("main cancelled while its thread still sleeps");
+    throw;
+  }
+  co_return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +149,10 @@ int main(int argc, char** argv) {
   if (mode == "graceful") return corio::run(graceful(), opts);
   if (mode == "stuck") return corio::run(stuck_cleanup(), opts);
   if (mode == "quit") return corio::run(quit_dump(), opts);
+  if (mode == "blocking") {
+    opts.shutdown_grace = 500ms;
+    return corio::run(blocking(), opts);
+  }
   opts.on_signal = corio::SignalPolicy::request_shutdown;
   opts.shutdown_grace = 300ms;
   if (mode == "drain") return corio::run(drain(), opts);
