@@ -89,20 +89,26 @@ EventLoop::EventLoop(LoopOptions opts) {
   bo.force_uring_error = opts.force_uring_error;
   debug_ = opts.debug ? *opts.debug : debug_from_env();
   backend_ = detail::make_backend(bo, &fallback_notice_);
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
-  wake_op_.kind = detail::OpKind::read;
-  wake_op_.fd = wake_fd_;
-  wake_op_.buf = &wake_buf_;
-  wake_op_.len = sizeof wake_buf_;
-  wake_op_.complete = &EventLoop::on_wake;
-  wake_op_.ctx = this;
-  wake_op_.internal = true;
+  wake_fd_ = open_internal_eventfd(wake_op_, &wake_buf_, &EventLoop::on_wake, "eventfd (wake-up)");
   now_ = Clock::now();
   arm_wake();
 }
 
 EventLoop::~EventLoop() { close(); }
+
+int EventLoop::open_internal_eventfd(detail::IoOp& op, std::uint64_t* buf, void (*complete)(detail::IoOp*) noexcept,
+                                     const char* what) {
+  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw std::system_error(errno, std::system_category(), what);
+  op.kind = detail::OpKind::read;
+  op.fd = fd;
+  op.buf = buf;
+  op.len = sizeof *buf;
+  op.complete = complete;
+  op.ctx = this;
+  op.internal = true;  // the loop's own: not counted as work in flight
+  return fd;
+}
 
 EventLoop& EventLoop::current() {
   if (!tls_loop_) throw NoRunningLoopError("no running event loop in this thread");
@@ -388,15 +394,7 @@ void EventLoop::add_signal_handler(int sig, Callback fn) {
   if (signal_fd_ < 0) {
     int owner = detail::SignalState::wake_fd();
     if (owner >= 0) throw InvalidStateError("add_signal_handler: another event loop handles signals in this process");
-    signal_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (signal_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd (signals)");
-    signal_op_.kind = detail::OpKind::read;
-    signal_op_.fd = signal_fd_;
-    signal_op_.buf = &signal_buf_;
-    signal_op_.len = sizeof signal_buf_;
-    signal_op_.complete = &EventLoop::on_signal_fd;
-    signal_op_.ctx = this;
-    signal_op_.internal = true;
+    signal_fd_ = open_internal_eventfd(signal_op_, &signal_buf_, &EventLoop::on_signal_fd, "eventfd (signals)");
     detail::SignalState::set_wake_fd(signal_fd_);
     arm_signals();
   }

@@ -226,6 +226,9 @@ class EventLoop final : public Scheduler {
   void arm_wake() noexcept;
   static void on_wake(detail::IoOp* op) noexcept;
   void arm_signals() noexcept;
+  // An eventfd the loop keeps a read armed on (wake-ups, signals).
+  int open_internal_eventfd(detail::IoOp& op, std::uint64_t* buf, void (*complete)(detail::IoOp*) noexcept,
+                            const char* what);
   static void on_signal_fd(detail::IoOp* op) noexcept;
   void dispatch_signals() noexcept;
   detail::CallbackNode* make_timer(TimePoint when, Callback fn);

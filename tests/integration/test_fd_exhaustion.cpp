@@ -19,14 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Task<void> echo_lines(StreamReader& r, StreamWriter& w) {
-  for (;;) {
-    std::string line = co_await r.readline();
-    if (line.empty()) break;
-    w.write(line);
-    co_await w.drain();
-  }
-}
+using test::echo_lines;
 
 // Lowers the soft RLIMIT_NOFILE below the fds in use (so every new fd fails
 // with EMFILE) until restore().

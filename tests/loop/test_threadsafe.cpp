@@ -86,15 +86,17 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
     std::atomic<bool> stop_storm{false};
     std::atomic<long> delivered{0};
     std::vector<std::thread> storm;
-    // Producers as fast as they can go, keeping up to 100,000 calls queued
-    // (bounded so that memory stays bounded when they outrun the loop).
-    for (int t = 0; t < 2; ++t) {
+    // A producer as fast as it can go, keeping up to 100,000 calls queued
+    // (bounded so that memory stays bounded when it outruns the loop). One
+    // producer thread: with two, three busy threads share the two cores here
+    // and the measure becomes the kernel's time slice, not the loop.
+    for (int t = 0; t < 1; ++t) {
       storm.emplace_back([&] {
         long sent = 0;
         while (!stop_storm.load(std::memory_order_relaxed)) {
           loop.call_soon_threadsafe([&] { delivered.fetch_add(1, std::memory_order_relaxed); });
           if (++sent % 1024 == 0) {
-            while (sent * 2 - delivered.load(std::memory_order_relaxed) > 100'000 &&
+            while (sent - delivered.load(std::memory_order_relaxed) > 100'000 &&
                    !stop_storm.load(std::memory_order_relaxed)) {
               std::this_thread::yield();
             }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "coro/task_handle.hpp"
+#include "net/stream.hpp"
 #include "loop/event_loop.hpp"
 
 namespace corio::test {
@@ -32,5 +33,14 @@ T run_bounded(EventLoop& loop, Task<T> main, std::chrono::seconds limit = std::c
   if constexpr (!std::is_void_v<T>) return T{};
 }
 
+// A line-echo connection handler for test servers.
+inline Task<void> echo_lines(StreamReader& r, StreamWriter& w) {
+  for (;;) {
+    std::string line = co_await r.readline();
+    if (line.empty()) break;
+    w.write(line);
+    co_await w.drain();
+  }
+}
 
 }  // namespace corio::test

@@ -18,14 +18,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Task<void> echo_lines(StreamReader& r, StreamWriter& w) {
-  for (;;) {
-    std::string line = co_await r.readline();
-    if (line.empty()) break;
-    w.write(line);
-    co_await w.drain();
-  }
-}
+using test::echo_lines;
 
 Task<std::string> ask(std::uint16_t port, std::string line) {
   auto [r, w] = co_await open_connection("127.0.0.1", port);
