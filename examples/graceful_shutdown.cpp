@@ -51,7 +51,12 @@ Task<void> producer(corio::Queue<long>& jobs, Stats& st) {
 
 Task<void> worker(int id, corio::Queue<long>& jobs, Stats& st) {
   for (;;) {
-    long job = co_await jobs.get();
+    long job;
+    try {
+      job = co_await jobs.get();
+    } catch (const corio::QueueShutDown&) {
+      co_return;  // drained: the queue was shut down and is empty
+    }
     // The job in hand is finished even if we are cancelled meanwhile: the
     // cleanup of async_finally awaits the thread's result.
     co_await corio::to_thread(blocking_step, job);
