@@ -32,6 +32,7 @@
 #include "net/address.hpp"
 #include "net/dns.hpp"
 #include "net/errors.hpp"
+#include "net/http/url.hpp"
 #include "net/server.hpp"
 #include "net/socket.hpp"
 #include "net/stream.hpp"
