@@ -18,6 +18,10 @@
 // results come back by value. A callable invocable as
 // fn(std::stop_token, args...) receives a token.
 //
+// GCC 12: a capturing lambda written inside the co_await expression
+// (`co_await to_thread([s] { ... })`) is destroyed twice by the compiler (a
+// double free). Name it first, or pass arguments: `to_thread(fn, s)`.
+//
 // Cancellation (of the awaiting task):
 // - A call that has not started never runs; the task gets CancelledError at once.
 // - A call that has started cannot be stopped (threads cannot be killed): its
