@@ -9,8 +9,8 @@ PKGS=(
   g++ meson ninja-build pkg-config cmake
   # core library
   liburing-dev libssl-dev
-  # examples (parallel_work: deflate)
-  zlib1g-dev
+  # examples (parallel_work: deflate; crawler: HTML5 parsing, its state file)
+  zlib1g-dev libgumbo-dev libsqlite3-dev
   # tests
   doctest-dev python3 procps
   # benchmark peers (bench/run.py)
