@@ -106,7 +106,10 @@ class StreamConn {
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
-  Waiter wait_drain() noexcept { return drain_waiters_.wait("StreamWriter.drain"); }
+  // drain() and wait_closed() share one list: both re-check their condition
+  // when woken, and a stream closes once, so sharing costs nothing measurable
+  // and keeps an idle connection a list smaller.
+  Waiter wait_drain() noexcept { return writer_waiters_.wait("StreamWriter.drain"); }
   void set_write_limits(std::size_t high, std::size_t low);
   std::size_t high_water() const noexcept { return high_; }
   std::size_t low_water() const noexcept { return low_; }
@@ -118,10 +121,12 @@ class StreamConn {
   void abort() noexcept;
   bool closing() const noexcept { return closing_; }
   bool closed() const noexcept { return closed_; }
-  Waiter wait_closed() noexcept { return closed_waiters_.wait("StreamWriter.wait_closed", closed_); }
+  Waiter wait_closed() noexcept { return writer_waiters_.wait("StreamWriter.wait_closed", closed_); }
 
   const Socket& socket() const noexcept { return sock_; }
-  const SocketAddress& peer() const noexcept { return peer_; }
+  // The peer, from the Socket's cache (filled by accept, or by the
+  // constructor's getpeername); empty if the socket never had one.
+  SocketAddress peer() const noexcept;
 
  private:
   ~StreamConn();
@@ -143,8 +148,7 @@ class StreamConn {
 
   void maybe_finish_close() noexcept;
 
-  Socket sock_;
-  SocketAddress peer_;
+  Socket sock_;  // also caches the peer's address (no second copy here)
   EventLoop* loop_;
   std::uint32_t refs_ = 0;
   std::uint32_t handles_ = 0;
@@ -169,7 +173,7 @@ class StreamConn {
   std::string sending_;  // owned by the kernel from sent_ on while writing_
   std::size_t sent_ = 0;
   std::string pending_;
-  ParkList drain_waiters_;
+  ParkList writer_waiters_;  // drain() and wait_closed()
   std::size_t high_;
   std::size_t low_;
   int write_err_ = 0;
@@ -179,7 +183,6 @@ class StreamConn {
   bool eof_sent_ = false;
 
   // Closing.
-  ParkList closed_waiters_;
   bool closing_ = false;
   bool aborted_ = false;
   bool closed_ = false;
