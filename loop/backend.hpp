@@ -149,6 +149,17 @@ class Backend {
   // The provided-buffer pool for recv_multishot, set up on first use; nullptr
   // when this backend or kernel has none (epoll), and then plain recv is the way.
   virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
+  // A loop-wide buffer that a read/recv op may name while it waits (nullptr
+  // if this backend has none: io_uring, where the kernel owns a buffer for
+  // the whole op). The epoll backend touches an op's buffer only inside the
+  // syscall it makes when the fd is ready, right before calling complete(),
+  // so many waiting ops can share this one buffer as long as each complete()
+  // copies its bytes out before returning. A waiting reader then holds no
+  // buffer of its own. `*len` receives the size.
+  virtual char* read_scratch(std::uint32_t* len) noexcept {
+    (void)len;
+    return nullptr;
+  }
 };
 
 struct BackendOptions {

@@ -34,6 +34,8 @@
 
 #include <cerrno>
 #include <ctime>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "loop/backend.hpp"
@@ -202,6 +204,11 @@ class EpollBackend final : public Backend {
 
   std::size_t in_flight() const noexcept override { return in_flight_; }
   bool has_pending_work() const noexcept override { return !deferred_.empty(); }
+  char* read_scratch(std::uint32_t* len) noexcept override {
+    if (!scratch_) scratch_.reset(new (std::nothrow) char[kScratchSize]);
+    *len = scratch_ ? kScratchSize : 0;
+    return scratch_.get();
+  }
 
  private:
   FdState& state(int fd) {
@@ -326,7 +333,10 @@ class EpollBackend final : public Backend {
     deferred_.clear();
   }
 
+  static constexpr std::uint32_t kScratchSize = 64 * 1024;
+
   int epfd_;
+  std::unique_ptr<char[]> scratch_;  // read_scratch(): filled only inside perform()
   std::vector<FdState> fds_;
   std::vector<IoOp*> deferred_;
   std::size_t in_flight_ = 0;

@@ -106,9 +106,17 @@ void StreamConn::start_read(std::size_t want) {
     return;
   }
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
-  char* tail = rbuf_.prepare(chunk);
-  read_op_.buf = tail;
-  read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+  std::uint32_t scratch_len = 0;
+  char* scratch = rbuf_.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
+  in_scratch_ = scratch != nullptr;
+  if (in_scratch_) {
+    read_op_.buf = scratch;  // shared: on_read_result copies the bytes out at once
+    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(scratch_len, chunk));
+  } else {
+    char* tail = rbuf_.prepare(chunk);
+    read_op_.buf = tail;
+    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+  }
   if (loop_->backend().submit(read_op_)) {
     on_read_result(read_op_.result);
     return;
@@ -119,6 +127,8 @@ void StreamConn::start_read(std::size_t want) {
 
 void StreamConn::on_read_result(int r) noexcept {
   if (r > 0) {
+    // No recv is in flight any more: prepare() may move the buffer.
+    if (in_scratch_) std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
     rbuf_.commit(static_cast<std::size_t>(r));
     if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
   } else if (r == 0 || r == -ECANCELED) {

@@ -13,8 +13,12 @@
 //   reader after EOF-free endings (-ENOBUFS, a pause). The receive buffer is
 //   freed whenever a read empties it: an idle connection waiting for data
 //   owns no read buffer at all.
-// - epoll (or a kernel without provided-buffer rings): a plain recv into the
-//   tail of the receive buffer.
+// - epoll: a plain recv. Into the tail of the receive buffer while it holds
+//   bytes (bulk transfers); into the backend's shared scratch buffer when it
+//   is empty, the bytes copied out at completion — so a connection waiting
+//   for its next request owns no read buffer on epoll either.
+// - io_uring without provided-buffer rings (old kernels): a plain recv into
+//   the tail of the receive buffer, which the kernel owns meanwhile.
 // Writes are pushed: write() appends to `pending_` and, if no send is in
 // flight, hands the bytes to the kernel without waiting for anyone; each send
 // completion starts the next, so a writer never has to await to make progress.
@@ -94,8 +98,9 @@ class StreamConn {
   void begin_read(const char* what);
   void end_read() noexcept {
     reader_busy_ = false;
-    // Nothing of the kernel's points into it: an idle stream owns no buffer.
-    if (pbufs_ && rbuf_.empty()) rbuf_.release_memory();
+    // Unless a recv in flight points into it, an empty buffer is given back:
+    // an idle stream owns no read buffer.
+    if (rbuf_.empty() && (pbufs_ || !reading_ || in_scratch_)) rbuf_.release_memory();
   }
   // Whether reads use the loop's provided buffers (multishot recv).
   bool uses_provided_buffers() const noexcept { return pbufs_ != nullptr; }
@@ -165,6 +170,7 @@ class StreamConn {
   bool reading_ = false;   // read_op_ in flight (multishot: still armed)
   bool pausing_ = false;   // multishot cancelled for flow control, not for close
   bool delivered_ = false; // multishot delivered data at least once
+  bool in_scratch_ = false; // plain recv into the backend's read_scratch(), not rbuf_
   bool eof_ = false;
   bool reader_busy_ = false;
 
