@@ -67,28 +67,41 @@ constexpr const char* op_name(OpKind k) noexcept {
   return "I/O";
 }
 
+// Laid out for size (one per connection side, and one in every awaiter):
+// flags share the first word with fd, and fields no single kind uses together
+// share storage (offset: read/write; addrlen: accept; addr: accept/connect;
+// msg: recvmsg/sendmsg).
 struct IoOp {
   OpKind kind = OpKind::nop;
+  bool internal = false;  // the loop's own (wake-up) op: not counted in in_flight()
+  // read/recv on a byte stream (TCP, Unix stream, pipe): a result shorter than
+  // len means the kernel's receive queue was emptied, so the epoll backend
+  // waits for the next edge instead of trying (and failing) the next read.
+  // Never set it for datagram sockets, where a short read says nothing.
+  bool stream = false;
+  bool cancel_requested_ = false;  // backend bookkeeping
   int fd = -1;
   void* buf = nullptr;
   std::uint32_t len = 0;
   int msg_flags = 0;
-  std::uint64_t offset = static_cast<std::uint64_t>(-1);
-  sockaddr* addr = nullptr;
-  socklen_t* addrlen = nullptr;  // accept: in/out
-  socklen_t addrlen_value = 0;   // connect
-  msghdr* msg = nullptr;
+  union {
+    std::uint64_t offset = static_cast<std::uint64_t>(-1);  // read/write
+    socklen_t* addrlen;                                     // accept: in/out
+  };
+  union {
+    sockaddr* addr = nullptr;  // accept/connect
+    msghdr* msg;               // recvmsg/sendmsg
+  };
+  socklen_t addrlen_value = 0;  // connect
   std::int32_t result = 0;
   std::uint32_t cqe_flags = 0;
+  bool queued_ = false;  // backend bookkeeping (epoll wait lists)
   void (*complete)(IoOp*) noexcept = nullptr;
   void* ctx = nullptr;  // for complete()
-  bool internal = false;  // the loop's own (wake-up) op: not counted in in_flight()
 
   // Backend bookkeeping (epoll wait lists); untouched by users.
   IoOp* next_ = nullptr;
   IoOp* prev_ = nullptr;
-  bool cancel_requested_ = false;
-  bool queued_ = false;
 };
 
 enum class BackendKind { io_uring, epoll };
@@ -136,6 +149,17 @@ class Backend {
   // The provided-buffer pool for recv_multishot, set up on first use; nullptr
   // when this backend or kernel has none (epoll), and then plain recv is the way.
   virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
+  // A loop-wide buffer that a read/recv op may name while it waits (nullptr
+  // if this backend has none: io_uring, where the kernel owns a buffer for
+  // the whole op). The epoll backend touches an op's buffer only inside the
+  // syscall it makes when the fd is ready, right before calling complete(),
+  // so many waiting ops can share this one buffer as long as each complete()
+  // copies its bytes out before returning. A waiting reader then holds no
+  // buffer of its own. `*len` receives the size.
+  virtual char* read_scratch(std::uint32_t* len) noexcept {
+    (void)len;
+    return nullptr;
+  }
 };
 
 struct BackendOptions {

@@ -9,6 +9,17 @@
 // the fd's read or write side, and an edge event drains that side until the
 // syscall says EAGAIN.
 //
+// Readiness is remembered per side, as Tokio does: a side is "not ready" after
+// its syscall said EAGAIN, or after a short read on a byte stream (the receive
+// queue was emptied: IoOp::stream), until the next edge event for it. An op
+// submitted to a side that is not ready queues without a syscall, so an echo
+// or request/response exchange costs one recv and one send per message, not a
+// failing speculative recv as well. No edge can be lost: with EPOLLET every
+// arrival after the emptying syscall raises a new event, and an event that
+// finds no op queued still marks its side ready. A read side that saw
+// EPOLLRDHUP/HUP/ERR stays ready for good (EOF and errors are sticky, and no
+// further edge would come).
+//
 // The stale-fd trap: the kernel's registration follows the open file, not the
 // number, so an fd closed behind our back leaves us believing a reused number
 // is registered. Every close in corio goes through forget_fd() first, which
@@ -23,6 +34,8 @@
 
 #include <cerrno>
 #include <ctime>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "loop/backend.hpp"
@@ -70,7 +83,16 @@ struct FdState {
   OpQueue writers;
   bool registered = false;
   bool always_ready = false;  // epoll refuses the fd (regular file): syscalls never block
+  bool read_ready = true;     // worth a syscall: no EAGAIN / emptying read since the last edge
+  bool write_ready = true;
+  bool read_hup = false;      // EOF or an error was signalled: reads never block again
 };
+
+// A completed read that emptied a byte stream's receive queue.
+bool drained_stream(const IoOp& op, int r) noexcept {
+  return op.stream && r > 0 && static_cast<std::uint32_t>(r) < op.len &&
+         (op.kind == OpKind::recv || op.kind == OpKind::read);
+}
 
 constexpr std::uint32_t kConnectStarted = 1;
 
@@ -104,13 +126,17 @@ class EpollBackend final : public Backend {
         return true;
       }
     }
-    OpQueue& q = is_read_side(op.kind) ? st.readers : st.writers;
-    if (q.empty()) {
+    const bool read_side = is_read_side(op.kind);
+    OpQueue& q = read_side ? st.readers : st.writers;
+    bool& ready = read_side ? st.read_ready : st.write_ready;
+    if (q.empty() && (ready || st.always_ready)) {
       int r = perform(op, st.always_ready);
       if (r != -EAGAIN) {
+        if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
         op.result = r;
         return true;
       }
+      ready = false;
     }
     q.push(&op);
     if (!op.internal) ++in_flight_;
@@ -178,6 +204,11 @@ class EpollBackend final : public Backend {
 
   std::size_t in_flight() const noexcept override { return in_flight_; }
   bool has_pending_work() const noexcept override { return !deferred_.empty(); }
+  char* read_scratch(std::uint32_t* len) noexcept override {
+    if (!scratch_) scratch_.reset(new (std::nothrow) char[kScratchSize]);
+    *len = scratch_ ? kScratchSize : 0;
+    return scratch_.get();
+  }
 
  private:
   FdState& state(int fd) {
@@ -267,17 +298,27 @@ class EpollBackend final : public Backend {
   // Completes queued ops on one side of fd until one would block. Callbacks may
   // submit (and grow fds_), so the slot is looked up afresh each time.
   void drain(int fd, bool read_side, std::uint32_t ev) noexcept {
+    {
+      FdState& st = fds_[fd];
+      (read_side ? st.read_ready : st.write_ready) = true;  // the edge: worth trying again
+      if (read_side && (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) st.read_hup = true;
+    }
     for (;;) {
       FdState& st = fds_[fd];
       OpQueue& q = read_side ? st.readers : st.writers;
+      bool& ready = read_side ? st.read_ready : st.write_ready;
       IoOp* op = q.head;
-      if (!op) return;
+      if (!op || !ready) return;  // not ready: an earlier op here emptied the queue
       int r;
       if (op->kind == OpKind::poll_in || op->kind == OpKind::poll_out) {
         r = static_cast<int>(ev & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP));
       } else {
         r = perform(*op, st.always_ready);
-        if (r == -EAGAIN) return;
+        if (r == -EAGAIN) {
+          ready = false;
+          return;
+        }
+        if (read_side && !st.read_hup && drained_stream(*op, r)) ready = false;
       }
       q.unlink(op);
       if (!op->internal) --in_flight_;
@@ -292,7 +333,10 @@ class EpollBackend final : public Backend {
     deferred_.clear();
   }
 
+  static constexpr std::uint32_t kScratchSize = 64 * 1024;
+
   int epfd_;
+  std::unique_ptr<char[]> scratch_;  // read_scratch(): filled only inside perform()
   std::vector<FdState> fds_;
   std::vector<IoOp*> deferred_;
   std::size_t in_flight_ = 0;

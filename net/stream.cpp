@@ -23,32 +23,41 @@ class ReadGuard {
   detail::StreamConn* c_;
 };
 
+constexpr std::size_t kNeedMore = static_cast<std::size_t>(-1);
+
+// One look at the buffer for read_until: how many bytes the call returns
+// (through the separator, or at EOF readline's partial line), or kNeedMore;
+// throws LimitOverrun / IncompleteRead / the stream's error. Kept out of the
+// coroutine so that its temporaries (views, the partial line, exception
+// messages) do not live in the frame of every suspended reader: an idle
+// connection's frame stays small.
+std::size_t scan_until(detail::StreamConn* c, const std::string& sep, bool line, std::size_t& offset) {
+  const std::size_t limit = c->limit();
+  std::string_view v = c->rbuf().view();
+  if (v.size() >= sep.size()) {
+    std::size_t pos = v.find(sep, offset);
+    if (pos != std::string_view::npos) {
+      if (pos > limit) throw LimitOverrun("Separator is found, but chunk is longer than limit", pos);
+      return pos + sep.size();
+    }
+    offset = v.size() + 1 - sep.size();  // bytes before it were examined
+    if (offset > limit) throw LimitOverrun("Separator is not found, and chunk exceed the limit", offset);
+  }
+  if (!c->eof()) return kNeedMore;
+  if (c->read_error()) c->throw_read_error();
+  if (!line) throw IncompleteRead(c->rbuf().take_all(), std::nullopt);
+  return v.size();  // the partial last line ("" when nothing is left)
+}
+
 // readuntil() and readline(): at EOF, readline returns the partial line where
 // readuntil throws IncompleteRead.
 Task<std::string> read_until(detail::StreamConn* c, std::string sep, bool line) {
   if (sep.empty()) throw std::invalid_argument("readuntil: the separator must not be empty");
   ReadGuard guard(c, line ? "readline" : "readuntil");
-  const std::size_t limit = c->limit();
-  std::size_t offset = 0;  // where the next search starts: bytes before it were examined
-  for (;;) {
-    std::string_view v = c->rbuf().view();
-    if (v.size() >= sep.size()) {
-      std::size_t pos = v.find(sep, offset);
-      if (pos != std::string_view::npos) {
-        if (pos > limit) throw LimitOverrun("Separator is found, but chunk is longer than limit", pos);
-        co_return c->rbuf().take(pos + sep.size());
-      }
-      offset = v.size() + 1 - sep.size();
-      if (offset > limit) throw LimitOverrun("Separator is not found, and chunk exceed the limit", offset);
-    }
-    if (c->eof()) {
-      if (c->read_error()) c->throw_read_error();
-      std::string partial = c->rbuf().take_all();
-      if (line) co_return partial;
-      throw IncompleteRead(std::move(partial), std::nullopt);
-    }
-    co_await c->wait_data(0);
-  }
+  std::size_t offset = 0;  // where the next search starts
+  std::size_t n;
+  while ((n = scan_until(c, sep, line, offset)) == kNeedMore) co_await c->wait_data(0);
+  co_return c->rbuf().take(n);
 }
 
 }  // namespace

@@ -136,7 +136,7 @@ class StreamWriter {
   Task<void> wait_closed();
 
   // get_extra_info('peername') / ('sockname') / ('socket').
-  const SocketAddress& peer_address() const noexcept { return c_->peer(); }
+  SocketAddress peer_address() const noexcept { return c_->peer(); }
   SocketAddress local_address() const { return c_->socket().local_address(); }
   const Socket& socket() const noexcept { return c_->socket(); }
   // The transport's get_write_buffer_size() and set_write_buffer_limits().

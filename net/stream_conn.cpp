@@ -19,8 +19,6 @@ constexpr std::uint32_t kMaxLen = 0x7ffff000u;
 // A multishot recv is paused once this much (or what the reader waits for,
 // if more) is buffered and unread.
 constexpr std::size_t kPauseAbove = 256 * 1024;
-// A write buffer this large is given back once it has been sent.
-constexpr std::size_t kKeepWriteCapacity = 1 << 20;
 }  // namespace
 
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
@@ -33,12 +31,13 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
       low_(opts.write_low_water) {
   if (limit_ == 0) throw std::invalid_argument("StreamOptions::limit must be positive");
   if (low_ > high_) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
+  SocketAddress peer;
   try {
-    peer_ = sock_.peer_address();
+    peer = sock_.peer_address();  // cached in sock_ from now on: messages name the peer after a reset too
   } catch (const OSError&) {
     // Not connected (any more): messages fall back to the socket's description.
   }
-  if (opts.nodelay && (peer_.is_ipv4() || peer_.is_ipv6())) {
+  if (opts.nodelay && (peer.is_ipv4() || peer.is_ipv6())) {
     try {
       sock_.set_nodelay(true);
     } catch (const OSError&) {
@@ -46,6 +45,7 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
   }
   pbufs_ = loop_->backend().provided_buffers();
   read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
+  read_op_.stream = true;  // a byte stream: a short recv emptied the socket (epoll skips a doomed retry)
   read_op_.fd = sock_.fd();
   read_op_.complete = &StreamConn::read_done;
   read_op_.ctx = this;
@@ -53,6 +53,14 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
   write_op_.fd = sock_.fd();
   write_op_.complete = &StreamConn::write_done;
   write_op_.ctx = this;
+}
+
+SocketAddress StreamConn::peer() const noexcept {
+  try {
+    return sock_.peer_address();
+  } catch (...) {
+    return SocketAddress();
+  }
 }
 
 StreamConn::~StreamConn() {
@@ -63,7 +71,7 @@ StreamConn::~StreamConn() {
 // ---- read side --------------------------------------------------------------
 
 void StreamConn::throw_read_error() const {
-  throw_os_error(read_err_, "recv", peer_.empty() ? sock_.describe() : peer_.to_string());
+  throw_os_error(read_err_, "recv", sock_.describe());
 }
 
 void StreamConn::begin_read(const char* what) {
@@ -98,9 +106,17 @@ void StreamConn::start_read(std::size_t want) {
     return;
   }
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
-  char* tail = rbuf_.prepare(chunk);
-  read_op_.buf = tail;
-  read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+  std::uint32_t scratch_len = 0;
+  char* scratch = rbuf_.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
+  in_scratch_ = scratch != nullptr;
+  if (in_scratch_) {
+    read_op_.buf = scratch;  // shared: on_read_result copies the bytes out at once
+    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(scratch_len, chunk));
+  } else {
+    char* tail = rbuf_.prepare(chunk);
+    read_op_.buf = tail;
+    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+  }
   if (loop_->backend().submit(read_op_)) {
     on_read_result(read_op_.result);
     return;
@@ -111,6 +127,8 @@ void StreamConn::start_read(std::size_t want) {
 
 void StreamConn::on_read_result(int r) noexcept {
   if (r > 0) {
+    // No recv is in flight any more: prepare() may move the buffer.
+    if (in_scratch_) std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
     rbuf_.commit(static_cast<std::size_t>(r));
     if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
   } else if (r == 0 || r == -ECANCELED) {
@@ -171,7 +189,7 @@ void StreamConn::read_done(IoOp* op) noexcept {
 // ---- write side -------------------------------------------------------------
 
 void StreamConn::throw_write_error() const {
-  throw_os_error(write_err_, "send", peer_.empty() ? sock_.describe() : peer_.to_string());
+  throw_os_error(write_err_, "send", sock_.describe());
 }
 
 void StreamConn::write(const char* p, std::size_t n) {
@@ -221,9 +239,14 @@ void StreamConn::pump_writes() noexcept {
       eof_sent_ = true;
       ::shutdown(sock_.fd(), SHUT_WR);  // an error here means the peer is gone: nothing to tell
     }
-    // A huge message must not pin its memory for the life of the connection.
-    if (sending_.capacity() > kKeepWriteCapacity && sending_.empty()) std::string().swap(sending_);
-    if (pending_.capacity() > kKeepWriteCapacity && pending_.empty()) std::string().swap(pending_);
+    // Everything sent: give the buffers back, so that an idle connection owns
+    // no write buffer (with thousands of idle keep-alive connections the last
+    // response's capacity would otherwise stay pinned in each). The next
+    // write() allocates again; malloc's per-thread cache makes that cheap.
+    if (sending_.empty() && pending_.empty()) {
+      std::string().swap(sending_);
+      std::string().swap(pending_);
+    }
   }
   update_pause();
   maybe_finish_close();
@@ -253,7 +276,7 @@ void StreamConn::update_pause() noexcept {
   if (!paused_) return;
   if (buffered() <= low_ || write_err_ || aborted_ || closed_) {
     paused_ = false;
-    drain_waiters_.wake_all();
+    writer_waiters_.wake_all();
   }
 }
 
@@ -299,11 +322,8 @@ void StreamConn::maybe_finish_close() noexcept {
   closed_ = true;
   sock_.close();
   read_waiters_.wake_all();
-  if (paused_) {
-    paused_ = false;
-    drain_waiters_.wake_all();
-  }
-  closed_waiters_.wake_all();
+  paused_ = false;
+  writer_waiters_.wake_all();  // drain() and wait_closed() waiters
 }
 
 }  // namespace corio::detail

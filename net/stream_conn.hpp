@@ -13,8 +13,12 @@
 //   reader after EOF-free endings (-ENOBUFS, a pause). The receive buffer is
 //   freed whenever a read empties it: an idle connection waiting for data
 //   owns no read buffer at all.
-// - epoll (or a kernel without provided-buffer rings): a plain recv into the
-//   tail of the receive buffer.
+// - epoll: a plain recv. Into the tail of the receive buffer while it holds
+//   bytes (bulk transfers); into the backend's shared scratch buffer when it
+//   is empty, the bytes copied out at completion — so a connection waiting
+//   for its next request owns no read buffer on epoll either.
+// - io_uring without provided-buffer rings (old kernels): a plain recv into
+//   the tail of the receive buffer, which the kernel owns meanwhile.
 // Writes are pushed: write() appends to `pending_` and, if no send is in
 // flight, hands the bytes to the kernel without waiting for anyone; each send
 // completion starts the next, so a writer never has to await to make progress.
@@ -94,8 +98,9 @@ class StreamConn {
   void begin_read(const char* what);
   void end_read() noexcept {
     reader_busy_ = false;
-    // Nothing of the kernel's points into it: an idle stream owns no buffer.
-    if (pbufs_ && rbuf_.empty()) rbuf_.release_memory();
+    // Unless a recv in flight points into it, an empty buffer is given back:
+    // an idle stream owns no read buffer.
+    if (rbuf_.empty() && (pbufs_ || !reading_ || in_scratch_)) rbuf_.release_memory();
   }
   // Whether reads use the loop's provided buffers (multishot recv).
   bool uses_provided_buffers() const noexcept { return pbufs_ != nullptr; }
@@ -106,7 +111,10 @@ class StreamConn {
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
-  Waiter wait_drain() noexcept { return drain_waiters_.wait("StreamWriter.drain"); }
+  // drain() and wait_closed() share one list: both re-check their condition
+  // when woken, and a stream closes once, so sharing costs nothing measurable
+  // and keeps an idle connection a list smaller.
+  Waiter wait_drain() noexcept { return writer_waiters_.wait("StreamWriter.drain"); }
   void set_write_limits(std::size_t high, std::size_t low);
   std::size_t high_water() const noexcept { return high_; }
   std::size_t low_water() const noexcept { return low_; }
@@ -118,10 +126,12 @@ class StreamConn {
   void abort() noexcept;
   bool closing() const noexcept { return closing_; }
   bool closed() const noexcept { return closed_; }
-  Waiter wait_closed() noexcept { return closed_waiters_.wait("StreamWriter.wait_closed", closed_); }
+  Waiter wait_closed() noexcept { return writer_waiters_.wait("StreamWriter.wait_closed", closed_); }
 
   const Socket& socket() const noexcept { return sock_; }
-  const SocketAddress& peer() const noexcept { return peer_; }
+  // The peer, from the Socket's cache (filled by accept, or by the
+  // constructor's getpeername); empty if the socket never had one.
+  SocketAddress peer() const noexcept;
 
  private:
   ~StreamConn();
@@ -143,8 +153,7 @@ class StreamConn {
 
   void maybe_finish_close() noexcept;
 
-  Socket sock_;
-  SocketAddress peer_;
+  Socket sock_;  // also caches the peer's address (no second copy here)
   EventLoop* loop_;
   std::uint32_t refs_ = 0;
   std::uint32_t handles_ = 0;
@@ -161,6 +170,7 @@ class StreamConn {
   bool reading_ = false;   // read_op_ in flight (multishot: still armed)
   bool pausing_ = false;   // multishot cancelled for flow control, not for close
   bool delivered_ = false; // multishot delivered data at least once
+  bool in_scratch_ = false; // plain recv into the backend's read_scratch(), not rbuf_
   bool eof_ = false;
   bool reader_busy_ = false;
 
@@ -169,7 +179,7 @@ class StreamConn {
   std::string sending_;  // owned by the kernel from sent_ on while writing_
   std::size_t sent_ = 0;
   std::string pending_;
-  ParkList drain_waiters_;
+  ParkList writer_waiters_;  // drain() and wait_closed()
   std::size_t high_;
   std::size_t low_;
   int write_err_ = 0;
@@ -179,7 +189,6 @@ class StreamConn {
   bool eof_sent_ = false;
 
   // Closing.
-  ParkList closed_waiters_;
   bool closing_ = false;
   bool aborted_ = false;
   bool closed_ = false;
