@@ -33,8 +33,9 @@ class ServerState {
     SocketAddress peer;
     socklen_t peer_len = SocketAddress::capacity();
     TimerNode backoff;
-    bool armed = false;   // an accept is in flight
-    bool failed = false;  // stopped after an unexpected error
+    bool armed = false;      // an accept is in flight (a multishot one: still armed)
+    bool failed = false;     // stopped after an unexpected error
+    bool multishot = false;  // op is an accept_multishot (io_uring)
   };
 
   ServerState(ClientHandler h, const ServerOptions& o) : handler(std::move(h)), opts(o), loop(&EventLoop::current()) {}
@@ -78,6 +79,7 @@ class ServerState {
  private:
   ~ServerState() = default;
   void pump(Listener& l, bool have_result, int result) noexcept;
+  static void use_single_accept(Listener& l) noexcept;
   bool handle_result(Listener& l, int r) noexcept;
   void spawn(Socket sock) noexcept;
   static void accepted(IoOp* op) noexcept;
@@ -172,15 +174,25 @@ void ServerState::add_listener(const SocketAddress& a) {
   l->sock.bind(a);
   l->sock.listen(opts.backlog);
   l->addr = a.is_unix() ? a : l->sock.local_address();
-  l->op.kind = OpKind::accept;
+  if (loop->backend().multishot_accept()) {
+    l->multishot = true;
+    l->op.kind = OpKind::accept_multishot;
+  } else {
+    use_single_accept(*l);
+  }
   l->op.fd = l->sock.fd();
-  l->op.addr = l->peer.data();
-  l->op.addrlen = &l->peer_len;
   l->op.complete = &ServerState::accepted;
   l->op.ctx = l.get();
   l->backoff.fire = &ServerState::backoff_done;
   l->backoff.ctx = l.get();
   listeners.push_back(std::move(l));
+}
+
+void ServerState::use_single_accept(Listener& l) noexcept {
+  l.multishot = false;
+  l.op.kind = OpKind::accept;
+  l.op.addr = l.peer.data();
+  l.op.addrlen = &l.peer_len;
 }
 
 void ServerState::start_serving() noexcept {
@@ -211,8 +223,9 @@ void ServerState::pump(Listener& l, bool have_result, int result) noexcept {
 
 bool ServerState::handle_result(Listener& l, int r) noexcept {
   if (r >= 0) {
-    l.peer.set_size(l.peer_len);
-    Socket sock(r, l.peer);
+    // A multishot accept reports no address (spawn asks getpeername).
+    if (!l.multishot) l.peer.set_size(l.peer_len);
+    Socket sock = l.multishot ? Socket(r) : Socket(r, l.peer);
     // A connection the kernel completed while we were closing, or while the
     // loop tears down (it is not running), is refused — closed at once rather
     // than leaked or served by a closed server — and nothing is re-armed.
@@ -242,7 +255,12 @@ bool ServerState::handle_result(Listener& l, int r) noexcept {
 }
 
 void ServerState::spawn(Socket sock) noexcept {
-  SocketAddress peer = sock.peer_address();
+  SocketAddress peer;
+  try {
+    peer = sock.peer_address();
+  } catch (const OSError&) {
+    return;  // reset before we looked at it (ENOTCONN): nothing to serve
+  }
   try {
     StreamPair p = make_streams(std::move(sock), opts);
     create_task_on(*loop, serve_connection(ConnToken(this), std::move(p.reader), std::move(p.writer)),
@@ -255,8 +273,22 @@ void ServerState::spawn(Socket sock) noexcept {
 void ServerState::accepted(IoOp* op) noexcept {
   auto* l = static_cast<Listener*>(op->ctx);
   ServerState* s = l->owner;
+  if (op->cqe_flags & kCqeMore) {
+    // A multishot accept delivered a connection and stays armed: never
+    // re-arm here (that would duplicate it). Errors always end the
+    // multishot, so they arrive below, in its final completion.
+    if (op->result >= 0) s->handle_result(*l, op->result);
+    return;
+  }
   l->armed = false;
-  s->pump(*l, true, op->result);
+  if (l->multishot && op->result == -EINVAL) {
+    // A kernel without multishot accept (before 5.19) rejects the flag:
+    // one accept per connection from now on, on this socket.
+    s->use_single_accept(*l);
+    s->pump(*l, false, 0);
+  } else {
+    s->pump(*l, true, op->result);
+  }
   if (s->fully_closed()) s->waiters.wake_all();
   s->release();  // the accept's reference; may free s
 }

@@ -21,8 +21,12 @@
 // lambda is fine as the handler: the server keeps it alive while any of its
 // connections runs.
 //
-// Accepting: one accept in flight per listening socket, re-armed at each
-// completion. Transient errors (a peer that gave up while queued, network
+// Accepting: one accept request per listening socket. On io_uring it is a
+// multishot accept, armed once and re-armed only when the kernel ends it
+// (after an error, or when it cannot post more completions); a kernel that
+// refuses multishot accept (-EINVAL, before Linux 5.19) gets one accept per
+// connection instead. On epoll an accept is re-armed at each completion and
+// drains the queue while connections are pending. Transient errors (a peer that gave up while queued, network
 // errors passed on by accept(2)) are skipped. When the process runs out of
 // file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), the server
 // reports it once, pauses accepting on that socket for 100 ms and retries —

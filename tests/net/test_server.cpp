@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -312,4 +313,60 @@ TEST_CASE("a handler may move its streams into another task: the connection outl
     };
     test::run_bounded(loop, main());
   });
+}
+
+namespace {
+
+// 200 clients connect at once, each is echoed; the peer addresses the server
+// saw match the clients' own (a multishot accept learns them from getpeername).
+Task<void> burst_of_clients() {
+  std::vector<std::string> peers_seen;
+  Server server = co_await start_server(
+      [&peers_seen](StreamReader& r, StreamWriter& w) -> Task<void> {
+        peers_seen.push_back(w.peer_address().to_string());
+        return echo_lines(r, w);
+      },
+      "127.0.0.1", 0);
+  auto client = [](std::uint16_t port, std::vector<std::string>& mine) -> Task<void> {
+    auto [r, w] = co_await open_connection("127.0.0.1", port);
+    mine.push_back(w.local_address().to_string());
+    w.write("x\n");
+    CHECK(co_await r.readline() == "x\n");
+  };
+  std::vector<std::string> clients_own;
+  std::vector<TaskHandle<void>> cs;
+  for (int i = 0; i < 200; ++i) cs.push_back(create_task(client(server.port(), clients_own)));
+  for (auto& c : cs) co_await c;
+  std::sort(peers_seen.begin(), peers_seen.end());
+  std::sort(clients_own.begin(), clients_own.end());
+  CHECK(peers_seen.size() == 200u);
+  CHECK(peers_seen == clients_own);
+  CHECK(server.is_serving());
+}
+
+}  // namespace
+
+TEST_CASE("a burst of connections is accepted (io_uring: one multishot accept) with the right peer addresses") {
+  test::on_each_backend([](EventLoop& loop) {
+    CHECK(loop.backend().multishot_accept() == (loop.backend_kind() == detail::BackendKind::io_uring));
+    std::vector<std::string> errors;
+    loop.set_exception_handler([&errors](std::exception_ptr, std::string_view ctx) { errors.emplace_back(ctx); });
+    test::run_bounded(loop, burst_of_clients());
+    CHECK(errors.empty());
+  });
+}
+
+TEST_CASE("io_uring: a kernel that refuses multishot accept (-EINVAL) gets one accept per connection") {
+  LoopOptions o;
+  o.backend = detail::BackendKind::io_uring;
+  o.refuse_multishot_accept = true;
+  EventLoop loop(o);
+  if (loop.backend_kind() != detail::BackendKind::io_uring) {
+    MESSAGE("io_uring refused here: " << loop.fallback_notice());
+    return;
+  }
+  std::vector<std::string> errors;
+  loop.set_exception_handler([&errors](std::exception_ptr, std::string_view ctx) { errors.emplace_back(ctx); });
+  test::run_bounded(loop, burst_of_clients());
+  CHECK(errors.empty());  // no "server stopped accepting": the fallback took over
 }
