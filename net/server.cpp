@@ -1,5 +1,6 @@
 #include "net/server.hpp"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 namespace corio {
 namespace detail {
 
+class ConnToken;
+
 // The shared state of a Server.
 //
 // Invariants:
@@ -23,6 +26,11 @@ namespace detail {
 // - A listener's socket is closed only with no accept in flight on it: close()
 //   cancels the accept and the completion closes the socket.
 // - After close(), nothing re-arms: no accept, no back-off timer.
+// - conns lists every running connection (its ConnToken), for
+//   close_clients(), abort_clients() and the shutdown.
+// - shutdown_watch, if set, is a task waiting for the loop's shutdown token;
+//   it touches the state only after a normal wake-up, and close() (which
+//   comes before the state can be freed) cancels it.
 class ServerState {
  public:
   struct Listener {
@@ -49,6 +57,10 @@ class ServerState {
   void add_listener(const SocketAddress& a);
   void start_serving() noexcept;
   void close() noexcept;
+  // The loop's shutdown was requested: close, and end idle connections.
+  void begin_shutdown() noexcept;
+  // close_clients() / abort_clients().
+  void end_clients(bool abort) noexcept;
   bool fully_closed() const noexcept {
     if (!closed || connections != 0) return false;
     for (const auto& l : listeners)
@@ -70,7 +82,10 @@ class ServerState {
   bool serving = false;
   bool serving_forever = false;
   bool closed = false;
+  bool shutting_down = false;
   bool warned_exhaustion = false;
+  ConnToken* conns = nullptr;  // head of the running connections' list
+  TaskHandle<void> shutdown_watch;
   // A Unix socket file to remove on close, if it is still ours (same inode).
   std::string unix_path;
   dev_t unix_dev = 0;
@@ -90,29 +105,59 @@ namespace {
 
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
+}  // namespace
+
 // A running connection's claim on its server: counted in connection_count(),
-// keeps the handler alive, and tells wait_closed() when it ends — even when
-// its task is destroyed before its first step (coroutine parameters live in
-// the frame).
+// keeps the handler alive, holds a handle on the connection (so the server
+// can close it) and tells wait_closed() when it ends — even when its task is
+// destroyed before its first step (coroutine parameters live in the frame).
+// A node of ServerState::conns; moving it relinks its neighbours.
 class ConnToken {
  public:
-  explicit ConnToken(ServerState* s) noexcept : s_(s) {
+  ConnToken(ServerState* s, StreamConn* c) noexcept : s_(s), c_(c) {
     s_->add_ref();
     ++s_->connections;
+    c_->add_handle();
+    next_ = s_->conns;
+    if (next_) next_->prev_ = this;
+    s_->conns = this;
   }
-  ConnToken(ConnToken&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  ConnToken(ConnToken&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)), c_(std::exchange(o.c_, nullptr)), prev_(o.prev_), next_(o.next_) {
+    if (!s_) return;
+    if (prev_) prev_->next_ = this;
+    else s_->conns = this;
+    if (next_) next_->prev_ = this;
+  }
   ConnToken(const ConnToken&) = delete;
   ~ConnToken() {
-    if (s_) {
-      s_->connection_ended();
-      s_->release();
-    }
+    if (!s_) return;
+    if (prev_) prev_->next_ = next_;
+    else s_->conns = next_;
+    if (next_) next_->prev_ = prev_;
+    c_->drop_handle();
+    s_->connection_ended();
+    s_->release();
   }
   ServerState* state() const noexcept { return s_; }
+  StreamConn* conn() const noexcept { return c_; }
+  ConnToken* next() const noexcept { return next_; }
 
  private:
   ServerState* s_;
+  StreamConn* c_;
+  ConnToken* prev_ = nullptr;
+  ConnToken* next_ = nullptr;
 };
+
+namespace {
+
+// Waits for the loop's shutdown token, then shuts the server down gracefully.
+Task<void> watch_shutdown(ServerState* s) {
+  co_await s->loop->shutdown_event().wait();  // CancelledError once the server closed
+  s->shutdown_watch = TaskHandle<void>();
+  s->begin_shutdown();
+}
 
 Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter writer) {
   ServerState* s = token.state();
@@ -262,8 +307,10 @@ void ServerState::spawn(Socket sock) noexcept {
     return;  // reset before we looked at it (ENOTCONN): nothing to serve
   }
   try {
-    StreamPair p = make_streams(std::move(sock), opts);
-    create_task_on(*loop, serve_connection(ConnToken(this), std::move(p.reader), std::move(p.writer)),
+    auto* c = new StreamConn(std::move(sock), opts);
+    StreamReader reader(c);
+    StreamWriter writer(c);
+    create_task_on(*loop, serve_connection(ConnToken(this, c), std::move(reader), std::move(writer)),
                    "client " + peer.to_string());
   } catch (...) {
     loop->report_exception(std::current_exception(), "accepting a connection from " + peer.to_string());
@@ -304,6 +351,7 @@ void ServerState::close() noexcept {
   if (closed) return;
   closed = true;
   serving = false;
+  if (shutdown_watch) std::exchange(shutdown_watch, TaskHandle<void>()).cancel();
   add_ref();  // releasing timer references below must not free us mid-loop
   for (auto& l : listeners) {
     if (l->backoff.armed()) {
@@ -321,6 +369,31 @@ void ServerState::close() noexcept {
   }
   waiters.wake_all();
   release();
+}
+
+void ServerState::begin_shutdown() noexcept {
+  if (shutting_down) return;
+  shutting_down = true;
+  close();
+  // Handlers in the middle of a request go on; the others see EOF now (a
+  // waiting read) or at their next read, and end the usual way.
+  for (ConnToken* t = conns; t; t = t->next()) t->conn()->end_idle_reads();
+}
+
+void ServerState::end_clients(bool abort) noexcept {
+  // Closing only wakes tasks: no token leaves the list during this walk.
+  for (ConnToken* t = conns; t; t = t->next()) {
+    StreamConn* c = t->conn();
+    if (!abort) {
+      c->close();
+      continue;
+    }
+    if (c->socket().is_open()) {
+      linger l{1, 0};  // close() then sends a reset (RST), not a FIN
+      ::setsockopt(c->socket().fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    c->abort();
+  }
 }
 
 }  // namespace detail
@@ -355,6 +428,10 @@ Task<void> serve_forever_impl(detail::ServerState* raw) {
   s->serving_forever = true;
   try {
     while (!s->closed) co_await s->waiters.wait("Server.serve_forever");
+    // A graceful shutdown returns once the last handler finished.
+    if (s->shutting_down) {
+      while (!s->fully_closed()) co_await s->waiters.wait("Server.serve_forever (shutting down)");
+    }
   } catch (const CancelledError&) {
     s->serving_forever = false;
     s->close();
@@ -404,6 +481,16 @@ Task<void> Server::serve_forever() { return serve_forever_impl(s_); }
 
 std::size_t Server::connection_count() const noexcept { return s_ ? s_->connections : 0; }
 
+void Server::close_clients() noexcept {
+  if (s_) s_->end_clients(false);
+}
+
+void Server::abort_clients() noexcept {
+  if (s_) s_->end_clients(true);
+}
+
+bool Server::is_shutting_down() const noexcept { return s_ && s_->shutting_down; }
+
 std::vector<SocketAddress> Server::addresses() const {
   std::vector<SocketAddress> v;
   for (const auto& l : s_->listeners) v.push_back(l->addr);
@@ -436,6 +523,9 @@ Server make_server(ClientHandler handler, const std::vector<SocketAddress>& addr
       st->unix_dev = sb.st_dev;
       st->unix_ino = sb.st_ino;
     }
+  }
+  if (opts.drain_on_shutdown) {
+    st->shutdown_watch = create_task_on(*st->loop, detail::watch_shutdown(st), "server shutdown watch");
   }
   if (opts.start_serving) st->start_serving();
   return server;
