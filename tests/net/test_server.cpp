@@ -1,6 +1,7 @@
 #include "net/server.hpp"
 
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "loop/run.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -500,4 +502,55 @@ TEST_CASE("close_clients closes every connection gracefully and keeps accepting;
     };
     test::run_bounded(loop, main());
   });
+}
+
+namespace {
+
+struct SignalRun {
+  bool idle_ended = false;
+  std::string busy_answer;
+  bool serve_forever_returned = false;
+  std::size_t connections_after = 99;
+};
+
+Task<void> serve_until_sigterm(SignalRun& out) {
+  Server server = co_await start_server(slow_echo, "127.0.0.1", 0);
+  auto serving = create_task(server.serve_forever());
+  auto [ri, wi] = co_await open_connection("127.0.0.1", server.port());
+  wi.write("hi\n");
+  CHECK(co_await ri.readline() == "hi\n");
+  auto [rb, wb] = co_await open_connection("127.0.0.1", server.port());
+  wb.write("slow 300\n");
+  co_await sleep(50ms);
+  ::raise(SIGTERM);  // corio::run turns it into the loop's shutdown request
+  out.idle_ended = (co_await ri.read(1)).empty();
+  out.busy_answer = co_await rb.readline();
+  co_await serving;
+  out.serve_forever_returned = true;
+  out.connections_after = server.connection_count();
+}
+
+}  // namespace
+
+TEST_CASE("under corio::run with SignalPolicy::request_shutdown, SIGTERM drains a server, then run reports the signal") {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(static_cast<int>(kind));
+    SignalRun out;
+    RunOptions o;
+    o.loop.backend = kind;
+    o.on_signal = SignalPolicy::request_shutdown;
+    o.exit_on_signal = false;
+    o.shutdown_grace = std::chrono::milliseconds(10000);
+    int status = 0;
+    try {
+      corio::run(serve_until_sigterm(out), o);
+    } catch (const SignalExit& e) {
+      status = e.exit_status();
+    }
+    CHECK(status == 143);
+    CHECK(out.idle_ended);
+    CHECK(out.busy_answer == "done\n");
+    CHECK(out.serve_forever_returned);
+    CHECK(out.connections_after == 0u);
+  }
 }
