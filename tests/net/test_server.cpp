@@ -401,18 +401,18 @@ TEST_CASE("on the loop's shutdown request a server stops accepting, ends idle co
       wi.write("hi\n");
       CHECK(co_await ri.readline() == "hi\n");  // then idle: its handler waits in readline
       auto [rb, wb] = co_await open_connection("127.0.0.1", port);
-      wb.write("slow 400\n");
-      co_await sleep(50ms);  // that request is being handled
+      wb.write("slow 600\n");
+      co_await sleep(200ms);  // that request is being handled
       CHECK(server.connection_count() == 2u);
 
       const auto t0 = Clock::now();
       EventLoop::current().request_shutdown();
-      CHECK(co_await ri.read(100) == "");  // the idle connection ends at once
-      CHECK(Clock::now() - t0 < 300ms);
+      CHECK(co_await ri.read(100) == "");  // the idle connection ends at once,
+      CHECK(Clock::now() - t0 < 2s);
+      CHECK_FALSE(serving.done());          // while the busy one still works
       CHECK(server.is_shutting_down());
       CHECK_FALSE(server.is_serving());
-      CHECK(co_await eventually([&] { return server.sockets().empty() && server.connection_count() == 1u; }));
-      CHECK_FALSE(serving.done());  // a handler is still busy
+      CHECK(co_await eventually([&] { return server.sockets().empty(); }));
       CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
 
       // The busy one answers, then its handler's next read sees EOF.
@@ -432,7 +432,7 @@ TEST_CASE("a shutdown request lets a request that is half received complete befo
       Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
       auto [r, w] = co_await open_connection("127.0.0.1", server.port());
       w.write("first half, ");
-      co_await sleep(50ms);  // the handler's readline holds a partial line
+      co_await sleep(200ms);  // the handler's readline holds a partial line
       EventLoop::current().request_shutdown();
       co_await sleep(50ms);
       CHECK(server.connection_count() == 1u);  // not idle: it waits for the rest
@@ -520,8 +520,8 @@ Task<void> serve_until_sigterm(SignalRun& out) {
   wi.write("hi\n");
   CHECK(co_await ri.readline() == "hi\n");
   auto [rb, wb] = co_await open_connection("127.0.0.1", server.port());
-  wb.write("slow 300\n");
-  co_await sleep(50ms);
+  wb.write("slow 500\n");
+  co_await sleep(200ms);  // that request is being handled
   ::raise(SIGTERM);  // corio::run turns it into the loop's shutdown request
   out.idle_ended = (co_await ri.read(1)).empty();
   out.busy_answer = co_await rb.readline();
