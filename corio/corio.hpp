@@ -30,6 +30,7 @@
 #include "loop/thread_pool.hpp"
 #include "loop/to_thread.hpp"
 #include "net/address.hpp"
+#include "net/connect.hpp"
 #include "net/dns.hpp"
 #include "net/errors.hpp"
 #include "net/http/url.hpp"

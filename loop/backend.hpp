@@ -42,6 +42,13 @@ enum class OpKind : std::uint8_t {
   // The final completion (no kCqeMore) has result 0 (EOF), -ENOBUFS (the pool
   // ran dry: re-arm), -ECANCELED or another -errno.
   recv_multishot,
+  // Repeated accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)
+  // (io_uring only; submit it only when multishot_accept() is true).
+  // complete() runs once per connection with result = the new fd and
+  // kCqeMore set while the op stays armed. The final completion (no kCqeMore)
+  // carries an fd or -errno (-EMFILE…, -ECANCELED; -EINVAL: the kernel has
+  // no multishot accept): the caller re-arms or falls back to accept.
+  accept_multishot,
 };
 
 // cqe_flags bits the backends report (io_uring's values).
@@ -63,6 +70,7 @@ constexpr const char* op_name(OpKind k) noexcept {
     case OpKind::poll_in: return "wait readable";
     case OpKind::poll_out: return "wait writable";
     case OpKind::recv_multishot: return "recv (multishot)";
+    case OpKind::accept_multishot: return "accept (multishot)";
   }
   return "I/O";
 }
@@ -149,6 +157,7 @@ class Backend {
   // The provided-buffer pool for recv_multishot, set up on first use; nullptr
   // when this backend or kernel has none (epoll), and then plain recv is the way.
   virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
+<<<<<<< HEAD
   // A loop-wide buffer that a read/recv op may name while it waits (nullptr
   // if this backend has none: io_uring, where the kernel owns a buffer for
   // the whole op). The epoll backend touches an op's buffer only inside the
@@ -160,6 +169,10 @@ class Backend {
     (void)len;
     return nullptr;
   }
+=======
+  // Whether accept_multishot may be submitted (io_uring); else accept.
+  virtual bool multishot_accept() const noexcept { return false; }
+>>>>>>> net6
 };
 
 struct BackendOptions {
@@ -170,6 +183,9 @@ struct BackendOptions {
   unsigned provided_buffers = 256;
   // Test hook: pretend io_uring_queue_init failed with this errno (0: off).
   int force_uring_error = 0;
+  // Test hook: submit accept_multishot with a flag the kernel rejects, so
+  // that it completes with -EINVAL as on a kernel without multishot accept.
+  bool refuse_multishot_accept = false;
 };
 
 // Creates the requested backend; io_uring falls back to epoll (with a one-line

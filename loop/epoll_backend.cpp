@@ -277,6 +277,8 @@ class EpollBackend final : public Backend {
           break;
         case OpKind::recv_multishot:
           return -EOPNOTSUPP;  // io_uring only: callers check provided_buffers() first
+        case OpKind::accept_multishot:
+          return -EOPNOTSUPP;  // io_uring only: callers check multishot_accept() first
         case OpKind::poll_in:
         case OpKind::poll_out: {
           if (always_ready) return op.kind == OpKind::poll_in ? POLLIN : POLLOUT;

@@ -87,6 +87,7 @@ EventLoop::EventLoop(LoopOptions opts) {
   bo.sq_entries = opts.sq_entries;
   bo.provided_buffers = opts.provided_buffers;
   bo.force_uring_error = opts.force_uring_error;
+  bo.refuse_multishot_accept = opts.refuse_multishot_accept;
   debug_ = opts.debug ? *opts.debug : debug_from_env();
   backend_ = detail::make_backend(bo, &fallback_notice_);
   wake_fd_ = open_internal_eventfd(wake_op_, &wake_buf_, &EventLoop::on_wake, "eventfd (wake-up)");

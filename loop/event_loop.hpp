@@ -88,6 +88,9 @@ struct LoopOptions {
   unsigned provided_buffers = 256;
   // Test hook: act as if io_uring_queue_init failed with this errno.
   int force_uring_error = 0;
+  // Test hook (io_uring): the kernel rejects multishot accepts (-EINVAL), as
+  // before Linux 5.19, so servers fall back to one accept per connection.
+  bool refuse_multishot_accept = false;
 };
 
 using ExceptionHandler = std::function<void(std::exception_ptr, std::string_view context)>;

@@ -97,6 +97,7 @@ class UringBackend final : public Backend {
   int init(const BackendOptions& o) {
     if (o.force_uring_error) return o.force_uring_error;
     pbuf_entries_ = o.provided_buffers;
+    refuse_multishot_accept_ = o.refuse_multishot_accept;
     const unsigned cq = o.sq_entries * 16;
     const unsigned attempts[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -171,6 +172,12 @@ class UringBackend final : public Backend {
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BufferRing::kGroup;
         break;
+      case OpKind::accept_multishot:
+        // No address: one buffer would be overwritten by every connection
+        // reaped in the same batch; the peer comes from getpeername.
+        io_uring_prep_multishot_accept(sqe, op.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (refuse_multishot_accept_) sqe->ioprio |= 1u << 15;  // no such accept flag: -EINVAL
+        break;
     }
     io_uring_sqe_set_data(sqe, &op);
     op.cancel_requested_ = false;
@@ -225,6 +232,8 @@ class UringBackend final : public Backend {
   }
   std::size_t in_flight() const noexcept override { return in_flight_; }
   bool has_pending_work() const noexcept override { return io_uring_cq_ready(&ring_) != 0; }
+  // Kernels before 5.19 reject it with -EINVAL in the CQE; callers fall back.
+  bool multishot_accept() const noexcept override { return true; }
 
  private:
   io_uring_sqe* get_sqe() noexcept {
@@ -266,6 +275,7 @@ class UringBackend final : public Backend {
   std::unique_ptr<BufferRing> pbufs_;
   unsigned pbuf_entries_ = 0;
   bool pbufs_tried_ = false;
+  bool refuse_multishot_accept_ = false;
   unsigned flags_ = 0;
   bool ok_ = false;
   std::size_t in_flight_ = 0;

@@ -3,12 +3,8 @@
 #include <netdb.h>
 
 #include <cerrno>
-#include <memory>
-#include <mutex>
-#include <thread>
 
-#include "coro/task_base.hpp"
-#include "loop/event_loop.hpp"
+#include "loop/to_thread.hpp"
 #include "net/errors.hpp"
 
 namespace corio {
@@ -45,75 +41,13 @@ Answer blocking_lookup(const std::string& host, std::uint16_t port, const Resolv
   return a;
 }
 
-// Shared by the lookup thread and the awaiting task.
-// Invariant: loop is non-null while a task may still want the answer; the
-// thread posts only while holding mu and seeing it non-null, and the waiter
-// clears it (under mu) before it can be destroyed — so the thread never
-// touches a loop that is gone or a task that stopped waiting.
-struct Lookup {
-  std::mutex mu;
-  EventLoop* loop = nullptr;
-  // Loop thread only:
-  TaskBase* waiter = nullptr;
-  bool done = false;
-  Answer answer;
-};
-
-class LookupAwaiter final : public CancelHook {
- public:
-  explicit LookupAwaiter(std::shared_ptr<Lookup> l) noexcept : l_(std::move(l)) {}
-  LookupAwaiter(const LookupAwaiter&) = delete;
-  ~LookupAwaiter() { abandon(); }
-
-  bool await_ready() const noexcept { return l_->done; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    task_ = &TaskBase::current_checked("resolve()");
-    if (task_->take_pending_cancel()) {
-      cancelled_ = true;
-      return false;
-    }
-    l_->waiter = task_;
-    task_->suspend(h, this, "resolve");
-    return true;
-  }
-  Answer await_resume() {
-    if (cancelled_) task_->throw_cancelled();
-    return std::move(l_->answer);
-  }
-  bool on_cancel(TaskBase&) noexcept override {
-    l_->waiter = nullptr;
-    cancelled_ = true;
-    abandon();
-    task_->wake();
-    return true;
-  }
-
- private:
-  void abandon() noexcept {
-    std::lock_guard<std::mutex> g(l_->mu);
-    l_->loop = nullptr;
-  }
-  std::shared_ptr<Lookup> l_;
-  TaskBase* task_ = nullptr;
-  bool cancelled_ = false;
-};
-
-// Runs getaddrinfo on a short-lived thread and awaits its answer. The one
-// place that knows how resolution is taken off the loop thread.
+// Runs getaddrinfo on the loop's default executor (to_thread) and awaits
+// its answer: the one place that knows how resolution leaves the loop thread.
+// A cancelled lookup abandons the call (to_thread's default): the task
+// resumes with CancelledError at once, the pool thread finishes getaddrinfo
+// and its answer is dropped on the loop thread.
 Task<Answer> lookup_off_loop(std::string host, std::uint16_t port, ResolveOptions opts) {
-  auto l = std::make_shared<Lookup>();
-  l->loop = &EventLoop::current();
-  std::thread([l, host, port, opts] {
-    Answer a = blocking_lookup(host, port, opts);
-    std::lock_guard<std::mutex> g(l->mu);
-    if (!l->loop) return;
-    l->loop->call_soon_threadsafe([l, a = std::move(a)]() mutable {
-      l->answer = std::move(a);
-      l->done = true;
-      if (TaskBase* t = std::exchange(l->waiter, nullptr)) t->wake();
-    });
-  }).detach();
-  co_return co_await LookupAwaiter(l);
+  co_return co_await to_thread(blocking_lookup, std::move(host), port, opts);
 }
 
 }  // namespace

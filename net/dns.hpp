@@ -4,15 +4,19 @@
 //   std::vector<SocketAddress> addrs = co_await corio::resolve("localhost", 8080);
 //
 // Numeric hosts ("127.0.0.1", "::1") are parsed at once, without a thread.
-// Names go to getaddrinfo(3) on a short-lived thread, whose answer comes back
-// through EventLoop::call_soon_threadsafe; that one function is the seam where
-// the executor's to_thread (or c-ares) replaces the thread later.
+// Names go to getaddrinfo(3) on the loop's default executor (corio::to_thread,
+// loop/to_thread.hpp), so lookups share its threads with other blocking work
+// and a busy pool queues them; one function in dns.cpp is the seam where
+// c-ares could replace it.
 //
 // Results keep getaddrinfo's order (RFC 6724 preference), without duplicates.
 // Failure throws NameNotFoundError carrying the host and getaddrinfo's code
 // ("getaddrinfo no-such-host.invalid: Name or service not known").
-// Cancellation: the awaiting task resumes with CancelledError at once; the
-// lookup thread runs to its end and its answer is dropped.
+// Cancellation: the awaiting task resumes with CancelledError at once (the
+// loop never waits for getaddrinfo); a lookup not yet started never runs, one
+// running finishes on its pool thread and its answer is dropped. Closing the
+// loop waits for lookups still running (as for any to_thread call; corio::run
+// bounds that wait with RunOptions::shutdown_grace).
 #include <sys/socket.h>
 
 #include <cstdint>

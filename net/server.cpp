@@ -1,5 +1,6 @@
 #include "net/server.hpp"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 namespace corio {
 namespace detail {
 
+class ConnToken;
+
 // The shared state of a Server.
 //
 // Invariants:
@@ -23,6 +26,11 @@ namespace detail {
 // - A listener's socket is closed only with no accept in flight on it: close()
 //   cancels the accept and the completion closes the socket.
 // - After close(), nothing re-arms: no accept, no back-off timer.
+// - conns lists every running connection (its ConnToken), for
+//   close_clients(), abort_clients() and the shutdown.
+// - shutdown_watch, if set, is a task waiting for the loop's shutdown token;
+//   it touches the state only after a normal wake-up, and close() (which
+//   comes before the state can be freed) cancels it.
 class ServerState {
  public:
   struct Listener {
@@ -33,8 +41,9 @@ class ServerState {
     SocketAddress peer;
     socklen_t peer_len = SocketAddress::capacity();
     TimerNode backoff;
-    bool armed = false;   // an accept is in flight
-    bool failed = false;  // stopped after an unexpected error
+    bool armed = false;      // an accept is in flight (a multishot one: still armed)
+    bool failed = false;     // stopped after an unexpected error
+    bool multishot = false;  // op is an accept_multishot (io_uring)
   };
 
   ServerState(ClientHandler h, const ServerOptions& o) : handler(std::move(h)), opts(o), loop(&EventLoop::current()) {}
@@ -48,6 +57,10 @@ class ServerState {
   void add_listener(const SocketAddress& a);
   void start_serving() noexcept;
   void close() noexcept;
+  // The loop's shutdown was requested: close, and end idle connections.
+  void begin_shutdown() noexcept;
+  // close_clients() / abort_clients().
+  void end_clients(bool abort) noexcept;
   bool fully_closed() const noexcept {
     if (!closed || connections != 0) return false;
     for (const auto& l : listeners)
@@ -69,7 +82,10 @@ class ServerState {
   bool serving = false;
   bool serving_forever = false;
   bool closed = false;
+  bool shutting_down = false;
   bool warned_exhaustion = false;
+  ConnToken* conns = nullptr;  // head of the running connections' list
+  TaskHandle<void> shutdown_watch;
   // A Unix socket file to remove on close, if it is still ours (same inode).
   std::string unix_path;
   dev_t unix_dev = 0;
@@ -78,6 +94,7 @@ class ServerState {
  private:
   ~ServerState() = default;
   void pump(Listener& l, bool have_result, int result) noexcept;
+  static void use_single_accept(Listener& l) noexcept;
   bool handle_result(Listener& l, int r) noexcept;
   void spawn(Socket sock) noexcept;
   static void accepted(IoOp* op) noexcept;
@@ -88,29 +105,59 @@ namespace {
 
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
+}  // namespace
+
 // A running connection's claim on its server: counted in connection_count(),
-// keeps the handler alive, and tells wait_closed() when it ends — even when
-// its task is destroyed before its first step (coroutine parameters live in
-// the frame).
+// keeps the handler alive, holds a handle on the connection (so the server
+// can close it) and tells wait_closed() when it ends — even when its task is
+// destroyed before its first step (coroutine parameters live in the frame).
+// A node of ServerState::conns; moving it relinks its neighbours.
 class ConnToken {
  public:
-  explicit ConnToken(ServerState* s) noexcept : s_(s) {
+  ConnToken(ServerState* s, StreamConn* c) noexcept : s_(s), c_(c) {
     s_->add_ref();
     ++s_->connections;
+    c_->add_handle();
+    next_ = s_->conns;
+    if (next_) next_->prev_ = this;
+    s_->conns = this;
   }
-  ConnToken(ConnToken&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  ConnToken(ConnToken&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)), c_(std::exchange(o.c_, nullptr)), prev_(o.prev_), next_(o.next_) {
+    if (!s_) return;
+    if (prev_) prev_->next_ = this;
+    else s_->conns = this;
+    if (next_) next_->prev_ = this;
+  }
   ConnToken(const ConnToken&) = delete;
   ~ConnToken() {
-    if (s_) {
-      s_->connection_ended();
-      s_->release();
-    }
+    if (!s_) return;
+    if (prev_) prev_->next_ = next_;
+    else s_->conns = next_;
+    if (next_) next_->prev_ = prev_;
+    c_->drop_handle();
+    s_->connection_ended();
+    s_->release();
   }
   ServerState* state() const noexcept { return s_; }
+  StreamConn* conn() const noexcept { return c_; }
+  ConnToken* next() const noexcept { return next_; }
 
  private:
   ServerState* s_;
+  StreamConn* c_;
+  ConnToken* prev_ = nullptr;
+  ConnToken* next_ = nullptr;
 };
+
+namespace {
+
+// Waits for the loop's shutdown token, then shuts the server down gracefully.
+Task<void> watch_shutdown(ServerState* s) {
+  co_await s->loop->shutdown_event().wait();  // CancelledError once the server closed
+  s->shutdown_watch = TaskHandle<void>();
+  s->begin_shutdown();
+}
 
 Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter writer) {
   ServerState* s = token.state();
@@ -172,15 +219,25 @@ void ServerState::add_listener(const SocketAddress& a) {
   l->sock.bind(a);
   l->sock.listen(opts.backlog);
   l->addr = a.is_unix() ? a : l->sock.local_address();
-  l->op.kind = OpKind::accept;
+  if (loop->backend().multishot_accept()) {
+    l->multishot = true;
+    l->op.kind = OpKind::accept_multishot;
+  } else {
+    use_single_accept(*l);
+  }
   l->op.fd = l->sock.fd();
-  l->op.addr = l->peer.data();
-  l->op.addrlen = &l->peer_len;
   l->op.complete = &ServerState::accepted;
   l->op.ctx = l.get();
   l->backoff.fire = &ServerState::backoff_done;
   l->backoff.ctx = l.get();
   listeners.push_back(std::move(l));
+}
+
+void ServerState::use_single_accept(Listener& l) noexcept {
+  l.multishot = false;
+  l.op.kind = OpKind::accept;
+  l.op.addr = l.peer.data();
+  l.op.addrlen = &l.peer_len;
 }
 
 void ServerState::start_serving() noexcept {
@@ -211,8 +268,9 @@ void ServerState::pump(Listener& l, bool have_result, int result) noexcept {
 
 bool ServerState::handle_result(Listener& l, int r) noexcept {
   if (r >= 0) {
-    l.peer.set_size(l.peer_len);
-    Socket sock(r, l.peer);
+    // A multishot accept reports no address (spawn asks getpeername).
+    if (!l.multishot) l.peer.set_size(l.peer_len);
+    Socket sock = l.multishot ? Socket(r) : Socket(r, l.peer);
     // A connection the kernel completed while we were closing, or while the
     // loop tears down (it is not running), is refused — closed at once rather
     // than leaked or served by a closed server — and nothing is re-armed.
@@ -242,10 +300,17 @@ bool ServerState::handle_result(Listener& l, int r) noexcept {
 }
 
 void ServerState::spawn(Socket sock) noexcept {
-  SocketAddress peer = sock.peer_address();
+  SocketAddress peer;
   try {
-    StreamPair p = make_streams(std::move(sock), opts);
-    create_task_on(*loop, serve_connection(ConnToken(this), std::move(p.reader), std::move(p.writer)),
+    peer = sock.peer_address();
+  } catch (const OSError&) {
+    return;  // reset before we looked at it (ENOTCONN): nothing to serve
+  }
+  try {
+    auto* c = new StreamConn(std::move(sock), opts);
+    StreamReader reader(c);
+    StreamWriter writer(c);
+    create_task_on(*loop, serve_connection(ConnToken(this, c), std::move(reader), std::move(writer)),
                    "client " + peer.to_string());
   } catch (...) {
     loop->report_exception(std::current_exception(), "accepting a connection from " + peer.to_string());
@@ -255,8 +320,22 @@ void ServerState::spawn(Socket sock) noexcept {
 void ServerState::accepted(IoOp* op) noexcept {
   auto* l = static_cast<Listener*>(op->ctx);
   ServerState* s = l->owner;
+  if (op->cqe_flags & kCqeMore) {
+    // A multishot accept delivered a connection and stays armed: never
+    // re-arm here (that would duplicate it). Errors always end the
+    // multishot, so they arrive below, in its final completion.
+    if (op->result >= 0) s->handle_result(*l, op->result);
+    return;
+  }
   l->armed = false;
-  s->pump(*l, true, op->result);
+  if (l->multishot && op->result == -EINVAL) {
+    // A kernel without multishot accept (before 5.19) rejects the flag:
+    // one accept per connection from now on, on this socket.
+    s->use_single_accept(*l);
+    s->pump(*l, false, 0);
+  } else {
+    s->pump(*l, true, op->result);
+  }
   if (s->fully_closed()) s->waiters.wake_all();
   s->release();  // the accept's reference; may free s
 }
@@ -272,6 +351,7 @@ void ServerState::close() noexcept {
   if (closed) return;
   closed = true;
   serving = false;
+  if (shutdown_watch) std::exchange(shutdown_watch, TaskHandle<void>()).cancel();
   add_ref();  // releasing timer references below must not free us mid-loop
   for (auto& l : listeners) {
     if (l->backoff.armed()) {
@@ -289,6 +369,31 @@ void ServerState::close() noexcept {
   }
   waiters.wake_all();
   release();
+}
+
+void ServerState::begin_shutdown() noexcept {
+  if (shutting_down) return;
+  shutting_down = true;
+  close();
+  // Handlers in the middle of a request go on; the others see EOF now (a
+  // waiting read) or at their next read, and end the usual way.
+  for (ConnToken* t = conns; t; t = t->next()) t->conn()->end_idle_reads();
+}
+
+void ServerState::end_clients(bool abort) noexcept {
+  // Closing only wakes tasks: no token leaves the list during this walk.
+  for (ConnToken* t = conns; t; t = t->next()) {
+    StreamConn* c = t->conn();
+    if (!abort) {
+      c->close();
+      continue;
+    }
+    if (c->socket().is_open()) {
+      linger l{1, 0};  // close() then sends a reset (RST), not a FIN
+      ::setsockopt(c->socket().fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    c->abort();
+  }
 }
 
 }  // namespace detail
@@ -323,6 +428,10 @@ Task<void> serve_forever_impl(detail::ServerState* raw) {
   s->serving_forever = true;
   try {
     while (!s->closed) co_await s->waiters.wait("Server.serve_forever");
+    // A graceful shutdown returns once the last handler finished.
+    if (s->shutting_down) {
+      while (!s->fully_closed()) co_await s->waiters.wait("Server.serve_forever (shutting down)");
+    }
   } catch (const CancelledError&) {
     s->serving_forever = false;
     s->close();
@@ -372,6 +481,16 @@ Task<void> Server::serve_forever() { return serve_forever_impl(s_); }
 
 std::size_t Server::connection_count() const noexcept { return s_ ? s_->connections : 0; }
 
+void Server::close_clients() noexcept {
+  if (s_) s_->end_clients(false);
+}
+
+void Server::abort_clients() noexcept {
+  if (s_) s_->end_clients(true);
+}
+
+bool Server::is_shutting_down() const noexcept { return s_ && s_->shutting_down; }
+
 std::vector<SocketAddress> Server::addresses() const {
   std::vector<SocketAddress> v;
   for (const auto& l : s_->listeners) v.push_back(l->addr);
@@ -404,6 +523,9 @@ Server make_server(ClientHandler handler, const std::vector<SocketAddress>& addr
       st->unix_dev = sb.st_dev;
       st->unix_ino = sb.st_ino;
     }
+  }
+  if (opts.drain_on_shutdown) {
+    st->shutdown_watch = create_task_on(*st->loop, detail::watch_shutdown(st), "server shutdown watch");
   }
   if (opts.start_serving) st->start_serving();
   return server;

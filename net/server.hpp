@@ -21,12 +21,27 @@
 // lambda is fine as the handler: the server keeps it alive while any of its
 // connections runs.
 //
-// Accepting: one accept in flight per listening socket, re-armed at each
-// completion. Transient errors (a peer that gave up while queued, network
+// Accepting: one accept request per listening socket. On io_uring it is a
+// multishot accept, armed once and re-armed only when the kernel ends it
+// (after an error, or when it cannot post more completions); a kernel that
+// refuses multishot accept (-EINVAL, before Linux 5.19) gets one accept per
+// connection instead. On epoll an accept is re-armed at each completion and
+// drains the queue while connections are pending. Transient errors (a peer that gave up while queued, network
 // errors passed on by accept(2)) are skipped. When the process runs out of
 // file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), the server
 // reports it once, pauses accepting on that socket for 100 ms and retries —
 // existing connections keep being served and nothing spins.
+//
+// Graceful shutdown (ServerOptions::drain_on_shutdown, on by default): when
+// the loop's shutdown is requested, the server closes its listening sockets
+// (new clients are refused), lets handlers in the middle of a request finish,
+// and ends idle connections: a read waiting with nothing buffered returns EOF
+// (at_eof() turns true), and so does every later read that finds nothing
+// buffered, so a handler written the usual way (read until EOF) ends by
+// itself between requests. serve_forever() then returns once every handler
+// finished (after wait_closed()). A server started after the request shuts
+// down at once. Handlers that never read again are ended by corio::run's
+// shutdown grace period (RunOptions::shutdown_grace).
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -45,6 +60,10 @@ struct ServerOptions : StreamOptions {
   bool reuse_port = false;      // SO_REUSEPORT: several processes/loops share the port
   int family = AF_UNSPEC;       // restrict the resolved host to AF_INET or AF_INET6
   bool start_serving = true;    // accept at once; else on start_serving()/serve_forever()
+  // Follow the loop's shutdown token (EventLoop::shutdown_event(): the first
+  // SIGINT/SIGTERM under corio::run with SignalPolicy::request_shutdown, or
+  // EventLoop::request_shutdown()): see "Graceful shutdown" above.
+  bool drain_on_shutdown = true;
 };
 
 namespace detail {
@@ -71,13 +90,25 @@ class Server {
   // Waits until close() was called and every connection's handler finished.
   // Cancellation: CancelledError; nothing else changes.
   Task<void> wait_closed();
-  // Accepts until close() is called, then returns.
+  // Accepts until close() is called, then returns (after a graceful
+  // shutdown: once every handler finished).
   // Cancellation: closes the server and rethrows CancelledError (running
   // connections are not waited for; they end with the loop or on their own).
   Task<void> serve_forever();
 
   // Connections whose handler is running.
   std::size_t connection_count() const noexcept;
+  // asyncio 3.13's Server.close_clients(): closes every running connection
+  // gracefully (StreamWriter::close: bytes already written are still sent,
+  // the handler's reads see EOF, its later writes throw InvalidStateError).
+  // Does not stop accepting (close() does). Idempotent.
+  void close_clients() noexcept;
+  // asyncio 3.13's Server.abort_clients(): aborts every running connection
+  // (StreamWriter::abort): unsent bytes are dropped and the peer gets a
+  // reset (RST), so its reads fail with ConnectionResetError.
+  void abort_clients() noexcept;
+  // The loop's shutdown was requested and this server is draining.
+  bool is_shutting_down() const noexcept;
   // The bound addresses (with the real ports when port 0 was asked for).
   std::vector<SocketAddress> addresses() const;
   // The listening sockets (asyncio's Server.sockets), e.g. for setsockopt.

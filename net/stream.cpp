@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "net/dns.hpp"
 
 namespace corio {
 
@@ -159,10 +158,8 @@ StreamPair make_streams(Socket sock, const StreamOptions& opts) {
 }
 
 Task<StreamPair> open_connection(SocketAddress addr, ConnectOptions opts) {
-  Socket s = Socket::create(addr.family(), SOCK_STREAM);
-  if (opts.local_address) s.bind(*opts.local_address);
-  if (opts.connect_timeout) co_await s.connect(addr, *opts.connect_timeout);
-  else co_await s.connect(addr);
+  std::vector<SocketAddress> one(1, addr);
+  Socket s = co_await connect_happy_eyeballs(std::move(one), opts);
   co_return make_streams(std::move(s), opts);
 }
 
@@ -171,39 +168,8 @@ Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
 }
 
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, ConnectOptions opts) {
-  ResolveOptions ro;
-  ro.family = opts.family;
-  std::vector<SocketAddress> addrs = co_await resolve(host, port, ro);
-  // Try each address in order; keep every failure to report them together.
-  std::vector<std::exception_ptr> errors;
-  std::vector<std::string> messages;
-  std::vector<int> kinds;  // errno, or -1 for a timeout
-  for (const SocketAddress& a : addrs) {
-    try {
-      co_return co_await open_connection(a, opts);
-    } catch (const OSError& e) {
-      errors.push_back(std::current_exception());
-      messages.push_back(e.what());
-      kinds.push_back(e.errno_value());
-    } catch (const TimeoutError& e) {
-      errors.push_back(std::current_exception());
-      messages.push_back(e.what());
-      kinds.push_back(-1);
-    }
-  }
-  bool same = std::all_of(kinds.begin(), kinds.end(), [&](int k) { return k == kinds.front(); });
-  if (same) std::rethrow_exception(errors.front());
-  std::string what = "connect " + host + ":" + std::to_string(port) + " (every address failed: ";
-  for (std::size_t i = 0; i < messages.size(); ++i) what += (i ? "; " : "") + messages[i];
-  what += ")";
-  int err = 0;
-  for (int k : kinds) {
-    if (k > 0) {
-      err = k;
-      break;
-    }
-  }
-  throw OSError(err ? err : ETIMEDOUT, what);
+  Socket s = co_await create_connection(std::move(host), port, opts);
+  co_return make_streams(std::move(s), opts);
 }
 
 }  // namespace corio

@@ -28,6 +28,7 @@
 
 #include "coro/task.hpp"
 #include "net/address.hpp"
+#include "net/connect.hpp"
 #include "net/errors.hpp"
 #include "net/socket.hpp"
 #include "net/stream_conn.hpp"
@@ -153,21 +154,15 @@ struct StreamPair {
   StreamWriter writer;
 };
 
-struct ConnectOptions : StreamOptions {
-  // Per address tried. None by default (the kernel gives up after ~2 min).
-  std::optional<Duration> connect_timeout;
-  // AF_INET or AF_INET6 to restrict name resolution.
-  int family = AF_UNSPEC;
-  // Bind the socket here before connecting (source address / port).
-  std::optional<SocketAddress> local_address;
-};
 
 // Connects to host:port. host is a numeric address or a name (resolved off
-// the loop thread, net/dns.hpp). Addresses are tried in order until one
-// connects; if all fail, the one error (or, when they differ, an OSError
-// listing them) is thrown: ConnectionRefusedError, ConnectTimeoutError,
-// NameNotFoundError, ….
-// Cancellation: CancelledError; a half-open socket is closed.
+// the loop thread, net/dns.hpp). The addresses are tried with Happy Eyeballs
+// (net/connect.hpp: staggered by opts.happy_eyeballs_delay, first success
+// wins, the other attempts are cancelled and closed); if all fail, the one
+// kind of error naming every address (or, when they differ,
+// ConnectAttemptsError listing them) is thrown: ConnectionRefusedError,
+// ConnectTimeoutError (also when opts.timeout passes), NameNotFoundError, ….
+// Cancellation: CancelledError; every attempt's socket is closed.
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, ConnectOptions opts = {});
 Task<StreamPair> open_connection(SocketAddress addr, ConnectOptions opts = {});
 // A Unix stream socket ("@name" for the abstract namespace).

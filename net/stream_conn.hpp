@@ -85,8 +85,17 @@ class StreamConn {
 
   // ---- read side ----------------------------------------------------------
   ByteBuffer& rbuf() noexcept { return rbuf_; }
-  // No more bytes will arrive: EOF, a read error, or the stream was closed.
-  bool eof() const noexcept { return eof_ || closing_; }
+  // No more bytes will arrive: EOF, a read error, or the stream was closed;
+  // or, after end_idle_reads(), nothing is buffered.
+  bool eof() const noexcept { return eof_ || closing_ || (idle_eof_ && rbuf_.empty()); }
+  // A server's graceful shutdown: from now on a read that finds nothing
+  // buffered returns EOF instead of waiting (one holding part of a message
+  // still waits for the rest), so a handler ends at its next read between
+  // requests. Wakes a reader waiting now.
+  void end_idle_reads() noexcept {
+    idle_eof_ = true;
+    read_waiters_.wake_all();
+  }
   int read_error() const noexcept { return read_err_; }
   [[noreturn]] void throw_read_error() const;
   // Waits until a recv completed (more data, EOF or an error) — starting one
@@ -172,6 +181,7 @@ class StreamConn {
   bool delivered_ = false; // multishot delivered data at least once
   bool in_scratch_ = false; // plain recv into the backend's read_scratch(), not rbuf_
   bool eof_ = false;
+  bool idle_eof_ = false;  // end_idle_reads() was called
   bool reader_busy_ = false;
 
   // Write side.

@@ -173,3 +173,78 @@ TEST_CASE("half-close through the server: the client's EOF ends the echo, the re
     test::run_bounded(loop, main());
   });
 }
+
+namespace {
+
+struct Seen {
+  std::vector<std::string> errors;  // what each handler ended with
+};
+
+// Reads lines; "flood\n" makes it write without end (blocking in drain).
+Task<void> reset_witness(StreamReader& r, StreamWriter& w, Seen& seen) {
+  std::exception_ptr e;
+  try {
+    for (;;) {
+      std::string line = co_await r.readline();
+      if (line.empty()) break;
+      if (line == "flood\n") {
+        std::string chunk(64 * 1024, 'f');
+        for (;;) {
+          w.write(chunk);
+          co_await w.drain();
+        }
+      }
+      w.write(line);
+      co_await w.drain();
+    }
+    seen.errors.push_back("EOF");
+  } catch (const ConnectionError& x) {
+    seen.errors.push_back(x.errno_value() == ECONNRESET ? "reset" : x.errno_value() == EPIPE ? "pipe" : x.what());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a peer reset while the server is blocked reading, or blocked in drain, ends that handler only") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Seen seen;
+      Server server = co_await start_server(
+          [&seen](StreamReader& r, StreamWriter& w) { return reset_witness(r, w, seen); }, "127.0.0.1", 0);
+      SocketAddress addr = server.addresses().front();
+      // Mid-read: the handler waits in readline when the reset arrives.
+      {
+        Socket c = Socket::create(AF_INET, SOCK_STREAM);
+        co_await c.connect(addr);
+        co_await c.send_all("a\n");
+        char buf[2];
+        CHECK(co_await c.recv(buf, 2) == 2u);
+        co_await sleep(20ms);
+        c.set_linger(0);
+        c.close();
+      }
+      auto end = Clock::now() + 5s;
+      while (seen.errors.size() < 1 && Clock::now() < end) co_await sleep(5ms);
+      REQUIRE(seen.errors.size() == 1u);
+      CHECK(seen.errors[0] == "reset");
+      // Mid-write: the handler is blocked in drain (we never read) when the reset arrives.
+      {
+        Socket c = Socket::create(AF_INET, SOCK_STREAM);
+        co_await c.connect(addr);
+        co_await c.send_all("flood\n");
+        co_await sleep(100ms);
+        c.set_linger(0);
+        c.close();
+      }
+      while (seen.errors.size() < 2 && Clock::now() < end) co_await sleep(5ms);
+      REQUIRE(seen.errors.size() == 2u);
+      CHECK((seen.errors[1] == "reset" || seen.errors[1] == "pipe"));
+      // Everyone else is still served.
+      auto [r, w] = co_await open_connection(addr);
+      w.write("still here\n");
+      CHECK(co_await r.readline() == "still here\n");
+      CHECK(server.connection_count() == 1u);
+    };
+    test::run_bounded(loop, main());
+  });
+}

@@ -4,9 +4,14 @@
 #include <netdb.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "loop/thread_pool.hpp"
+#include "loop/to_thread.hpp"
 #include "net/errors.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
@@ -109,4 +114,34 @@ TEST_CASE("a loop destroyed while a lookup runs is never called back") {
       test::run_bounded(loop, main());
     });  // the loop is gone here; the thread may still be in getaddrinfo
   }
+}
+
+TEST_CASE("lookups run on the loop's default executor: queued behind its work, and a cancelled one never runs") {
+  test::on_each_backend([](EventLoop& loop) {
+    // One worker, held busy: a lookup can only run after it.
+    loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(1));
+    auto main = []() -> Task<void> {
+      std::atomic<bool> release{false};
+      auto blocker = [](std::atomic<bool>& release) -> Task<void> {
+        co_await to_thread([&release] {
+          auto end = std::chrono::steady_clock::now() + 10s;
+          while (!release.load() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+        });
+      };
+      auto lookup = []() -> Task<std::size_t> { co_return (co_await resolve("localhost", 80)).size(); };
+      auto b = create_task(blocker(release));
+      co_await sleep(0ms);
+      auto cancelled = create_task(lookup());
+      auto waiting = create_task(lookup());
+      co_await sleep(100ms);
+      CHECK_FALSE(waiting.done());  // queued behind the blocker on the one worker
+      cancelled.cancel();
+      co_await sleep(0ms);
+      CHECK(cancelled.cancelled());  // at once, although its call never started
+      release = true;
+      CHECK(co_await waiting > 0u);
+      co_await b;
+    };
+    test::run_bounded(loop, main());
+  });
 }

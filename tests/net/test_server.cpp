@@ -1,15 +1,18 @@
 #include "net/server.hpp"
 
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "loop/run.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -312,4 +315,242 @@ TEST_CASE("a handler may move its streams into another task: the connection outl
     };
     test::run_bounded(loop, main());
   });
+}
+
+namespace {
+
+// 200 clients connect at once, each is echoed; the peer addresses the server
+// saw match the clients' own (a multishot accept learns them from getpeername).
+Task<void> burst_of_clients() {
+  std::vector<std::string> peers_seen;
+  Server server = co_await start_server(
+      [&peers_seen](StreamReader& r, StreamWriter& w) -> Task<void> {
+        peers_seen.push_back(w.peer_address().to_string());
+        return echo_lines(r, w);
+      },
+      "127.0.0.1", 0);
+  auto client = [](std::uint16_t port, std::vector<std::string>& mine) -> Task<void> {
+    auto [r, w] = co_await open_connection("127.0.0.1", port);
+    mine.push_back(w.local_address().to_string());
+    w.write("x\n");
+    CHECK(co_await r.readline() == "x\n");
+  };
+  std::vector<std::string> clients_own;
+  std::vector<TaskHandle<void>> cs;
+  for (int i = 0; i < 200; ++i) cs.push_back(create_task(client(server.port(), clients_own)));
+  for (auto& c : cs) co_await c;
+  std::sort(peers_seen.begin(), peers_seen.end());
+  std::sort(clients_own.begin(), clients_own.end());
+  CHECK(peers_seen.size() == 200u);
+  CHECK(peers_seen == clients_own);
+  CHECK(server.is_serving());
+}
+
+}  // namespace
+
+TEST_CASE("a burst of connections is accepted (io_uring: one multishot accept) with the right peer addresses") {
+  test::on_each_backend([](EventLoop& loop) {
+    CHECK(loop.backend().multishot_accept() == (loop.backend_kind() == detail::BackendKind::io_uring));
+    std::vector<std::string> errors;
+    loop.set_exception_handler([&errors](std::exception_ptr, std::string_view ctx) { errors.emplace_back(ctx); });
+    test::run_bounded(loop, burst_of_clients());
+    CHECK(errors.empty());
+  });
+}
+
+TEST_CASE("io_uring: a kernel that refuses multishot accept (-EINVAL) gets one accept per connection") {
+  LoopOptions o;
+  o.backend = detail::BackendKind::io_uring;
+  o.refuse_multishot_accept = true;
+  EventLoop loop(o);
+  if (loop.backend_kind() != detail::BackendKind::io_uring) {
+    MESSAGE("io_uring refused here: " << loop.fallback_notice());
+    return;
+  }
+  std::vector<std::string> errors;
+  loop.set_exception_handler([&errors](std::exception_ptr, std::string_view ctx) { errors.emplace_back(ctx); });
+  test::run_bounded(loop, burst_of_clients());
+  CHECK(errors.empty());  // no "server stopped accepting": the fallback took over
+}
+
+namespace {
+
+// "slow N\n" is answered "done\n" after N ms; other lines are echoed.
+Task<void> slow_echo(StreamReader& r, StreamWriter& w) {
+  for (;;) {
+    std::string line = co_await r.readline();
+    if (line.empty()) break;
+    if (line.rfind("slow ", 0) == 0) {
+      co_await sleep(std::chrono::milliseconds(std::stoi(line.substr(5))));
+      line = "done\n";
+    }
+    w.write(line);
+    co_await w.drain();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("on the loop's shutdown request a server stops accepting, ends idle connections and finishes busy ones") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server server = co_await start_server(slow_echo, "127.0.0.1", 0);
+      const std::uint16_t port = server.port();
+      auto serving = create_task(server.serve_forever());
+      auto [ri, wi] = co_await open_connection("127.0.0.1", port);
+      wi.write("hi\n");
+      CHECK(co_await ri.readline() == "hi\n");  // then idle: its handler waits in readline
+      auto [rb, wb] = co_await open_connection("127.0.0.1", port);
+      wb.write("slow 600\n");
+      co_await sleep(200ms);  // that request is being handled
+      CHECK(server.connection_count() == 2u);
+
+      const auto t0 = Clock::now();
+      EventLoop::current().request_shutdown();
+      CHECK(co_await ri.read(100) == "");  // the idle connection ends at once,
+      CHECK(Clock::now() - t0 < 2s);
+      CHECK_FALSE(serving.done());          // while the busy one still works
+      CHECK(server.is_shutting_down());
+      CHECK_FALSE(server.is_serving());
+      CHECK(co_await eventually([&] { return server.sockets().empty(); }));
+      CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
+
+      // The busy one answers, then its handler's next read sees EOF.
+      CHECK(co_await rb.readline() == "done\n");
+      CHECK(co_await rb.read(100) == "");
+      co_await serving;  // returns after the last handler finished
+      CHECK(server.connection_count() == 0u);
+      CHECK(Clock::now() - t0 >= 300ms);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("a shutdown request lets a request that is half received complete before the connection ends") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Server server = co_await start_server(echo_lines, "127.0.0.1", 0);
+      auto [r, w] = co_await open_connection("127.0.0.1", server.port());
+      w.write("first half, ");
+      co_await sleep(200ms);  // the handler's readline holds a partial line
+      EventLoop::current().request_shutdown();
+      co_await sleep(50ms);
+      CHECK(server.connection_count() == 1u);  // not idle: it waits for the rest
+      w.write("second half\n");
+      CHECK(co_await r.readline() == "first half, second half\n");
+      CHECK(co_await r.read(100) == "");
+      co_await server.wait_closed();
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("with drain_on_shutdown = false a server ignores the loop's shutdown request") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      ServerOptions so;
+      so.drain_on_shutdown = false;
+      Server server = co_await start_server(echo_lines, "127.0.0.1", 0, so);
+      auto [r, w] = co_await open_connection("127.0.0.1", server.port());
+      EventLoop::current().request_shutdown();
+      co_await sleep(100ms);
+      CHECK(server.is_serving());
+      CHECK_FALSE(server.is_shutting_down());
+      w.write("still\n");
+      CHECK(co_await r.readline() == "still\n");
+      CHECK(co_await ask(server.port(), "new\n") == "new\n");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("close_clients closes every connection gracefully and keeps accepting; abort_clients resets them") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto greeter = [](StreamReader& r, StreamWriter& w) -> Task<void> {
+        w.write(std::string(200000, 'g'));  // more than the socket buffers take at once
+        (void)co_await r.read(1);           // then waits
+      };
+      Server server = co_await start_server(greeter, "127.0.0.1", 0);
+      auto [r1, w1] = co_await open_connection("127.0.0.1", server.port());
+      auto [r2, w2] = co_await open_connection("127.0.0.1", server.port());
+      CHECK(co_await eventually([&] { return server.connection_count() == 2u; }));
+      server.close_clients();
+      // Graceful: the bytes written before still arrive, then EOF.
+      CHECK((co_await r1.readexactly(200000)).size() == 200000u);
+      CHECK((co_await r2.readexactly(200000)).size() == 200000u);
+      CHECK(co_await r1.read(1) == "");
+      CHECK(co_await r2.read(1) == "");
+      CHECK(co_await eventually([&] { return server.connection_count() == 0u; }));
+      CHECK(server.is_serving());
+
+      auto [r3, w3] = co_await open_connection("127.0.0.1", server.port());
+      CHECK(co_await eventually([&] { return server.connection_count() == 1u; }));
+      co_await sleep(50ms);  // let the kernel hold part of the greeting unsent
+      server.abort_clients();
+      bool reset = false;
+      try {
+        for (;;) {
+          std::string got = co_await r3.read(1 << 20);
+          if (got.empty()) break;
+        }
+      } catch (const ConnectionResetError&) {
+        reset = true;
+      }
+      CHECK(reset);
+      CHECK(co_await eventually([&] { return server.connection_count() == 0u; }));
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+namespace {
+
+struct SignalRun {
+  bool idle_ended = false;
+  std::string busy_answer;
+  bool serve_forever_returned = false;
+  std::size_t connections_after = 99;
+};
+
+Task<void> serve_until_sigterm(SignalRun& out) {
+  Server server = co_await start_server(slow_echo, "127.0.0.1", 0);
+  auto serving = create_task(server.serve_forever());
+  auto [ri, wi] = co_await open_connection("127.0.0.1", server.port());
+  wi.write("hi\n");
+  CHECK(co_await ri.readline() == "hi\n");
+  auto [rb, wb] = co_await open_connection("127.0.0.1", server.port());
+  wb.write("slow 500\n");
+  co_await sleep(200ms);  // that request is being handled
+  ::raise(SIGTERM);  // corio::run turns it into the loop's shutdown request
+  out.idle_ended = (co_await ri.read(1)).empty();
+  out.busy_answer = co_await rb.readline();
+  co_await serving;
+  out.serve_forever_returned = true;
+  out.connections_after = server.connection_count();
+}
+
+}  // namespace
+
+TEST_CASE("under corio::run with SignalPolicy::request_shutdown, SIGTERM drains a server, then run reports the signal") {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(static_cast<int>(kind));
+    SignalRun out;
+    RunOptions o;
+    o.loop.backend = kind;
+    o.on_signal = SignalPolicy::request_shutdown;
+    o.exit_on_signal = false;
+    o.shutdown_grace = std::chrono::milliseconds(10000);
+    int status = 0;
+    try {
+      corio::run(serve_until_sigterm(out), o);
+    } catch (const SignalExit& e) {
+      status = e.exit_status();
+    }
+    CHECK(status == 143);
+    CHECK(out.idle_ended);
+    CHECK(out.busy_answer == "done\n");
+    CHECK(out.serve_forever_returned);
+    CHECK(out.connections_after == 0u);
+  }
 }
