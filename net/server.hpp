@@ -34,6 +34,7 @@
 
 #include "coro/task.hpp"
 #include "net/stream.hpp"
+#include "net/tls_ref.hpp"
 
 namespace corio {
 
@@ -45,6 +46,13 @@ struct ServerOptions : StreamOptions {
   bool reuse_port = false;      // SO_REUSEPORT: several processes/loops share the port
   int family = AF_UNSPEC;       // restrict the resolved host to AF_INET or AF_INET6
   bool start_serving = true;    // accept at once; else on start_serving()/serve_forever()
+  // TLS (net/tls.hpp): a server TlsContext makes every connection TLS. The
+  // handshake runs in the connection's task before the handler is called; a
+  // client that fails it (or misses tls_handshake_timeout) is dropped quietly.
+  // The caller's shared_ptr must keep the context alive during the call;
+  // the server then holds its own reference.
+  TlsRef tls;
+  Duration tls_handshake_timeout = std::chrono::seconds(60);
 };
 
 namespace detail {

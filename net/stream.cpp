@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "net/dns.hpp"
+#include "net/tls.hpp"
 
 namespace corio {
 
@@ -154,7 +155,12 @@ Task<StreamPair> open_connection(SocketAddress addr, ConnectOptions opts) {
   if (opts.local_address) s.bind(*opts.local_address);
   if (opts.connect_timeout) co_await s.connect(addr, *opts.connect_timeout);
   else co_await s.connect(addr);
-  co_return make_streams(std::move(s), opts);
+  StreamPair p = make_streams(std::move(s), opts);
+  if (opts.tls) {
+    std::string name = opts.server_hostname.empty() ? addr.host() : std::string(opts.server_hostname);
+    co_await detail::tls_handshake(p.writer.connection(), opts.tls.lock(), std::move(name), opts.tls_handshake_timeout);
+  }
+  co_return p;
 }
 
 Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
@@ -164,6 +170,7 @@ Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, ConnectOptions opts) {
   ResolveOptions ro;
   ro.family = opts.family;
+  if (opts.tls && opts.server_hostname.empty()) opts.server_hostname = host;  // what TLS verifies
   std::vector<SocketAddress> addrs = co_await resolve(host, port, ro);
   // Try each address in order; keep every failure to report them together.
   std::vector<std::exception_ptr> errors;

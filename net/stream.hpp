@@ -31,6 +31,7 @@
 #include "net/errors.hpp"
 #include "net/socket.hpp"
 #include "net/stream_conn.hpp"
+#include "net/tls_ref.hpp"
 
 namespace corio {
 
@@ -86,6 +87,8 @@ class StreamReader {
   // read buffer. With a plain recv it is the last buffer's size.
   std::size_t buffer_capacity() const noexcept { return c_->rbuf().capacity(); }
   std::size_t limit() const noexcept { return c_->limit(); }
+  // The connection, for layers built on streams (start_tls, net/tls.hpp).
+  detail::StreamConn* connection() const noexcept { return c_; }
 
  private:
   detail::StreamConn* c_ = nullptr;
@@ -142,6 +145,8 @@ class StreamWriter {
   // The transport's get_write_buffer_size() and set_write_buffer_limits().
   std::size_t write_buffer_size() const noexcept { return c_->buffered(); }
   void set_write_buffer_limits(std::size_t high, std::size_t low) { c_->set_write_limits(high, low); }
+  // The connection, for layers built on streams (TLS details: tls_info() in net/tls.hpp).
+  detail::StreamConn* connection() const noexcept { return c_; }
 
  private:
   detail::StreamConn* c_ = nullptr;
@@ -160,6 +165,16 @@ struct ConnectOptions : StreamOptions {
   int family = AF_UNSPEC;
   // Bind the socket here before connecting (source address / port).
   std::optional<SocketAddress> local_address;
+  // TLS (net/tls.hpp): a client TlsContext makes this a TLS connection; the
+  // handshake is done (and the certificate verified) before it is returned.
+  // The caller's shared_ptr must keep the context alive during the call.
+  TlsRef tls;
+  // The name to verify the certificate against and send as SNI; empty: the
+  // host passed to open_connection (an IP literal is checked as an address).
+  // Must stay valid during the call.
+  std::string_view server_hostname;
+  // The handshake's deadline (asyncio's ssl_handshake_timeout): TlsHandshakeTimeout.
+  Duration tls_handshake_timeout = std::chrono::seconds(60);
 };
 
 // Connects to host:port. host is a numeric address or a name (resolved off
