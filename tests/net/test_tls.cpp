@@ -323,6 +323,47 @@ TEST_CASE("expired, wrong-host, self-signed and unknown-CA certificates fail wit
   });
 }
 
+Task<void> defaults_are_safe(std::shared_ptr<TlsContext> sctx) {
+  Server server = co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(sctx));
+  // The default context trusts the system store, which knows nothing of the test CA.
+  auto system_only = TlsContext::client();
+  std::string what;
+  try {
+    co_await open_connection("127.0.0.1", server.port(), tls_to(system_only));
+  } catch (const TlsCertificateError& e) {
+    what = e.verify_message();
+  }
+  CHECK(what == "unable to get local issuer certificate");
+  // Without a name there is nothing to verify against: refused before connecting.
+  auto cctx = client_ctx();
+  StreamPair p = co_await open_connection("127.0.0.1", server.port());
+  StartTlsOptions no_name;
+  CHECK_THROWS_AS(co_await start_tls(p.reader, p.writer, cctx, no_name), std::invalid_argument);
+}
+
+TEST_CASE("a default client context verifies against the system store and needs a name to check") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, defaults_are_safe(server_ctx())); });
+}
+
+Task<void> tls12_session(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
+  Server server = co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(sctx));
+  for (int i = 0; i < 2; ++i) {
+    auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
+    CHECK(tls_info(w)->version == "TLSv1.2");
+    CHECK(tls_info(w)->session_reused == (i == 1));
+    w.write("twelve\n");
+    CHECK(co_await r.readline() == "twelve\n");
+  }
+}
+
+TEST_CASE("TLS 1.2 works when the server goes no higher, and resumes too") {
+  test::on_each_backend([](EventLoop& loop) {
+    TlsServerOptions o;
+    o.max_version = TlsVersion::tls1_2;
+    test::run_bounded(loop, tls12_session(server_ctx("server", o), client_ctx()));
+  });
+}
+
 Task<void> insecure_accepts_anything() {
   auto sctx = server_ctx("selfsigned");
   Server server = co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(sctx));
