@@ -364,6 +364,23 @@ TEST_CASE("TLS 1.2 works when the server goes no higher, and resumes too") {
   });
 }
 
+// The documented spelling, braces inside the co_await: the name checked is
+// the host connected to (a name, or an IP literal checked as an address).
+Task<void> name_defaults_to_host(std::shared_ptr<TlsContext> sctx) {
+  Server server = co_await start_server(echo_lines, "127.0.0.1", 0, {.tls = sctx});
+  auto ctx = client_ctx();
+  for (const char* host : {"localhost", "127.0.0.1"}) {
+    auto [r, w] = co_await open_connection(host, server.port(), {.tls = ctx, .tls_handshake_timeout = 10s});
+    w.write(std::string(host) + "\n");
+    CHECK(co_await r.readline() == std::string(host) + "\n");
+    CHECK(tls_info(w)->server_name == (std::string(host) == "localhost" ? "localhost" : ""));  // no SNI for IPs
+  }
+}
+
+TEST_CASE("open_connection checks the certificate against the host it was given, name or IP") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, name_defaults_to_host(server_ctx())); });
+}
+
 Task<void> insecure_accepts_anything() {
   auto sctx = server_ctx("selfsigned");
   Server server = co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(sctx));
