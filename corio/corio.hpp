@@ -37,3 +37,4 @@
 #include "net/server.hpp"
 #include "net/socket.hpp"
 #include "net/stream.hpp"
+#include "net/tls.hpp"

@@ -33,6 +33,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,7 @@
 #include "net/errors.hpp"
 #include "net/socket.hpp"
 #include "net/stream_conn.hpp"
+#include "net/tls_ref.hpp"
 
 namespace corio {
 
@@ -63,6 +65,16 @@ struct ConnectOptions : StreamOptions {
   int family = AF_UNSPEC;
   // Bind the socket here before connecting (source address / port).
   std::optional<SocketAddress> local_address;
+  // TLS (net/tls.hpp): a client TlsContext makes this a TLS connection; the
+  // handshake is done (and the certificate verified) before it is returned.
+  // The caller's shared_ptr must keep the context alive during the call.
+  TlsRef tls;
+  // The name to verify the certificate against and send as SNI; empty: the
+  // host passed to open_connection (an IP literal is checked as an address).
+  // Must stay valid during the call.
+  std::string_view server_hostname;
+  // The handshake's deadline (asyncio's ssl_handshake_timeout): TlsHandshakeTimeout.
+  Duration tls_handshake_timeout = std::chrono::seconds(60);
 };
 
 // Every attempt failed, not all the same way. what() lists each address with

@@ -10,6 +10,7 @@
 
 #include "coro/task_handle.hpp"
 #include "net/dns.hpp"
+#include "net/tls.hpp"
 #include "net/wait_list.hpp"
 
 namespace corio {
@@ -46,7 +47,8 @@ class ServerState {
     bool multishot = false;  // op is an accept_multishot (io_uring)
   };
 
-  ServerState(ClientHandler h, const ServerOptions& o) : handler(std::move(h)), opts(o), loop(&EventLoop::current()) {}
+  ServerState(ClientHandler h, const ServerOptions& o)
+      : handler(std::move(h)), opts(o), tls(o.tls.lock()), loop(&EventLoop::current()) {}
   ServerState(const ServerState&) = delete;
 
   void add_ref() noexcept { ++refs; }
@@ -74,6 +76,7 @@ class ServerState {
 
   ClientHandler handler;
   ServerOptions opts;
+  std::shared_ptr<TlsContext> tls;  // opts.tls, kept alive while the server lives
   EventLoop* loop;
   std::vector<std::unique_ptr<Listener>> listeners;
   ParkList waiters;  // wait_closed() and serve_forever()
@@ -163,6 +166,17 @@ Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter w
   ServerState* s = token.state();
   const SocketAddress peer = writer.peer_address();  // the handler may move the writer away
   std::exception_ptr failure;
+  if (s->tls) {
+    // A client that cannot complete the handshake is not the server's failure.
+    bool shook = false;
+    try {
+      co_await tls_handshake(writer.connection(), s->tls, std::string(), s->opts.tls_handshake_timeout);
+      shook = true;
+    } catch (const OSError&) {
+    } catch (const TimeoutError&) {
+    }
+    if (!shook) co_return;
+  }
   try {
     Task<void> t = s->handler(reader, writer);
     if (!t.valid()) throw InvalidStateError("the client handler returned an empty Task");

@@ -49,6 +49,7 @@
 
 #include "coro/task.hpp"
 #include "net/stream.hpp"
+#include "net/tls_ref.hpp"
 
 namespace corio {
 
@@ -64,6 +65,13 @@ struct ServerOptions : StreamOptions {
   // SIGINT/SIGTERM under corio::run with SignalPolicy::request_shutdown, or
   // EventLoop::request_shutdown()): see "Graceful shutdown" above.
   bool drain_on_shutdown = true;
+  // TLS (net/tls.hpp): a server TlsContext makes every connection TLS. The
+  // handshake runs in the connection's task before the handler is called; a
+  // client that fails it (or misses tls_handshake_timeout) is dropped quietly.
+  // The caller's shared_ptr must keep the context alive during the call;
+  // the server then holds its own reference.
+  TlsRef tls;
+  Duration tls_handshake_timeout = std::chrono::seconds(60);
 };
 
 namespace detail {

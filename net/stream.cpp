@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "net/dns.hpp"
+#include "net/tls.hpp"
 
 namespace corio {
 
@@ -160,7 +162,12 @@ StreamPair make_streams(Socket sock, const StreamOptions& opts) {
 Task<StreamPair> open_connection(SocketAddress addr, ConnectOptions opts) {
   std::vector<SocketAddress> one(1, addr);
   Socket s = co_await connect_happy_eyeballs(std::move(one), opts);
-  co_return make_streams(std::move(s), opts);
+  StreamPair p = make_streams(std::move(s), opts);
+  if (opts.tls) {
+    std::string name = opts.server_hostname.empty() ? addr.host() : std::string(opts.server_hostname);
+    co_await detail::tls_handshake(p.writer.connection(), opts.tls.lock(), std::move(name), opts.tls_handshake_timeout);
+  }
+  co_return p;
 }
 
 Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
@@ -168,8 +175,13 @@ Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
 }
 
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, ConnectOptions opts) {
+  std::string name = opts.tls && opts.server_hostname.empty() ? host : std::string(opts.server_hostname);
   Socket s = co_await create_connection(std::move(host), port, opts);
-  co_return make_streams(std::move(s), opts);
+  StreamPair p = make_streams(std::move(s), opts);
+  if (opts.tls) {
+    co_await detail::tls_handshake(p.writer.connection(), opts.tls.lock(), std::move(name), opts.tls_handshake_timeout);
+  }
+  co_return p;
 }
 
 }  // namespace corio

@@ -32,6 +32,7 @@
 #include "net/errors.hpp"
 #include "net/socket.hpp"
 #include "net/stream_conn.hpp"
+#include "net/tls_ref.hpp"
 
 namespace corio {
 
@@ -87,6 +88,8 @@ class StreamReader {
   // read buffer. With a plain recv it is the last buffer's size.
   std::size_t buffer_capacity() const noexcept { return c_->rbuf().capacity(); }
   std::size_t limit() const noexcept { return c_->limit(); }
+  // The connection, for layers built on streams (start_tls, net/tls.hpp).
+  detail::StreamConn* connection() const noexcept { return c_; }
 
  private:
   detail::StreamConn* c_ = nullptr;
@@ -143,6 +146,8 @@ class StreamWriter {
   // The transport's get_write_buffer_size() and set_write_buffer_limits().
   std::size_t write_buffer_size() const noexcept { return c_->buffered(); }
   void set_write_buffer_limits(std::size_t high, std::size_t low) { c_->set_write_limits(high, low); }
+  // The connection, for layers built on streams (TLS details: tls_info() in net/tls.hpp).
+  detail::StreamConn* connection() const noexcept { return c_; }
 
  private:
   detail::StreamConn* c_ = nullptr;

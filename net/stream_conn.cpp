@@ -71,7 +71,8 @@ StreamConn::~StreamConn() {
 // ---- read side --------------------------------------------------------------
 
 void StreamConn::throw_read_error() const {
-  throw_os_error(read_err_, "recv", sock_.describe());
+  if (filter_) filter_->rethrow_read_error();
+  throw_os_error(read_err_, "recv", peer_.empty() ? sock_.describe() : peer_.to_string());
 }
 
 void StreamConn::begin_read(const char* what) {
@@ -106,16 +107,17 @@ void StreamConn::start_read(std::size_t want) {
     return;
   }
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
+  ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
   std::uint32_t scratch_len = 0;
-  char* scratch = rbuf_.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
+  char* scratch = dst.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
   in_scratch_ = scratch != nullptr;
   if (in_scratch_) {
     read_op_.buf = scratch;  // shared: on_read_result copies the bytes out at once
     read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(scratch_len, chunk));
   } else {
-    char* tail = rbuf_.prepare(chunk);
+    char* tail = dst.prepare(chunk);
     read_op_.buf = tail;
-    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(rbuf_.free_tail(), kMaxLen));
+    read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(dst.free_tail(), kMaxLen));
   }
   if (loop_->backend().submit(read_op_)) {
     on_read_result(read_op_.result);
@@ -128,8 +130,9 @@ void StreamConn::start_read(std::size_t want) {
 void StreamConn::on_read_result(int r) noexcept {
   if (r > 0) {
     // No recv is in flight any more: prepare() may move the buffer.
-    if (in_scratch_) std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
-    rbuf_.commit(static_cast<std::size_t>(r));
+    ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
+    if (in_scratch_) std::memcpy(dst.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
+    dst.commit(static_cast<std::size_t>(r));
     if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
   } else if (r == 0 || r == -ECANCELED) {
     eof_ = true;  // the peer's FIN, or our own close() cancelled the recv
@@ -137,6 +140,7 @@ void StreamConn::on_read_result(int r) noexcept {
     read_err_ = -r;
     eof_ = true;
   }
+  if (filter_) filter_->on_input(*this);
   read_waiters_.wake_all();
 }
 
@@ -144,11 +148,13 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
   if (cqe_flags & kCqeBuffer) {
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
-      std::memcpy(rbuf_.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
-      rbuf_.commit(static_cast<std::size_t>(r));
+      ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
+      std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
+      dst.commit(static_cast<std::size_t>(r));
       delivered_ = true;
     }
     pbufs_->recycle(cqe_flags);  // at once: the pool is shared by every socket
+    if (filter_ && r > 0) filter_->on_input(*this);  // decoded bytes count for the pause below
   }
   if (r > 0) {
     if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
@@ -170,6 +176,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     read_err_ = -r;
     eof_ = true;
   }
+  if (filter_ && r <= 0) filter_->on_input(*this);  // the raw stream's end or failure
   read_waiters_.wake_all();
 }
 
@@ -197,6 +204,10 @@ void StreamConn::write(const char* p, std::size_t n) {
   if (eof_requested_) throw InvalidStateError("StreamWriter.write() after write_eof()");
   // After a failed send the connection is lost: drop the bytes, drain() reports it.
   if (write_err_ || n == 0) return;
+  if (filter_) {
+    filter_->write(*this, p, n);
+    return;
+  }
   pending_.append(p, n);
   if (!writing_) pump_writes();
   if (buffered() > high_) paused_ = true;
@@ -293,13 +304,25 @@ void StreamConn::write_eof() {
   if (closing_) return;
   if (eof_requested_) return;
   eof_requested_ = true;
+  if (filter_) filter_->on_write_eof(*this);  // queued before the FIN
   if (!writing_) pump_writes();  // shuts down at once when nothing is queued
+}
+
+void StreamConn::set_filter(std::unique_ptr<StreamFilter> f) noexcept {
+  filter_ = std::move(f);
+  std::swap(filter_->raw_input(), rbuf_);
+}
+
+void StreamConn::flush_raw() noexcept {
+  if (!writing_) pump_writes();
+  if (buffered() > high_) paused_ = true;
 }
 
 // ---- closing ------------------------------------------------------------------
 
 void StreamConn::close() noexcept {
   if (closing_) return;
+  if (filter_ && !aborted_) filter_->on_close(*this);  // its goodbye goes out before the socket closes
   closing_ = true;
   if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
   read_waiters_.wake_all();

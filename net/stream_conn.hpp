@@ -38,12 +38,14 @@
 //   waiters; user code runs in the woken tasks.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "loop/backend.hpp"
 #include "loop/event_loop.hpp"
 #include "net/byte_buffer.hpp"
 #include "net/socket.hpp"
+#include "net/stream_filter.hpp"
 #include "net/wait_list.hpp"
 
 namespace corio {
@@ -142,6 +144,25 @@ class StreamConn {
   // constructor's getpeername); empty if the socket never had one.
   SocketAddress peer() const noexcept;
 
+  // ---- layering (net/stream_filter.hpp; TLS) ------------------------------
+  // Puts `f` between the socket and the user's buffers. Bytes received and
+  // not yet read become its input (with the storage of a recv in flight:
+  // the buffers swap, so the kernel's pointer stays valid).
+  void set_filter(std::unique_ptr<StreamFilter> f) noexcept;
+  StreamFilter* filter() const noexcept { return filter_.get(); }
+  // For the filter: queue encoded bytes / start sending them.
+  void append_raw(const char* p, std::size_t n) {
+    if (!write_err_ && !aborted_) pending_.append(p, n);
+  }
+  void flush_raw() noexcept;
+  // For the filter: the decoded stream ended (e.g. TLS close_notify), or
+  // failed (err: an errno for read_error(); the filter throws the details).
+  void mark_eof() noexcept { eof_ = true; }
+  void fail_read(int err) noexcept {
+    if (!read_err_) read_err_ = err;
+    eof_ = true;
+  }
+
  private:
   ~StreamConn();
   void add_ref() noexcept { ++refs_; }
@@ -197,6 +218,9 @@ class StreamConn {
   bool paused_ = false;
   bool eof_requested_ = false;
   bool eof_sent_ = false;
+
+  // Layering: null on a plain connection.
+  std::unique_ptr<StreamFilter> filter_;
 
   // Closing.
   bool closing_ = false;

@@ -11,10 +11,10 @@ PKGS=(
   liburing-dev libssl-dev
   # examples (parallel_work: deflate; crawler: HTML5 parsing, its state file)
   zlib1g-dev libgumbo-dev libsqlite3-dev
-  # tests
-  doctest-dev python3 procps
-  # benchmark peers (bench/run.py)
-  python3-uvloop
+  # tests (the TLS tests make certificates with openssl and talk to curl)
+  doctest-dev python3 procps openssl curl
+  # benchmark peers (bench/run.py; bench/tls_bench.sh: nginx-light)
+  python3-uvloop nginx-light
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
 )
