@@ -157,7 +157,6 @@ class Backend {
   // The provided-buffer pool for recv_multishot, set up on first use; nullptr
   // when this backend or kernel has none (epoll), and then plain recv is the way.
   virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
-<<<<<<< HEAD
   // A loop-wide buffer that a read/recv op may name while it waits (nullptr
   // if this backend has none: io_uring, where the kernel owns a buffer for
   // the whole op). The epoll backend touches an op's buffer only inside the
@@ -169,10 +168,8 @@ class Backend {
     (void)len;
     return nullptr;
   }
-=======
   // Whether accept_multishot may be submitted (io_uring); else accept.
   virtual bool multishot_accept() const noexcept { return false; }
->>>>>>> net6
 };
 
 struct BackendOptions {
