@@ -200,7 +200,6 @@ class Connection {
     next_ = s_->first;
     if (next_) next_->prev_ = this;
     s_->first = this;
-    ++s_->connections;
   }
   Connection(const Connection&) = delete;
   ~Connection() {
@@ -209,9 +208,6 @@ class Connection {
     else s_->first = next_;
     if (next_) next_->prev_ = prev_;
     c_->drop_handle();  // closes gracefully: queued bytes still go out
-    --s_->connections;
-    s_->slot_waiters.wake_all();
-    if (s_->connections == 0) s_->done_waiters.wake_all();
   }
 
   Task<void> run();
@@ -483,6 +479,7 @@ Task<bool> Connection::handle(RequestHead& h) {
     try {
       Request req(this, &h);
       resp = co_await s_->handler(req);
+      if (s_->shutting_down) keep = false;  // the shutdown began while it ran
       for (const auto& [n, v] : resp.headers) {
         if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
       }
@@ -634,8 +631,28 @@ Task<void> Connection::run() {
   }
 }
 
-Task<void> run_connection(std::shared_ptr<ServerState> s, Socket sock) {
-  Connection conn(std::move(s), std::move(sock));
+// A connection's place under max_connections, taken when it is accepted
+// (before its task first runs, so the acceptor sees it at once) and given
+// back when the task's frame goes, even if it never ran.
+class Slot {
+ public:
+  explicit Slot(std::shared_ptr<ServerState> s) noexcept : s_(std::move(s)) { ++s_->connections; }
+  Slot(Slot&& o) noexcept = default;
+  Slot(const Slot&) = delete;
+  ~Slot() {
+    if (!s_) return;
+    --s_->connections;
+    s_->slot_waiters.wake_all();
+    if (s_->connections == 0) s_->done_waiters.wake_all();
+  }
+  const std::shared_ptr<ServerState>& state() const noexcept { return s_; }
+
+ private:
+  std::shared_ptr<ServerState> s_;
+};
+
+Task<void> run_connection(Slot slot, Socket sock) {
+  Connection conn(slot.state(), std::move(sock));
   try {
     co_await conn.run();
   } catch (const OSError&) {
@@ -666,7 +683,7 @@ Task<void> accept_loop(std::shared_ptr<ServerState> s) {
       }
       continue;  // ECONNABORTED and network errors passed on by accept(2)
     }
-    create_task(run_connection(s, std::move(a.socket)));
+    create_task(run_connection(Slot(s), std::move(a.socket)));
   }
 }
 
