@@ -12,7 +12,7 @@ PKGS=(
   # examples (parallel_work: deflate)
   zlib1g-dev
   # tests
-  doctest-dev python3 procps
+  doctest-dev python3 procps curl
   # benchmark peers (bench/run.py)
   python3-uvloop
   # sanitizers / fuzzing
