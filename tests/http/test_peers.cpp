@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -238,4 +240,40 @@ TEST_CASE("curl: keep-alive reuse, chunked upload, 100-continue, Range and condi
 TEST_CASE("Python's http.client talks to the server") {
   if (g_root.empty()) g_root = make_root();
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, python_main(), std::chrono::seconds(120)); });
+}
+
+TEST_CASE("the http_server example serves /plaintext, /json and files, and exits 143 after a graceful SIGTERM") {
+  const char* dir = std::getenv("CORIO_EXAMPLES_DIR");
+  if (!dir || !has_curl()) {
+    MESSAGE("examples not built or curl missing: skipped");
+    return;
+  }
+  if (g_root.empty()) g_root = make_root();
+  for (const char* backend : {"io_uring", "epoll"}) {
+    for (const char* workers : {"1", "2"}) {
+      CAPTURE(backend);
+      CAPTURE(workers);
+      test::ChildProcess server({std::string(dir) + "/http_server", "--port", "0", "--backend", backend, "--workers",
+                                 workers, "--root", g_root});
+      REQUIRE_MESSAGE(server.wait_for_stdout("\n", 20s), "no output; stderr: " << server.err());
+      std::string first = server.out().substr(0, server.out().find('\n'));
+      REQUIRE(first.rfind("listening on 127.0.0.1:", 0) == 0);
+      std::string base = "http://" + first.substr(13);
+      Ran r = run_child(args("/usr/bin/curl", "-s", "-D", "-", base + "/plaintext", base + "/json", base + "/"));
+      CHECK(r.status == 0);
+      CHECK(r.out.find("Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!") != std::string::npos);
+      CHECK(r.out.find("Content-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"message\":\"Hello, World!\"}") !=
+            std::string::npos);
+      CHECK(r.out.find("<h1>index</h1>\n") != std::string::npos);
+      r = run_child(args("/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", base + "/absent"));
+      CHECK(r.out == "404");
+      server.signal(SIGTERM);
+      CHECK(server.wait_exit(20s) == 143);
+    }
+  }
+  test::ChildProcess help({std::string(dir) + "/http_server", "--help"});
+  CHECK(help.wait_exit(10s) == 0);
+  CHECK(help.out().rfind("usage: http_server", 0) == 0);
+  test::ChildProcess bad({std::string(dir) + "/http_server", "--workers", "0"});
+  CHECK(bad.wait_exit(10s) == 2);
 }
