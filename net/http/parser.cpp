@@ -230,6 +230,13 @@ const char* parse_fields(std::string_view buf, std::size_t from, std::size_t end
   return nullptr;
 }
 
+// The first '\n' at or after `from`, or nullptr. (An empty view may have a
+// null data(): memchr must not see it.)
+const char* find_lf(std::string_view buf, std::size_t from) noexcept {
+  if (from >= buf.size()) return nullptr;
+  return static_cast<const char*>(std::memchr(buf.data() + from, '\n', buf.size() - from));
+}
+
 // Finds the end of a head (past CRLF CRLF) whose start line ends at line_end,
 // scanning only bytes not seen before; 0 if not there yet. A bare CR or LF in
 // the field lines is caught later by parse_fields.
@@ -487,14 +494,14 @@ ParseResult RequestParser::parse(std::string_view buf) {
     }
     scan_.skip_ = skip;
     if (scan_.scanned_ < skip) scan_.scanned_ = skip;
-    const void* nl = std::memchr(buf.data() + scan_.scanned_, '\n', buf.size() - scan_.scanned_);
+    const char* nl = find_lf(buf, scan_.scanned_);
     if (!nl) {
       scan_.scanned_ = buf.size();
       // The request line cannot be valid past the target limit plus a method and version.
       if (buf.size() - skip > limits_.max_target + 32) return fail(414, "request line longer than the limit");
       return ParseResult::incomplete;
     }
-    std::size_t e = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data());
+    std::size_t e = static_cast<std::size_t>(nl - buf.data());
     if (e == skip || buf[e - 1] != '\r') return fail(400, "bare LF in the request line");
     std::string_view line = buf.substr(skip, e - 1 - skip);
     if (line.find('\r') != std::string_view::npos) return fail(400, "bare CR in the request line");
@@ -600,13 +607,13 @@ ParseResult ResponseParser::fail(int status, std::string msg) {
 
 ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
   if (scan_.line_end_ == 0) {
-    const void* nl = std::memchr(buf.data() + scan_.scanned_, '\n', buf.size() - scan_.scanned_);
+    const char* nl = find_lf(buf, scan_.scanned_);
     if (!nl) {
       scan_.scanned_ = buf.size();
       if (buf.size() > limits_.max_header_bytes) return fail(431, "status line longer than the limit");
       return ParseResult::incomplete;
     }
-    std::size_t e = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data());
+    std::size_t e = static_cast<std::size_t>(nl - buf.data());
     if (e == 0 || buf[e - 1] != '\r') return fail(400, "bare LF in the status line");
     std::string_view line = buf.substr(0, e - 1);
     if (line.size() < 12 || line[8] != ' ') return fail(400, "malformed status line");

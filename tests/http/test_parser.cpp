@@ -493,3 +493,14 @@ TEST_CASE("content-length and close-delimited bodies decode their bytes") {
   CHECK(b.done());
   CHECK(b.decode("x", data) == 0);
 }
+
+TEST_CASE("an empty buffer without storage is simply incomplete") {
+  RequestParser p;
+  CHECK(p.parse(std::string_view()) == ParseResult::incomplete);
+  CHECK(p.parse(std::string_view()) == ParseResult::incomplete);
+  ResponseParser r;
+  CHECK(r.parse(std::string_view()) == ParseResult::incomplete);
+  ChunkedDecoder d;
+  std::string_view data;
+  CHECK(d.decode(std::string_view(), data) == 0);
+}
