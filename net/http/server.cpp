@@ -743,6 +743,8 @@ struct Workers {
   }
 };
 
+void join_workers(std::shared_ptr<Workers> w) { w->join(); }
+
 }  // namespace detail
 
 const SocketAddress& Request::peer() const noexcept { return conn_->peer(); }
@@ -824,7 +826,9 @@ Task<void> serve(Handler handler, std::string host, std::uint16_t port, ServeOpt
     failure = std::current_exception();
   }
   workers->stop();
-  co_await to_thread([workers] { workers->join(); });
+  // A named function and a copied shared_ptr, not a capturing lambda: GCC 12
+  // destroys a lambda temporary inside a co_await expression twice.
+  co_await to_thread(detail::join_workers, workers);
   if (failure) std::rethrow_exception(failure);
   if (!workers->errors.empty()) std::rethrow_exception(workers->errors.front());
 }
