@@ -11,10 +11,11 @@ PKGS=(
   liburing-dev libssl-dev
   # examples (parallel_work: deflate; crawler: HTML5 parsing, its state file)
   zlib1g-dev libgumbo-dev libsqlite3-dev
-  # tests (the TLS tests make certificates with openssl and talk to curl)
-  doctest-dev python3 procps openssl curl
+  # tests (the TLS tests make certificates with openssl and talk to curl;
+  # nginx-light is the HTTP client's real peer)
+  doctest-dev python3 procps openssl curl nginx-light
   # benchmark peers (bench/run.py; bench/tls_bench.sh: nginx-light)
-  python3-uvloop nginx-light
+  python3-uvloop
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
 )
