@@ -12,7 +12,7 @@ PKGS=(
   # examples (parallel_work: deflate; crawler: HTML5 parsing, its state file)
   zlib1g-dev libgumbo-dev libsqlite3-dev
   # tests
-  doctest-dev python3 procps
+  doctest-dev python3 procps curl
   # benchmark peers (bench/run.py)
   python3-uvloop
   # sanitizers / fuzzing

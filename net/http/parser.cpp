@@ -1,0 +1,883 @@
+#include "net/http/parser.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace corio::http {
+
+namespace {
+
+// RFC 9110 §5.6.2 tchar.
+constexpr bool is_tchar(unsigned char c) noexcept {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+struct CharTables {
+  bool tchar[256];
+  bool value[256];  // field-content bytes: HTAB, SP, VCHAR, obs-text
+  constexpr CharTables() : tchar(), value() {
+    for (int c = 0; c < 256; ++c) {
+      tchar[c] = is_tchar(static_cast<unsigned char>(c));
+      value[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
+    }
+  }
+};
+constexpr CharTables kChars;
+
+inline bool ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view v) noexcept {
+  while (!v.empty() && ows(v.front())) v.remove_prefix(1);
+  while (!v.empty() && ows(v.back())) v.remove_suffix(1);
+  return v;
+}
+
+// Parses one field line (without its CRLF) into h. Returns nullptr or what is wrong.
+const char* parse_field_line(std::string_view line, Header& h) noexcept {
+  if (line.empty()) return "empty field line";
+  if (ows(line[0])) return "obsolete line folding (a field line starting with whitespace)";
+  std::size_t i = 0;
+  while (i < line.size() && kChars.tchar[static_cast<unsigned char>(line[i])]) ++i;
+  if (i == line.size()) return "field line without a colon";
+  if (line[i] != ':') {
+    if (ows(line[i])) return "whitespace between a field name and its colon";
+    return "invalid character in a field name";
+  }
+  if (i == 0) return "empty field name";
+  h.name = line.substr(0, i);
+  std::string_view v = line.substr(i + 1);
+  for (char c : v) {
+    if (!kChars.value[static_cast<unsigned char>(c)]) {
+      return c == '\r' ? "bare CR in a field value" : "control character in a field value";
+    }
+  }
+  h.value = trim(v);
+  return nullptr;
+}
+
+// Iterates the elements of a comma-separated list, trimmed; empty ones skipped.
+template <class F>
+bool for_each_element(std::string_view list, F&& f) {
+  while (true) {
+    std::size_t comma = list.find(',');
+    std::string_view e = trim(list.substr(0, comma));
+    if (!e.empty() && !f(e)) return false;
+    if (comma == std::string_view::npos) return true;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+// Content-Length (a list of equal values is tolerated, RFC 9110 §8.6).
+// Returns false if malformed; *value keeps the first one seen, *mismatch
+// is set when values differ (from each other or from a previous field).
+bool parse_content_length(std::string_view v, bool& seen, std::uint64_t& value, bool& mismatch) {
+  bool any = false;
+  bool ok = for_each_element(v, [&](std::string_view e) {
+    if (e.size() > 19) return false;  // past 10^19 - 1 it could overflow
+    std::uint64_t n = 0;
+    for (char c : e) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (seen && n != value) mismatch = true;
+    seen = true;
+    value = n;
+    any = true;
+    return true;
+  });
+  return ok && any;
+}
+
+struct TeInfo {
+  int codings = 0;
+  bool chunked_last = false;
+  bool chunked_twice = false;
+  bool chunked_not_last = false;
+  bool malformed = false;
+};
+
+void parse_transfer_encoding(std::string_view v, TeInfo& te) {
+  bool any = false;
+  for_each_element(v, [&](std::string_view e) {
+    any = true;
+    std::string_view name = trim(e.substr(0, e.find(';')));
+    for (char c : name) {
+      if (!kChars.tchar[static_cast<unsigned char>(c)]) {
+        te.malformed = true;
+        return false;
+      }
+    }
+    if (name.empty()) {
+      te.malformed = true;
+      return false;
+    }
+    if (te.chunked_last) te.chunked_not_last = true;  // something follows chunked
+    bool chunked = iequals(name, "chunked");
+    if (chunked && (te.chunked_last || te.chunked_not_last)) te.chunked_twice = true;
+    te.chunked_last = chunked;
+    ++te.codings;
+    return true;
+  });
+  if (!any) te.malformed = true;
+}
+
+bool valid_port(std::string_view p) noexcept {
+  if (p.size() > 5) return false;
+  for (char c : p)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2); empty is allowed.
+bool valid_host(std::string_view h) noexcept {
+  if (h.empty()) return true;
+  if (h[0] == '[') {
+    std::size_t close = h.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (char c : h.substr(1, close - 1)) {
+      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+                c == '.' || c == 'v' || c == 'V';
+      if (!ok) return false;
+    }
+    std::string_view rest = h.substr(close + 1);
+    if (rest.empty()) return true;
+    return rest[0] == ':' && valid_port(rest.substr(1));
+  }
+  std::size_t colon = h.find(':');
+  std::string_view name = h.substr(0, colon);
+  if (name.empty()) return false;
+  for (char c : name) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!ok) {
+      switch (c) {
+        case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
+        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
+          ok = true;
+          break;
+        default:
+          break;
+      }
+    }
+    if (!ok) return false;
+  }
+  if (colon == std::string_view::npos) return true;
+  return valid_port(h.substr(colon + 1));
+}
+
+Method method_from(std::string_view m) noexcept {
+  switch (m.size()) {
+    case 3:
+      if (m == "GET") return Method::get;
+      if (m == "PUT") return Method::put;
+      break;
+    case 4:
+      if (m == "HEAD") return Method::head;
+      if (m == "POST") return Method::post;
+      break;
+    case 5:
+      if (m == "PATCH") return Method::patch;
+      if (m == "TRACE") return Method::trace;
+      break;
+    case 6:
+      if (m == "DELETE") return Method::delete_;
+      break;
+    case 7:
+      if (m == "OPTIONS") return Method::options;
+      if (m == "CONNECT") return Method::connect;
+      break;
+    default:
+      break;
+  }
+  return Method::other;
+}
+
+// "HTTP/d.d" → the minor version (x > 1 becomes 1), -1 malformed, -2 another major.
+int parse_version(std::string_view v) noexcept {
+  if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return -1;
+  char major = v[5], minor = v[7];
+  if (major < '0' || major > '9' || minor < '0' || minor > '9') return -1;
+  if (major != '1') return -2;
+  return minor == '0' ? 0 : 1;
+}
+
+// Splits the head's field lines [from, end) into h.headers.
+// Returns nullptr or the error; sets *too_many when over max_headers.
+const char* parse_fields(std::string_view buf, std::size_t from, std::size_t end, std::vector<Header>& out,
+                         std::size_t max_headers, bool& too_many) {
+  // end points past the final CRLF CRLF; the field lines stop before the last CRLF.
+  std::size_t stop = end - 2;
+  std::size_t p = from;
+  while (p < stop) {
+    const void* nl = std::memchr(buf.data() + p, '\n', stop - p);
+    std::size_t e = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) : stop;
+    if (e == p || buf[e - 1] != '\r') return "bare LF in the header section";
+    Header h;
+    if (const char* err = parse_field_line(buf.substr(p, e - 1 - p), h)) return err;
+    if (out.size() == max_headers) {
+      too_many = true;
+      return "too many header fields";
+    }
+    out.push_back(h);
+    p = e + 1;
+  }
+  return nullptr;
+}
+
+// Finds the end of a head (past CRLF CRLF) whose start line ends at line_end,
+// scanning only bytes not seen before; 0 if not there yet. A bare CR or LF in
+// the field lines is caught later by parse_fields.
+std::size_t find_head_end(std::string_view buf, detail::HeadScanner& s) {
+  if (buf.size() >= s.line_end_ + 2 && buf[s.line_end_] == '\r' && buf[s.line_end_ + 1] == '\n')
+    return s.line_end_ + 2;  // no fields at all
+  std::size_t from = s.scanned_ > s.line_end_ + 3 ? s.scanned_ - 3 : s.line_end_;
+  std::size_t k = buf.find("\r\n\r\n", from);
+  if (k == std::string_view::npos) {
+    s.scanned_ = buf.size();
+    return 0;
+  }
+  return k + 4;
+}
+
+}  // namespace
+
+// ---- message.hpp helpers -------------------------------------------------------
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool has_token(std::string_view list, std::string_view token) noexcept {
+  bool found = false;
+  for_each_element(list, [&](std::string_view e) {
+    if (iequals(e, token)) found = true;
+    return !found;
+  });
+  return found;
+}
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+std::string_view method_name(Method m) noexcept {
+  switch (m) {
+    case Method::get: return "GET";
+    case Method::head: return "HEAD";
+    case Method::post: return "POST";
+    case Method::put: return "PUT";
+    case Method::delete_: return "DELETE";
+    case Method::connect: return "CONNECT";
+    case Method::options: return "OPTIONS";
+    case Method::trace: return "TRACE";
+    case Method::patch: return "PATCH";
+    case Method::other: break;
+  }
+  return "";
+}
+
+std::string_view MessageHead::header(std::string_view name) const noexcept {
+  for (const Header& h : headers)
+    if (iequals(h.name, name)) return h.value;
+  return {};
+}
+
+bool MessageHead::has_header(std::string_view name) const noexcept {
+  for (const Header& h : headers)
+    if (iequals(h.name, name)) return true;
+  return false;
+}
+
+void MessageHead::clear() noexcept {
+  version_minor = 1;
+  headers.clear();
+  body_kind = BodyKind::none;
+  content_length = 0;
+  keep_alive = true;
+  head_size = 0;
+}
+
+namespace {
+inline void move_view(std::string_view& v, const char* old_base, const char* new_base) noexcept {
+  if (v.data() != nullptr) v = std::string_view(new_base + (v.data() - old_base), v.size());
+}
+}  // namespace
+
+void MessageHead::rebase_headers(const char* old_base, const char* new_base) noexcept {
+  for (Header& h : headers) {
+    move_view(h.name, old_base, new_base);
+    move_view(h.value, old_base, new_base);
+  }
+}
+
+std::string_view RequestHead::path() const noexcept {
+  std::string_view t = target;
+  if (form == TargetForm::absolute) {
+    std::size_t s = t.find("://");
+    std::size_t slash = t.find('/', s + 3);
+    if (slash == std::string_view::npos) return "/";
+    t.remove_prefix(slash);
+  } else if (form != TargetForm::origin) {
+    return {};
+  }
+  return t.substr(0, t.find_first_of("?#"));
+}
+
+std::string_view RequestHead::query() const noexcept {
+  if (form != TargetForm::origin && form != TargetForm::absolute) return {};
+  std::size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  return rest.substr(0, rest.find('#'));
+}
+
+void RequestHead::clear() noexcept {
+  MessageHead::clear();
+  method = {};
+  method_id = Method::other;
+  target = {};
+  form = TargetForm::origin;
+  host = {};
+  expect_continue = false;
+}
+
+void RequestHead::rebase(const char* old_base, const char* new_base) noexcept {
+  move_view(method, old_base, new_base);
+  move_view(target, old_base, new_base);
+  move_view(host, old_base, new_base);
+  rebase_headers(old_base, new_base);
+}
+
+void ResponseHead::clear() noexcept {
+  MessageHead::clear();
+  status = 0;
+  reason = {};
+}
+
+void ResponseHead::rebase(const char* old_base, const char* new_base) noexcept {
+  move_view(reason, old_base, new_base);
+  rebase_headers(old_base, new_base);
+}
+
+// ---- RequestParser ------------------------------------------------------------
+
+void RequestParser::reset() noexcept {
+  head_.clear();
+  scan_.reset();
+  line_done_ = false;
+  error_status_ = 0;
+  error_message_.clear();
+}
+
+ParseResult RequestParser::fail(int status, std::string msg) {
+  error_status_ = status;
+  error_message_ = std::move(msg);
+  return ParseResult::error;
+}
+
+ParseResult RequestParser::parse_request_line(std::string_view line) {
+  std::size_t i = 0;
+  while (i < line.size() && kChars.tchar[static_cast<unsigned char>(line[i])]) ++i;
+  if (i == 0) return fail(400, "missing method");
+  if (i == line.size() || line[i] != ' ') {
+    if (i == line.size()) return fail(400, "request line without a target (HTTP/0.9 is not supported)");
+    return fail(400, "invalid character in the method");
+  }
+  head_.method = line.substr(0, i);
+  std::size_t t0 = ++i;
+  while (i < line.size() && line[i] != ' ') {
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c <= 0x20 || c >= 0x7f) return fail(400, "invalid character in the request target");
+    ++i;
+  }
+  head_.target = line.substr(t0, i - t0);
+  if (head_.target.size() > limits_.max_target) return fail(414, "request target longer than the limit");
+  if (head_.target.empty()) return fail(400, "empty request target");
+  if (i == line.size()) return fail(400, "request line without an HTTP version (HTTP/0.9 is not supported)");
+  int minor = parse_version(line.substr(i + 1));
+  if (minor == -1) return fail(400, "malformed HTTP version");
+  if (minor == -2) return fail(505, "unsupported HTTP version");
+  head_.version_minor = minor;
+  head_.method_id = method_from(head_.method);
+  if (head_.method_id == Method::other) return fail(501, "unknown method");
+
+  std::string_view t = head_.target;
+  if (head_.method_id == Method::connect) {
+    // authority-form: host ":" port, nothing else.
+    std::size_t colon = t.rfind(':');
+    if (t[0] == '/' || colon == std::string_view::npos || colon + 1 == t.size() || !valid_host(t))
+      return fail(400, "CONNECT needs an authority-form target (host:port)");
+    head_.form = TargetForm::authority;
+  } else if (t[0] == '/') {
+    head_.form = TargetForm::origin;
+  } else if (t == "*") {
+    if (head_.method_id != Method::options) return fail(400, "asterisk-form target is only for OPTIONS");
+    head_.form = TargetForm::asterisk;
+  } else {
+    std::size_t s = t.find("://");
+    if (s == std::string_view::npos || s == 0) return fail(400, "malformed request target");
+    for (std::size_t k = 0; k < s; ++k) {
+      char c = t[k];
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (k > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+      if (!ok) return fail(400, "malformed scheme in an absolute-form target");
+    }
+    head_.form = TargetForm::absolute;
+  }
+  return ParseResult::done;
+}
+
+ParseResult RequestParser::parse(std::string_view buf) {
+  if (!line_done_) {
+    // Empty lines before the request line are ignored (RFC 9112 §2.2), a few.
+    std::size_t skip = scan_.skip_;
+    while (buf.size() >= skip + 2 && buf[skip] == '\r' && buf[skip + 1] == '\n') {
+      skip += 2;
+      if (skip > 16) return fail(400, "too many empty lines before the request line");
+    }
+    scan_.skip_ = skip;
+    if (scan_.scanned_ < skip) scan_.scanned_ = skip;
+    const void* nl = std::memchr(buf.data() + scan_.scanned_, '\n', buf.size() - scan_.scanned_);
+    if (!nl) {
+      scan_.scanned_ = buf.size();
+      // The request line cannot be valid past the target limit plus a method and version.
+      if (buf.size() - skip > limits_.max_target + 32) return fail(414, "request line longer than the limit");
+      return ParseResult::incomplete;
+    }
+    std::size_t e = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data());
+    if (e == skip || buf[e - 1] != '\r') return fail(400, "bare LF in the request line");
+    std::string_view line = buf.substr(skip, e - 1 - skip);
+    if (line.find('\r') != std::string_view::npos) return fail(400, "bare CR in the request line");
+    if (parse_request_line(line) == ParseResult::error) return ParseResult::error;
+    line_done_ = true;
+    scan_.line_end_ = e + 1;
+    scan_.scanned_ = e + 1;
+  }
+  std::size_t end = find_head_end(buf, scan_);
+  if (end == 0) {
+    if (buf.size() - scan_.line_end_ > limits_.max_header_bytes + 2)
+      return fail(431, "header section larger than the limit");
+    return ParseResult::incomplete;
+  }
+  return finish(buf, end);
+}
+
+ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
+  if (end - scan_.line_end_ > limits_.max_header_bytes + 2) return fail(431, "header section larger than the limit");
+  bool too_many = false;
+  if (const char* err = parse_fields(buf, scan_.line_end_, end, head_.headers, limits_.max_headers, too_many))
+    return fail(too_many ? 431 : 400, err);
+
+  bool host_seen = false, cl_seen = false, cl_mismatch = false, te_seen = false;
+  std::uint64_t cl = 0;
+  TeInfo te;
+  bool close = false, keep_alive_token = false;
+  for (const Header& h : head_.headers) {
+    switch (h.name.size()) {
+      case 4:
+        if (iequals(h.name, "host")) {
+          if (host_seen) return fail(400, "duplicate Host");
+          host_seen = true;
+          if (!valid_host(h.value)) return fail(400, "malformed Host");
+          head_.host = h.value;
+        }
+        break;
+      case 6:
+        if (iequals(h.name, "expect")) {
+          if (iequals(h.value, "100-continue")) {
+            // HTTP/1.0 clients do not know 100 (RFC 9110 §10.1.1): ignore it for them.
+            if (head_.version_minor >= 1) head_.expect_continue = true;
+          } else {
+            return fail(417, "unsupported expectation");
+          }
+        }
+        break;
+      case 10:
+        if (iequals(h.name, "connection")) {
+          if (has_token(h.value, "close")) close = true;
+          if (has_token(h.value, "keep-alive")) keep_alive_token = true;
+        }
+        break;
+      case 14:
+        if (iequals(h.name, "content-length")) {
+          if (!parse_content_length(h.value, cl_seen, cl, cl_mismatch)) return fail(400, "malformed Content-Length");
+          if (cl_mismatch) return fail(400, "differing Content-Length values");
+        }
+        break;
+      case 17:
+        if (iequals(h.name, "transfer-encoding")) {
+          te_seen = true;
+          parse_transfer_encoding(h.value, te);
+          if (te.malformed) return fail(400, "malformed Transfer-Encoding");
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  if (head_.version_minor >= 1 && !host_seen) return fail(400, "missing Host (required in HTTP/1.1)");
+  if (te_seen) {
+    if (cl_seen) return fail(400, "both Content-Length and Transfer-Encoding");
+    if (head_.version_minor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (te.chunked_twice) return fail(400, "chunked applied more than once");
+    if (!te.chunked_last) return fail(400, "chunked is not the final transfer coding");
+    if (te.codings > 1) return fail(501, "unsupported transfer coding");
+    head_.body_kind = BodyKind::chunked;
+  } else if (cl_seen && cl > 0) {
+    if (cl > limits_.max_body) return fail(413, "Content-Length larger than the limit");
+    head_.body_kind = BodyKind::content_length;
+    head_.content_length = cl;
+  }
+  head_.keep_alive = head_.version_minor >= 1 ? !close : (keep_alive_token && !close);
+  head_.head_size = end;
+  return ParseResult::done;
+}
+
+// ---- ResponseParser -----------------------------------------------------------
+
+void ResponseParser::reset() noexcept {
+  head_.clear();
+  scan_.reset();
+  error_status_ = 0;
+  error_message_.clear();
+}
+
+ParseResult ResponseParser::fail(int status, std::string msg) {
+  error_status_ = status;
+  error_message_ = std::move(msg);
+  return ParseResult::error;
+}
+
+ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
+  if (scan_.line_end_ == 0) {
+    const void* nl = std::memchr(buf.data() + scan_.scanned_, '\n', buf.size() - scan_.scanned_);
+    if (!nl) {
+      scan_.scanned_ = buf.size();
+      if (buf.size() > limits_.max_header_bytes) return fail(431, "status line longer than the limit");
+      return ParseResult::incomplete;
+    }
+    std::size_t e = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data());
+    if (e == 0 || buf[e - 1] != '\r') return fail(400, "bare LF in the status line");
+    std::string_view line = buf.substr(0, e - 1);
+    if (line.size() < 12 || line[8] != ' ') return fail(400, "malformed status line");
+    int minor = parse_version(line.substr(0, 8));
+    if (minor == -1) return fail(400, "malformed HTTP version");
+    if (minor == -2) return fail(505, "unsupported HTTP version");
+    head_.version_minor = minor;
+    int status = 0;
+    for (std::size_t k = 9; k < 12; ++k) {
+      if (line[k] < '0' || line[k] > '9') return fail(400, "malformed status code");
+      status = status * 10 + (line[k] - '0');
+    }
+    if (status < 100) return fail(400, "status code below 100");
+    head_.status = status;
+    if (line.size() > 12) {
+      if (line[12] != ' ') return fail(400, "malformed status line");
+      std::string_view reason = line.substr(13);
+      for (char c : reason)
+        if (!kChars.value[static_cast<unsigned char>(c)]) return fail(400, "control character in the reason phrase");
+      head_.reason = reason;
+    }
+    scan_.line_end_ = e + 1;
+    scan_.scanned_ = e + 1;
+  }
+  std::size_t end = find_head_end(buf, scan_);
+  if (end == 0) {
+    if (buf.size() - scan_.line_end_ > limits_.max_header_bytes + 2)
+      return fail(431, "header section larger than the limit");
+    return ParseResult::incomplete;
+  }
+  if (end - scan_.line_end_ > limits_.max_header_bytes + 2) return fail(431, "header section larger than the limit");
+  bool too_many = false;
+  if (const char* err = parse_fields(buf, scan_.line_end_, end, head_.headers, limits_.max_headers, too_many))
+    return fail(too_many ? 431 : 400, err);
+
+  bool cl_seen = false, cl_mismatch = false, te_seen = false, close = false, keep_alive_token = false;
+  std::uint64_t cl = 0;
+  TeInfo te;
+  for (const Header& h : head_.headers) {
+    if (iequals(h.name, "content-length")) {
+      if (!parse_content_length(h.value, cl_seen, cl, cl_mismatch)) return fail(400, "malformed Content-Length");
+      if (cl_mismatch) return fail(400, "differing Content-Length values");
+    } else if (iequals(h.name, "transfer-encoding")) {
+      te_seen = true;
+      parse_transfer_encoding(h.value, te);
+      if (te.malformed) return fail(400, "malformed Transfer-Encoding");
+    } else if (iequals(h.name, "connection")) {
+      if (has_token(h.value, "close")) close = true;
+      if (has_token(h.value, "keep-alive")) keep_alive_token = true;
+    }
+  }
+  head_.keep_alive = head_.version_minor >= 1 ? !close : (keep_alive_token && !close);
+  const int s = head_.status;
+  if (te_seen && cl_seen) return fail(400, "both Content-Length and Transfer-Encoding");
+  if (te_seen && head_.version_minor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 response");
+  if (te_seen && te.chunked_twice) return fail(400, "chunked applied more than once");
+  if (request_method == Method::head || (s >= 100 && s < 200) || s == 204 || s == 304) {
+    head_.body_kind = BodyKind::none;
+  } else if (request_method == Method::connect && s >= 200 && s < 300) {
+    head_.body_kind = BodyKind::until_close;  // a tunnel
+    head_.keep_alive = false;
+  } else if (te_seen) {
+    if (te.chunked_last) {
+      head_.body_kind = BodyKind::chunked;
+    } else {
+      head_.body_kind = BodyKind::until_close;  // RFC 9112 §6.3 item 4
+      head_.keep_alive = false;
+    }
+  } else if (cl_seen) {
+    if (cl > limits_.max_body) return fail(413, "Content-Length larger than the limit");
+    head_.body_kind = cl ? BodyKind::content_length : BodyKind::none;
+    head_.content_length = cl;
+  } else {
+    head_.body_kind = BodyKind::until_close;
+    head_.keep_alive = false;
+  }
+  head_.head_size = end;
+  return ParseResult::done;
+}
+
+// ---- ChunkedDecoder -------------------------------------------------------------
+
+namespace {
+constexpr std::size_t kMaxSizeLine = 4096;  // chunk size plus extensions
+
+inline int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+void ChunkedDecoder::reset(std::uint64_t max_body) {
+  max_body_ = max_body;
+  state_ = State::size;
+  chunk_left_ = 0;
+  total_ = 0;
+  size_digits_ = 0;
+  line_bytes_ = 0;
+  trailer_bytes_ = 0;
+  line_.clear();
+  trailers_.clear();
+  error_status_ = 0;
+  error_message_.clear();
+}
+
+std::size_t ChunkedDecoder::fail(std::size_t used, int status, std::string msg) {
+  state_ = State::failed;
+  error_status_ = status;
+  error_message_ = std::move(msg);
+  return used;
+}
+
+bool ChunkedDecoder::finish_trailer_line() {
+  Header h;
+  if (parse_field_line(line_, h)) return false;
+  trailers_.emplace_back(std::string(h.name), std::string(h.value));
+  return true;
+}
+
+std::size_t ChunkedDecoder::decode(std::string_view in, std::string_view& data) {
+  data = {};
+  std::size_t i = 0;
+  while (i < in.size()) {
+    const char c = in[i];
+    switch (state_) {
+      case State::size: {
+        int v = hex_value(c);
+        if (v >= 0) {
+          if (size_digits_ == 16) return fail(i, 400, "chunk size overflows");
+          chunk_left_ = chunk_left_ * 16 + static_cast<std::uint64_t>(v);
+          ++size_digits_;
+        } else if (size_digits_ == 0) {
+          return fail(i, 400, "malformed chunk size");
+        } else if (c == ';') {
+          state_ = State::ext;
+        } else if (ows(c)) {
+          state_ = State::size_ws;
+        } else if (c == '\r') {
+          state_ = State::size_lf;
+        } else {
+          return fail(i, 400, "malformed chunk size");
+        }
+        break;
+      }
+      case State::size_ws:
+        // BWS is allowed only before a chunk extension.
+        if (c == ';') state_ = State::ext;
+        else if (!ows(c)) return fail(i, 400, "malformed chunk size line");
+        break;
+      case State::ext:
+        if (c == '\r') state_ = State::size_lf;
+        else if (c == '"') state_ = State::ext_quoted;
+        else if (!(kChars.tchar[static_cast<unsigned char>(c)] || c == '=' || c == ';' || ows(c)))
+          return fail(i, 400, "invalid character in a chunk extension");
+        break;
+      case State::ext_quoted:
+        if (c == '"') state_ = State::ext;
+        else if (c == '\\') state_ = State::ext_quoted_escape;
+        else if (!kChars.value[static_cast<unsigned char>(c)])
+          return fail(i, 400, "control character in a chunk extension");
+        break;
+      case State::ext_quoted_escape:
+        if (!kChars.value[static_cast<unsigned char>(c)])
+          return fail(i, 400, "control character in a chunk extension");
+        state_ = State::ext_quoted;
+        break;
+      case State::size_lf:
+        if (c != '\n') return fail(i, 400, "bare CR in a chunk size line");
+        line_bytes_ = 0;
+        if (chunk_left_ == 0) {
+          state_ = State::trailer;
+          line_.clear();
+        } else {
+          if (chunk_left_ > max_body_ - total_) return fail(i, 413, "chunked body larger than the limit");
+          state_ = State::data;
+        }
+        ++i;
+        continue;
+      case State::data: {
+        std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left_, in.size() - i));
+        data = in.substr(i, n);
+        chunk_left_ -= n;
+        total_ += n;
+        i += n;
+        if (chunk_left_ == 0) state_ = State::data_cr;
+        return i;  // one contiguous piece per call
+      }
+      case State::data_cr:
+        if (c != '\r') return fail(i, 400, "chunk data not followed by CRLF");
+        state_ = State::data_lf;
+        ++i;
+        continue;
+      case State::data_lf:
+        if (c != '\n') return fail(i, 400, "chunk data not followed by CRLF");
+        state_ = State::size;
+        size_digits_ = 0;
+        chunk_left_ = 0;
+        ++i;
+        continue;
+      case State::trailer:
+        if (c == '\r') {
+          state_ = State::trailer_lf;
+        } else if (c == '\n') {
+          return fail(i, 400, "bare LF in the trailer section");
+        } else {
+          if (++trailer_bytes_ > max_trailer_) return fail(i, 431, "trailer section larger than the limit");
+          line_.push_back(c);
+        }
+        ++i;
+        continue;
+      case State::trailer_lf:
+        if (c != '\n') return fail(i, 400, "bare CR in the trailer section");
+        ++i;
+        if (line_.empty()) {
+          state_ = State::done;
+          return i;
+        }
+        if (!finish_trailer_line()) return fail(i, 400, "malformed trailer field");
+        line_.clear();
+        state_ = State::trailer;
+        continue;
+      case State::done:
+      case State::failed:
+        return i;
+    }
+    // size line states
+    if (++line_bytes_ > kMaxSizeLine) return fail(i, 400, "chunk size line longer than the limit");
+    ++i;
+  }
+  return i;
+}
+
+// ---- BodyDecoder ------------------------------------------------------------------
+
+void BodyDecoder::start(BodyKind kind, std::uint64_t content_length, std::uint64_t max_body) {
+  kind_ = kind;
+  left_ = kind == BodyKind::content_length ? content_length : 0;
+  eof_ = false;
+  if (kind == BodyKind::chunked) chunked_.reset(max_body);
+}
+
+std::size_t BodyDecoder::decode(std::string_view in, std::string_view& data) {
+  data = {};
+  switch (kind_) {
+    case BodyKind::none:
+      return 0;
+    case BodyKind::content_length: {
+      std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left_, in.size()));
+      data = in.substr(0, n);
+      left_ -= n;
+      return n;
+    }
+    case BodyKind::chunked:
+      return chunked_.decode(in, data);
+    case BodyKind::until_close:
+      data = in;
+      return in.size();
+  }
+  return 0;
+}
+
+bool BodyDecoder::done() const noexcept {
+  switch (kind_) {
+    case BodyKind::none: return true;
+    case BodyKind::content_length: return left_ == 0;
+    case BodyKind::chunked: return chunked_.done();
+    case BodyKind::until_close: return eof_;
+  }
+  return true;
+}
+
+}  // namespace corio::http

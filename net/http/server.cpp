@@ -1,0 +1,832 @@
+#include "net/http/server.hpp"
+
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "coro/errors.hpp"
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "loop/event_loop.hpp"
+#include "loop/fd_io.hpp"
+#include "loop/to_thread.hpp"
+#include "net/dns.hpp"
+#include "net/errors.hpp"
+#include "net/socket.hpp"
+#include "net/stream_conn.hpp"
+#include "net/wait_list.hpp"
+
+namespace corio::http {
+
+// ---- small pieces ----------------------------------------------------------------
+
+namespace {
+
+// "Date: …\r\n" for this thread, rebuilt when the second changes. The coarse
+// clock is read through the vDSO: no syscall, ~nanoseconds.
+struct DateCache {
+  std::time_t sec = -1;
+  std::size_t len = 0;
+  char buf[64];
+};
+thread_local DateCache tls_date;
+
+// "HTTP/1.1 200 OK\r\n" for every status from 100 to 599, built once.
+class StatusLines {
+ public:
+  StatusLines() {
+    for (int s = 100; s < 600; ++s) {
+      std::string& l = lines_[s - 100];
+      l = "HTTP/1.1 " + std::to_string(s) + " ";
+      l += reason_phrase(s);
+      l += "\r\n";
+    }
+  }
+  std::string_view get(int status) const noexcept {
+    if (status < 100 || status > 599) status = 500;
+    return lines_[status - 100];
+  }
+
+ private:
+  std::string lines_[500];
+};
+const StatusLines& status_lines() {
+  static const StatusLines lines;
+  return lines;
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char b[24];
+  auto r = std::to_chars(b, b + sizeof b, v);
+  out.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+
+void append_hex(std::string& out, std::uint64_t v) {
+  char b[24];
+  auto r = std::to_chars(b, b + sizeof b, v, 16);
+  out.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+
+// A response field a handler set must not split the response.
+bool valid_field(std::string_view name, std::string_view value) noexcept {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (c <= 0x20 || c >= 0x7f || c == ':') return false;
+  }
+  for (char c : value) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && u != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view date_line() noexcept {
+  DateCache& d = tls_date;
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  if (ts.tv_sec != d.sec) {
+    std::tm t;
+    gmtime_r(&ts.tv_sec, &t);
+    d.len = std::strftime(d.buf, sizeof d.buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &t);
+    d.sec = ts.tv_sec;
+  }
+  return {d.buf, d.len};
+}
+
+FileBody& FileBody::operator=(FileBody&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+    offset_ = o.offset_;
+    length_ = o.length_;
+  }
+  return *this;
+}
+
+FileBody::~FileBody() {
+  // A regular file: no loop op is ever in flight on it (sendfile is synchronous).
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Response Response::text(std::string body, int status) {
+  Response r;
+  r.status = status;
+  r.content_type = "text/plain";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::json(std::string body, int status) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::error(int status) {
+  std::string body = std::to_string(status);
+  body += ' ';
+  body += reason_phrase(status);
+  body += '\n';
+  return text(std::move(body), status);
+}
+
+// ---- the server's per-loop state and its connections -----------------------------
+
+namespace detail {
+
+using corio::detail::ParkList;
+using corio::detail::StreamConn;
+using corio::detail::TimerNode;
+
+class Connection;
+
+// One per loop (worker). Shared by its connections, so it outlives every one
+// of them even when serve() ends first (cancellation, loop teardown).
+struct ServerState {
+  ServerState(Handler h, const ServeOptions& o, Socket l)
+      : handler(std::move(h)), opts(o), listener(std::move(l)), loop(&EventLoop::current()) {
+    if (!opts.server_name.empty()) server_line = "Server: " + opts.server_name + "\r\n";
+  }
+  Handler handler;
+  ServeOptions opts;
+  Socket listener;
+  EventLoop* loop;
+  std::string server_line;
+  std::size_t connections = 0;
+  bool shutting_down = false;
+  Connection* first = nullptr;  // live connections (intrusive, for shutdown)
+  ParkList slot_waiters;        // the acceptor, at max_connections
+  ParkList done_waiters;        // serve(), waiting for the last connection
+};
+
+// One client connection, living in its task's frame.
+//
+// Invariants:
+// - head_buf_ holds a copy of the current request's head and every view of
+//   parser_.head() points into it (the receive buffer may move while the
+//   handler runs: a multishot recv appends to it at any completion).
+// - out_ holds response bytes not yet handed to the StreamConn; they are
+//   handed over (flush) before any wait for input, so pipelined requests that
+//   arrived together are answered with one send, and nothing waits on a
+//   response that sits in out_.
+// - The timer is armed only while phase_ != busy, or lazily past it: a fire
+//   during `busy` does nothing and the next wait re-arms. The deadline moves
+//   without touching the timer heap when it only moves later.
+class Connection {
+ public:
+  enum class Phase : std::uint8_t { busy, idle, header, body, linger };
+
+  Connection(std::shared_ptr<ServerState> s, Socket sock)
+      : s_(std::move(s)), parser_(s_->opts.limits) {
+    StreamOptions so;
+    c_ = new StreamConn(std::move(sock), so);
+    c_->add_handle();
+    timer_.fire = &Connection::fired;
+    timer_.ctx = this;
+    next_ = s_->first;
+    if (next_) next_->prev_ = this;
+    s_->first = this;
+  }
+  Connection(const Connection&) = delete;
+  ~Connection() {
+    s_->loop->cancel_timer(timer_);
+    if (prev_) prev_->next_ = next_;
+    else s_->first = next_;
+    if (next_) next_->prev_ = prev_;
+    c_->drop_handle();  // closes gracefully: queued bytes still go out
+  }
+
+  Task<void> run();
+
+  // ---- used by Request / BodyWriter ----
+  Task<std::string> read_body_piece();
+  void write_body(std::string_view data);
+  Task<void> drain_body();
+  const SocketAddress& peer() const noexcept { return c_->peer(); }
+
+  // ---- used by the server ----
+  Connection* next() const noexcept { return next_; }
+  bool idle() const noexcept { return phase_ == Phase::idle; }
+  void close_idle() noexcept { c_->close(); }  // its wait sees EOF and the task ends
+  void cancel(const char* why) noexcept {
+    if (task_) task_->cancel(why);
+  }
+
+ private:
+  static void fired(TimerNode* n) noexcept { static_cast<Connection*>(n->ctx)->on_timer(); }
+  void on_timer() noexcept;
+  void arm(Phase p, std::chrono::milliseconds d);
+  Task<bool> wait_input();
+  void flush();
+  Task<void> wait_sent();
+  void send_error(int status);
+  Task<void> lingering_close();
+  Task<bool> skip_body();
+  Task<bool> handle(RequestHead& h);
+  Task<void> send_file(const FileBody& f);
+  void append_head(const RequestHead& h, const Response& r, bool keep, int framing, std::uint64_t length);
+
+  std::shared_ptr<ServerState> s_;
+  StreamConn* c_;
+  TaskBase* task_ = nullptr;
+  TaskBase* waiter_ = nullptr;  // the task in wait_input (the handler's, for bodies)
+  Connection* prev_ = nullptr;
+  Connection* next_ = nullptr;
+  RequestParser parser_;
+  BodyDecoder body_;
+  std::string head_buf_;
+  std::string out_;
+  TimerNode timer_;
+  TimePoint deadline_{};
+  Phase phase_ = Phase::busy;
+  bool timed_out_ = false;
+  bool expect_continue_ = false;
+  bool continue_sent_ = false;
+  bool chunked_out_ = false;
+  bool dead_ = false;  // the connection failed: stop at once
+};
+
+enum Framing : int { kLength = 0, kChunked = 1, kUntilClose = 2, kNoBody = 3 };
+
+void Connection::on_timer() noexcept {
+  if (phase_ == Phase::busy || waiter_ == nullptr) return;  // re-armed by the next wait
+  TimePoint now = s_->loop->now();
+  if (now < deadline_) {
+    timer_.deadline = deadline_;
+    s_->loop->add_timer(timer_);
+    return;
+  }
+  timed_out_ = true;
+  waiter_->cancel("http: timeout");
+}
+
+void Connection::arm(Phase p, std::chrono::milliseconds d) {
+  phase_ = p;
+  deadline_ = s_->loop->now() + d;
+  if (timer_.armed()) {
+    if (timer_.deadline <= deadline_) return;  // fires early and re-arms itself for deadline_
+    s_->loop->cancel_timer(timer_);
+  }
+  timer_.deadline = deadline_;
+  s_->loop->add_timer(timer_);
+}
+
+// Waits for more input (or EOF) in the current phase; false when its deadline passed.
+Task<bool> Connection::wait_input() {
+  waiter_ = TaskBase::current();
+  bool cancelled = false;
+  try {
+    co_await c_->wait_data(0);
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  phase_ = Phase::busy;
+  TaskBase* t = std::exchange(waiter_, nullptr);
+  if (timed_out_) {
+    // Ours: take the request back (uncancel drops it if it was not delivered
+    // yet because data woke the task first).
+    timed_out_ = false;
+    t->uncancel();
+    co_return false;
+  }
+  if (cancelled) t->throw_cancelled();
+  co_return true;
+}
+
+void Connection::flush() {
+  if (out_.empty()) return;
+  if (!c_->closing() && !c_->write_error()) c_->write(out_.data(), out_.size());
+  out_.clear();
+}
+
+// Until the StreamConn handed every byte to the kernel (before sendfile).
+Task<void> Connection::wait_sent() {
+  flush();
+  if (c_->buffered() == 0) co_return;
+  const std::size_t high = c_->high_water(), low = c_->low_water();
+  struct Restore {
+    StreamConn* c;
+    std::size_t high, low;
+    ~Restore() { c->set_write_limits(high, low); }
+  } restore{c_, high, low};
+  c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer
+  while (c_->buffered() > 0 && !c_->write_error() && !c_->closed()) co_await c_->wait_drain();
+  if (c_->write_error()) c_->throw_write_error();
+}
+
+void Connection::append_head(const RequestHead& h, const Response& r, bool keep, int framing, std::uint64_t length) {
+  out_ += status_lines().get(r.status);
+  out_ += s_->server_line;
+  out_ += date_line();
+  if (!r.content_type.empty()) {
+    out_ += "Content-Type: ";
+    out_ += r.content_type;
+    out_ += "\r\n";
+  }
+  for (const auto& [name, value] : r.headers) {
+    out_ += name;
+    out_ += ": ";
+    out_ += value;
+    out_ += "\r\n";
+  }
+  if (framing == kLength) {
+    out_ += "Content-Length: ";
+    append_uint(out_, length);
+    out_ += "\r\n";
+  } else if (framing == kChunked) {
+    out_ += "Transfer-Encoding: chunked\r\n";
+  }
+  if (!keep) out_ += "Connection: close\r\n";
+  else if (h.version_minor == 0) out_ += "Connection: keep-alive\r\n";
+  out_ += "\r\n";
+}
+
+void Connection::send_error(int status) {
+  Response r = Response::error(status);
+  RequestHead h;  // the request could not be parsed: answer as HTTP/1.1
+  append_head(h, r, false, kLength, r.body.size());
+  out_ += r.body;
+}
+
+// After an error the client may still be sending (the rest of a body, more
+// pipelined requests). Closing with unread bytes makes the kernel send RST,
+// which can destroy our answer before the client reads it; so: send, shut
+// down our side, and read (and drop) until the client closes or 2 s pass.
+Task<void> Connection::lingering_close() {
+  flush();
+  if (!c_->closing()) c_->write_eof();
+  std::size_t dropped = 0;
+  arm(Phase::linger, std::chrono::milliseconds(2000));
+  phase_ = Phase::busy;
+  while (!c_->eof() && dropped < (1u << 20)) {
+    dropped += c_->rbuf().size();
+    c_->rbuf().consume(c_->rbuf().size());
+    phase_ = Phase::linger;
+    if (!co_await wait_input()) break;
+  }
+  c_->rbuf().consume(c_->rbuf().size());
+  c_->close();
+}
+
+Task<std::string> Connection::read_body_piece() {
+  if (body_.done() || dead_) co_return std::string();
+  if (expect_continue_ && !continue_sent_) {
+    continue_sent_ = true;
+    out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+    flush();
+  }
+  for (;;) {
+    std::string_view v = c_->rbuf().view();
+    if (!v.empty()) {
+      std::string_view data;
+      std::size_t used = body_.decode(v, data);
+      if (body_.failed()) throw HttpError(body_.error_status(), body_.error_message());
+      std::string out(data);
+      c_->rbuf().consume(used);
+      if (!out.empty() || body_.done()) co_return out;
+      if (used > 0) continue;
+    }
+    if (c_->eof()) throw HttpError(400, "the client closed the connection in the middle of the request body");
+    arm(Phase::body, s_->opts.body_timeout);
+    if (!co_await wait_input()) throw HttpError(408, "no request body bytes within the body timeout");
+  }
+}
+
+// Reads past what the handler left unread so the next request can be parsed;
+// false when that is not worth it (the connection is then closed).
+Task<bool> Connection::skip_body() {
+  std::uint64_t skipped = 0;
+  try {
+    while (!body_.done()) {
+      std::string piece = co_await read_body_piece();
+      skipped += piece.size();
+      if (skipped > 1024 * 1024) co_return false;
+    }
+  } catch (const HttpError&) {
+    co_return false;
+  }
+  co_return true;
+}
+
+void Connection::write_body(std::string_view data) {
+  if (data.empty() || dead_) return;
+  if (chunked_out_) {
+    append_hex(out_, data.size());
+    out_ += "\r\n";
+    out_ += data;
+    out_ += "\r\n";
+  } else {
+    out_ += data;
+  }
+  flush();
+}
+
+Task<void> Connection::drain_body() {
+  flush();
+  while (c_->paused() && !c_->write_error()) co_await c_->wait_drain();
+  if (c_->write_error()) c_->throw_write_error();
+}
+
+Task<void> Connection::send_file(const FileBody& f) {
+  co_await wait_sent();
+  const int fd = c_->socket().fd();
+  off_t off = static_cast<off_t>(f.offset());
+  std::uint64_t left = f.length();
+  while (left > 0) {
+    ssize_t n = ::sendfile(fd, f.fd(), &off, static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20)));
+    if (n > 0) {
+      left -= static_cast<std::uint64_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      co_await wait_writable(fd);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      // The peer is gone (EPIPE, ECONNRESET) or the file shrank under us
+      // (n == 0): the promised length cannot be kept, so the connection ends.
+      dead_ = true;
+      c_->abort();
+      co_return;
+    }
+  }
+}
+
+// Handles one parsed request; false when the connection must close.
+Task<bool> Connection::handle(RequestHead& h) {
+  body_.start(h.body_kind, h.content_length, s_->opts.limits.max_body);
+  expect_continue_ = h.expect_continue;
+  continue_sent_ = false;
+  bool keep = h.keep_alive && !s_->shutting_down;
+
+  Response resp;
+  std::exception_ptr failure;
+  if (h.form == TargetForm::asterisk) {
+    resp.set_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
+  } else {
+    try {
+      Request req(this, &h);
+      resp = co_await s_->handler(req);
+      if (s_->shutting_down) keep = false;  // the shutdown began while it ran
+      for (const auto& [n, v] : resp.headers) {
+        if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
+      }
+      if (!valid_field("Content-Type", resp.content_type))
+        throw std::invalid_argument("response Content-Type is not a valid field value");
+    } catch (const HttpError& e) {
+      resp = Response::error(e.status());
+      resp.close = true;
+    } catch (const OSError&) {
+      dead_ = true;  // the connection failed under the handler: nobody to answer
+    } catch (const std::exception&) {
+      failure = std::current_exception();
+    }
+  }
+  if (dead_) co_return false;
+  if (failure) {
+    s_->loop->report_exception(failure, "http handler for " + c_->peer().to_string());
+    resp = Response::error(500);
+    resp.close = true;
+  }
+  if (resp.close) keep = false;
+  // An unread body: the client still waits for our word before it sends a
+  // body it announced with 100-continue, so it never comes; a body larger
+  // than what skip_body() reads is not worth reading.
+  if (!body_.done()) {
+    if (expect_continue_ && !continue_sent_) keep = false;
+    if (body_.kind() == BodyKind::content_length && body_.remaining() > 1024 * 1024) keep = false;
+  }
+
+  const bool head_only = h.method_id == Method::head;
+  const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  if (resp.stream) {
+    int framing = no_body ? kNoBody : (h.version_minor >= 1 ? kChunked : kUntilClose);
+    if (framing == kUntilClose) keep = false;
+    append_head(h, resp, keep, framing, 0);
+    flush();
+    if (!head_only && !no_body) {
+      chunked_out_ = framing == kChunked;
+      BodyWriter w(this);
+      try {
+        co_await resp.stream(w);
+      } catch (const OSError&) {
+        dead_ = true;
+      } catch (const std::exception&) {
+        failure = std::current_exception();
+      }
+      chunked_out_ = false;
+      if (failure) {
+        // The head is gone already: the only honest signal left is a cut-off body.
+        s_->loop->report_exception(failure, "http response stream for " + c_->peer().to_string());
+        dead_ = true;
+      }
+      if (dead_) {
+        c_->abort();
+        co_return false;
+      }
+      if (framing == kChunked) out_ += "0\r\n\r\n";
+    }
+  } else if (resp.file) {
+    append_head(h, resp, keep, no_body ? kNoBody : kLength, resp.file->length());
+    if (!head_only && !no_body && resp.file->length() > 0) {
+      co_await send_file(*resp.file);
+      if (dead_) co_return false;
+    }
+  } else {
+    append_head(h, resp, keep, no_body ? kNoBody : kLength, resp.body.size());
+    if (!head_only && !no_body) out_ += resp.body;
+  }
+  if (out_.size() >= 64 * 1024) {
+    flush();
+    if (c_->paused()) co_await drain_body();
+  }
+  if (keep && !body_.done()) keep = co_await skip_body();
+  co_return keep;
+}
+
+Task<void> Connection::run() {
+  task_ = TaskBase::current();
+  const ServeOptions& o = s_->opts;
+  bool head_started = false;
+  for (;;) {
+    ParseResult r;
+    for (;;) {
+      r = parser_.parse(c_->rbuf().view());
+      if (r != ParseResult::incomplete) break;
+      if (c_->eof()) {
+        // The client left (between requests, or mid-head: nobody to answer).
+        flush();
+        c_->close();
+        co_return;
+      }
+      const bool idle = c_->rbuf().empty();
+      if (idle && s_->shutting_down) {
+        flush();
+        c_->close();
+        co_return;
+      }
+      flush();
+      if (idle) {
+        // An idle connection owns no receive buffer (multishot recv: the
+        // kernel's provided buffers hold whatever arrives next).
+        if (c_->uses_provided_buffers()) c_->rbuf().release_memory();
+        arm(Phase::idle, o.keep_alive_timeout);
+      } else if (!head_started) {
+        // The header timeout runs from the head's first byte, not from each
+        // byte: a client trickling bytes (slowloris) cannot extend it.
+        head_started = true;
+        arm(Phase::header, o.header_timeout);
+      } else {
+        phase_ = Phase::header;
+      }
+      if (!co_await wait_input()) {
+        if (!c_->rbuf().empty()) {
+          send_error(408);
+          co_await lingering_close();
+        } else {
+          flush();
+          c_->close();
+        }
+        co_return;
+      }
+    }
+    head_started = false;
+    if (r == ParseResult::error) {
+      send_error(parser_.error_status());
+      co_await lingering_close();
+      co_return;
+    }
+    // Keep the head out of the receive buffer, which may move while the
+    // handler runs; one copy of a few hundred bytes.
+    RequestHead& h = parser_.head();
+    const char* base = c_->rbuf().data();
+    head_buf_.assign(base, h.head_size);
+    h.rebase(base, head_buf_.data());
+    c_->rbuf().consume(h.head_size);
+
+    bool keep = co_await handle(h);
+    parser_.reset();
+    if (dead_) co_return;
+    if (!keep) {
+      if (!c_->rbuf().empty() || !body_.done()) {
+        co_await lingering_close();
+      } else {
+        flush();
+        c_->close();
+      }
+      co_return;
+    }
+  }
+}
+
+// A connection's place under max_connections, taken when it is accepted
+// (before its task first runs, so the acceptor sees it at once) and given
+// back when the task's frame goes, even if it never ran.
+class Slot {
+ public:
+  explicit Slot(std::shared_ptr<ServerState> s) noexcept : s_(std::move(s)) { ++s_->connections; }
+  Slot(Slot&& o) noexcept = default;
+  Slot(const Slot&) = delete;
+  ~Slot() {
+    if (!s_) return;
+    --s_->connections;
+    s_->slot_waiters.wake_all();
+    if (s_->connections == 0) s_->done_waiters.wake_all();
+  }
+  const std::shared_ptr<ServerState>& state() const noexcept { return s_; }
+
+ private:
+  std::shared_ptr<ServerState> s_;
+};
+
+Task<void> run_connection(Slot slot, Socket sock) {
+  Connection conn(slot.state(), std::move(sock));
+  try {
+    co_await conn.run();
+  } catch (const OSError&) {
+    // A failed connection (reset, broken pipe) ends quietly.
+  } catch (const InvalidStateError&) {
+    // A write after the peer vanished and the stream closed.
+  }
+}
+
+Task<void> accept_loop(std::shared_ptr<ServerState> s) {
+  bool warned = false;
+  for (;;) {
+    while (s->connections >= s->opts.max_connections) co_await s->slot_waiters.wait("http accept (connection limit)");
+    Accepted a;
+    int err = 0;
+    try {
+      a = co_await s->listener.accept();
+    } catch (const OSError& e) {
+      err = e.errno_value();
+    }
+    if (err) {
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        if (!warned) {
+          warned = true;
+          s->loop->report_warning("http: out of file descriptors or memory; accepting pauses 100 ms");
+        }
+        co_await sleep(std::chrono::milliseconds(100));
+      }
+      continue;  // ECONNABORTED and network errors passed on by accept(2)
+    }
+    create_task(run_connection(Slot(s), std::move(a.socket)));
+  }
+}
+
+// Serves on the running loop until its shutdown token (graceful) or a cancel.
+Task<void> serve_on_loop(std::shared_ptr<ServerState> s) {
+  EventLoop& loop = EventLoop::current();
+  TaskHandle<void> acceptor = create_task(accept_loop(s), "http accept");
+  std::exception_ptr failure;
+  try {
+    co_await loop.shutdown_event().wait();
+  } catch (...) {
+    failure = std::current_exception();  // CancelledError
+  }
+  s->shutting_down = true;
+  acceptor.cancel();
+  try {
+    co_await acceptor;
+  } catch (const CancelledError&) {
+  }
+  s->listener.close();
+  if (failure) {
+    for (Connection* c = s->first; c; c = c->next()) c->cancel("http server cancelled");
+    std::rethrow_exception(failure);
+  }
+  // Graceful: idle connections close now; busy ones after their response.
+  for (Connection* c = s->first; c; c = c->next())
+    if (c->idle()) c->close_idle();
+  while (s->connections > 0) co_await s->done_waiters.wait("http shutdown");
+}
+
+Socket make_listener(const SocketAddress& addr, const ServeOptions& o, bool reuse_port) {
+  Socket l = Socket::create(addr.family(), SOCK_STREAM);
+  l.set_reuse_address(true);
+  if (reuse_port) l.set_reuse_port(true);
+  l.bind(addr);
+  l.listen(o.backlog);
+  return l;
+}
+
+// The worker threads of serve(workers = N): each runs its own loop with its
+// own listener on the same port (SO_REUSEPORT spreads the connections).
+struct Workers {
+  std::mutex mu;
+  std::vector<EventLoop*> loops;  // live worker loops, for the shutdown request
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors;
+  bool stopping = false;
+
+  void stop() {
+    std::lock_guard<std::mutex> g(mu);
+    stopping = true;
+    for (EventLoop* l : loops) l->call_soon_threadsafe([l] { l->request_shutdown(); });
+  }
+  void join() {
+    for (std::thread& t : threads)
+      if (t.joinable()) t.join();
+  }
+};
+
+}  // namespace detail
+
+const SocketAddress& Request::peer() const noexcept { return conn_->peer(); }
+
+Task<std::string> Request::read_body_chunk() { return conn_->read_body_piece(); }
+
+Task<std::string> Request::body() {
+  std::string all;
+  for (;;) {
+    std::string piece = co_await conn_->read_body_piece();
+    if (piece.empty()) break;
+    all += piece;
+  }
+  co_return all;
+}
+
+void BodyWriter::write(std::string_view data) { conn_->write_body(data); }
+
+Task<void> BodyWriter::drain() { return conn_->drain_body(); }
+
+Task<void> serve(Handler handler, std::string host, std::uint16_t port, ServeOptions options) {
+  // sendfile(2) has no MSG_NOSIGNAL: a peer that vanished must not kill the
+  // process with SIGPIPE. Only the default disposition is replaced.
+  struct sigaction old {};
+  if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+
+  if (options.workers < 1) options.workers = 1;
+  ResolveOptions ro;
+  ro.passive = true;
+  std::vector<SocketAddress> addrs = co_await resolve(host, port, ro);
+  const bool reuse_port = options.reuse_port || options.workers > 1;
+  Socket first = detail::make_listener(addrs.front(), options, reuse_port);
+  const SocketAddress bound = first.local_address();
+  // Every worker binds the port the first one got (port 0 picks it once).
+  std::vector<Socket> more;
+  for (int i = 1; i < options.workers; ++i) more.push_back(detail::make_listener(bound, options, true));
+  if (options.on_listening) options.on_listening(bound);
+
+  auto main_state = std::make_shared<detail::ServerState>(handler, options, std::move(first));
+  if (options.workers == 1) {
+    co_await detail::serve_on_loop(std::move(main_state));
+    co_return;
+  }
+
+  auto workers = std::make_shared<detail::Workers>();
+  LoopOptions lo;
+  lo.backend = EventLoop::current().backend_kind();
+  for (Socket& s : more) {
+    workers->threads.emplace_back([workers, lo, handler, options, sock = std::move(s)]() mutable {
+      try {
+        EventLoop loop(lo);
+        {
+          std::lock_guard<std::mutex> g(workers->mu);
+          workers->loops.push_back(&loop);
+          if (workers->stopping) loop.request_shutdown();
+        }
+        struct Unlist {
+          detail::Workers* w;
+          EventLoop* l;
+          ~Unlist() {
+            std::lock_guard<std::mutex> g(w->mu);
+            w->loops.erase(std::find(w->loops.begin(), w->loops.end(), l));
+          }
+        } unlist{workers.get(), &loop};
+        auto run = [](Handler h, ServeOptions o, Socket l) -> Task<void> {
+          co_await detail::serve_on_loop(std::make_shared<detail::ServerState>(std::move(h), o, std::move(l)));
+        };
+        loop.run_until_complete(run(std::move(handler), std::move(options), std::move(sock)));
+      } catch (...) {
+        std::lock_guard<std::mutex> g(workers->mu);
+        workers->errors.push_back(std::current_exception());
+      }
+    });
+  }
+  std::exception_ptr failure;
+  try {
+    co_await detail::serve_on_loop(std::move(main_state));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  workers->stop();
+  co_await to_thread([workers] { workers->join(); });
+  if (failure) std::rethrow_exception(failure);
+  if (!workers->errors.empty()) std::rethrow_exception(workers->errors.front());
+}
+
+}  // namespace corio::http

@@ -1,0 +1,242 @@
+#include "net/http/static_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+namespace corio::http {
+
+namespace {
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes a path; false if malformed or unsafe (NUL, "..", backslash games).
+bool decode_path(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex_digit(in[i + 1]), lo = hex_digit(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    if (c == '\0') return false;
+    out += c;
+  }
+  if (out.empty() || out[0] != '/') return false;
+  // No segment may be "." or ".." (after decoding: "%2e%2e" counts).
+  std::size_t p = 0;
+  while (p < out.size()) {
+    std::size_t q = out.find('/', p + 1);
+    std::string_view seg = std::string_view(out).substr(p + 1, (q == std::string::npos ? out.size() : q) - p - 1);
+    if (seg == ".." || seg == ".") return false;
+    if (q == std::string::npos) break;
+    p = q;
+  }
+  return true;
+}
+
+std::string make_etag(const struct stat& st) {
+  char b[64];
+  long long ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  int n = std::snprintf(b, sizeof b, "\"%llx-%llx\"", static_cast<unsigned long long>(ns),
+                        static_cast<unsigned long long>(st.st_size));
+  return std::string(b, static_cast<std::size_t>(n));
+}
+
+std::string_view strip_weak(std::string_view t) noexcept {
+  if (t.size() >= 2 && t[0] == 'W' && t[1] == '/') t.remove_prefix(2);
+  return t;
+}
+
+// If-None-Match: "*" or a list of entity tags, compared weakly (RFC 9110 §13.1.2).
+bool none_match(std::string_view header, std::string_view etag) noexcept {
+  std::string_view h = header;
+  while (!h.empty()) {
+    std::size_t comma = h.find(',');
+    std::string_view e = h.substr(0, comma);
+    while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+    while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+    if (e == "*" || strip_weak(e) == strip_weak(etag)) return true;
+    if (comma == std::string_view::npos) break;
+    h.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
+  if (s.empty() || s.size() > 19) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+enum class RangeKind { none, ok, unsatisfiable };
+
+// One "bytes=" range against a file of `size` bytes → [first, last].
+RangeKind parse_range(std::string_view h, std::uint64_t size, std::uint64_t& first, std::uint64_t& last) {
+  if (h.substr(0, 6) != "bytes=") return RangeKind::none;
+  h.remove_prefix(6);
+  if (h.find(',') != std::string_view::npos) return RangeKind::none;  // several: the whole file
+  std::size_t dash = h.find('-');
+  if (dash == std::string_view::npos) return RangeKind::none;
+  std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
+  if (a.empty()) {  // suffix: the last n bytes
+    std::uint64_t n;
+    if (!parse_u64(b, n)) return RangeKind::none;
+    if (n == 0 || size == 0) return RangeKind::unsatisfiable;
+    first = n >= size ? 0 : size - n;
+    last = size - 1;
+    return RangeKind::ok;
+  }
+  if (!parse_u64(a, first)) return RangeKind::none;
+  if (b.empty()) {
+    last = size ? size - 1 : 0;
+  } else {
+    if (!parse_u64(b, last) || last < first) return RangeKind::none;
+    if (size && last >= size) last = size - 1;
+  }
+  if (first >= size) return RangeKind::unsatisfiable;
+  return RangeKind::ok;
+}
+
+}  // namespace
+
+std::string_view content_type_for(std::string_view path) noexcept {
+  std::size_t dot = path.rfind('.');
+  std::size_t slash = path.rfind('/');
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash))
+    return "application/octet-stream";
+  std::string_view ext = path.substr(dot + 1);
+  struct Entry {
+    std::string_view ext, type;
+  };
+  static constexpr Entry table[] = {
+      {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
+      {"txt", "text/plain; charset=utf-8"}, {"css", "text/css; charset=utf-8"},
+      {"js", "text/javascript; charset=utf-8"}, {"json", "application/json"},
+      {"xml", "application/xml"}, {"svg", "image/svg+xml"}, {"png", "image/png"},
+      {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"}, {"gif", "image/gif"},
+      {"webp", "image/webp"}, {"ico", "image/x-icon"}, {"pdf", "application/pdf"},
+      {"wasm", "application/wasm"}, {"mp4", "video/mp4"}, {"woff2", "font/woff2"},
+      {"gz", "application/gzip"}, {"zip", "application/zip"},
+  };
+  for (const Entry& e : table)
+    if (iequals(e.ext, ext)) return e.type;
+  return "application/octet-stream";
+}
+
+std::string format_http_date(long long seconds) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  char b[40];
+  std::size_t n = std::strftime(b, sizeof b, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(b, n);
+}
+
+long long parse_http_date(std::string_view text) noexcept {
+  if (text.size() != 29) return -1;
+  char buf[30];
+  std::memcpy(buf, text.data(), 29);
+  buf[29] = '\0';
+  std::tm tm{};
+  const char* end = strptime(buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!end || *end != '\0') return -1;
+  return static_cast<long long>(timegm(&tm));
+}
+
+Response file_response(const Request& req, std::string_view root) {
+  if (req.method_id() != Method::get && req.method_id() != Method::head) {
+    Response r = Response::error(405);
+    r.set_header("Allow", "GET, HEAD");
+    return r;
+  }
+  std::string rel;
+  if (!decode_path(req.path(), rel)) return Response::error(404);
+  std::string full(root);
+  while (!full.empty() && full.back() == '/') full.pop_back();
+  full += rel;
+  if (full.back() == '/') full += "index.html";
+
+  int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Response::error(errno == EACCES ? 403 : 404);
+  FileBody guard(fd, 0, 0);  // closes fd on every early return
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Response::error(404);
+  if (S_ISDIR(st.st_mode)) {
+    Response r = Response::error(301);
+    std::string loc(req.path());
+    loc += '/';
+    r.set_header("Location", std::move(loc));
+    return r;
+  }
+  if (!S_ISREG(st.st_mode)) return Response::error(404);
+
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  std::string etag = make_etag(st);
+  std::string last_modified = format_http_date(st.st_mtim.tv_sec);
+  Response r;
+  r.set_header("ETag", etag);
+  r.set_header("Last-Modified", last_modified);
+  r.set_header("Accept-Ranges", "bytes");
+
+  std::string_view inm = req.header("if-none-match");
+  bool not_modified = false;
+  if (req.head().has_header("if-none-match")) {
+    not_modified = none_match(inm, etag);
+  } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
+    long long t = parse_http_date(ims);
+    not_modified = t >= 0 && st.st_mtim.tv_sec <= t;
+  }
+  if (not_modified) {
+    r.status = 304;
+    return r;
+  }
+  r.content_type = std::string(content_type_for(full));
+
+  std::uint64_t first = 0, last = size ? size - 1 : 0;
+  RangeKind range = RangeKind::none;
+  if (req.method_id() == Method::get) {
+    if (std::string_view rh = req.header("range"); !rh.empty()) {
+      std::string_view if_range = req.header("if-range");
+      // If-Range with our ETag or Last-Modified keeps the range; anything else sends the whole file.
+      if (if_range.empty() || if_range == etag || if_range == last_modified) range = parse_range(rh, size, first, last);
+    }
+  }
+  if (range == RangeKind::unsatisfiable) {
+    Response u = Response::error(416);
+    u.set_header("Content-Range", "bytes */" + std::to_string(size));
+    return u;
+  }
+  if (range == RangeKind::ok) {
+    r.status = 206;
+    r.set_header("Content-Range",
+                 "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(size));
+    r.file.emplace(guard.release(), first, last - first + 1);
+    return r;
+  }
+  r.file.emplace(guard.release(), 0, size);
+  return r;
+}
+
+namespace {
+Task<Response> file_task(Request& req, std::string root) { co_return file_response(req, root); }
+}  // namespace
+
+Handler static_files(std::string root) {
+  // Not a coroutine lambda: its captures would dangle; root is copied into the task.
+  return [root = std::move(root)](Request& req) { return file_task(req, root); };
+}
+
+}  // namespace corio::http

@@ -1,0 +1,495 @@
+#include "net/http/parser.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+using namespace corio::http;
+
+namespace {
+
+// Parses a whole request; returns 0 when done, the error status otherwise, -1 if incomplete.
+int request_status(std::string_view raw, ParseLimits limits = {}) {
+  RequestParser p(limits);
+  ParseResult r = p.parse(raw);
+  if (r == ParseResult::done) return 0;
+  if (r == ParseResult::error) return p.error_status();
+  return -1;
+}
+
+// Feeds the bytes one at a time, as a slow client would; same result codes.
+int request_status_bytewise(std::string_view raw, ParseLimits limits = {}) {
+  RequestParser p(limits);
+  for (std::size_t n = 1; n <= raw.size(); ++n) {
+    ParseResult r = p.parse(raw.substr(0, n));
+    if (r == ParseResult::done) return 0;
+    if (r == ParseResult::error) return p.error_status();
+  }
+  return -1;
+}
+
+struct Case {
+  const char* raw;
+  int status;  // 0: valid, -1: incomplete
+};
+
+std::string decode_all(ChunkedDecoder& d, std::string_view in, std::size_t step) {
+  std::string out;
+  std::string_view rest = in;
+  std::string pending;  // the decoder consumes what it is given; feed step bytes at a time
+  std::size_t fed = 0;
+  while (!d.done() && !d.failed() && fed < in.size()) {
+    std::string_view piece = in.substr(fed, step);
+    fed += piece.size();
+    while (!piece.empty() && !d.done() && !d.failed()) {
+      std::string_view data;
+      std::size_t used = d.decode(piece, data);
+      out.append(data);
+      piece.remove_prefix(used);
+      if (used == 0) break;
+    }
+  }
+  (void)rest;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a simple GET parses into views of the buffer") {
+  std::string raw = "GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\nNEXT";
+  RequestParser p;
+  REQUIRE(p.parse(raw) == ParseResult::done);
+  const RequestHead& h = p.head();
+  CHECK(h.method == "GET");
+  CHECK(h.method_id == Method::get);
+  CHECK(h.target == "/index.html?x=1");
+  CHECK(h.path() == "/index.html");
+  CHECK(h.query() == "x=1");
+  CHECK(h.version_minor == 1);
+  CHECK(h.host == "example.com");
+  CHECK(h.header("user-agent") == "t");
+  CHECK(h.headers.size() == 2);
+  CHECK(h.keep_alive);
+  CHECK(h.body_kind == BodyKind::none);
+  CHECK(h.head_size == raw.size() - 4);
+  // Views, not copies.
+  CHECK(h.method.data() == raw.data());
+  CHECK(h.header("host").data() >= raw.data());
+  CHECK(h.header("host").data() < raw.data() + raw.size());
+}
+
+TEST_CASE("field values are trimmed of surrounding whitespace but keep inner spaces") {
+  RequestParser p;
+  REQUIRE(p.parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: \t one  two \t\r\nX-B:\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().header("x-a") == "one  two");
+  CHECK(p.head().header("x-b") == "");
+  CHECK(p.head().has_header("X-B"));
+  CHECK_FALSE(p.head().has_header("X-C"));
+}
+
+TEST_CASE("valid and invalid request heads map to the right status") {
+  const std::vector<Case> cases = {
+      // valid
+      {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"GET / HTTP/1.0\r\n\r\n", 0},
+      {"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"GET http://a.example/x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 0},
+      {"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n", 0},
+      {"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0},
+      {"GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", 0},
+      {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", 0},
+      {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0},
+      {"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: \x80\xff\r\n\r\n", 0},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX!#$%&'*+-.^_`|~: v\r\n\r\n", 0},
+      // incomplete
+      {"GET / HTTP/1.1\r\nHost: a\r\n", -1},
+      {"GET / HTTP/1.1\r\n", -1},
+      {"GET / HTTP/1.1", -1},
+      // method
+      {"GE(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+      {"get / HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+      // request line shape
+      {"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400},
+      {"GET /\r\n\r\n", 400},  // HTTP/0.9
+      {"GET\r\n\r\n", 400},
+      {"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET /\x80 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET /\tx HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      // version
+      {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+      {"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505},
+      {"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505},
+      {"GET / http/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/1\r\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/a.b\r\nHost: a\r\n\r\n", 400},
+      // line endings
+      {"GET / HTTP/1.1\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\n\r\n", -1},  // never ends with CRLF CRLF: waits (then times out)
+      {"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400},
+      {"GET / HT\rTP/1.1\r\nHost: a\r\n\r\n", 400},
+      // field syntax
+      {"GET / HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX\t: y\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\n: y\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX y: z\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n folded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\tfolded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n", 400},
+      // Host
+      {"GET / HTTP/1.1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400},
+      {"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+      // Content-Length
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999999999999999\r\n\r\n", 413},
+      // Transfer-Encoding
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\"\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
+      {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      // Expect
+      {"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 0},
+      {"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417},
+  };
+  for (const Case& c : cases) {
+    INFO("request: " << c.raw);
+    CHECK(request_status(c.raw) == c.status);
+    CHECK(request_status_bytewise(c.raw) == c.status);
+  }
+}
+
+TEST_CASE("a NUL byte in a field value is rejected") {
+  std::string raw("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 35);
+  CHECK(request_status(raw) == 400);
+}
+
+TEST_CASE("limits reject long targets with 414 and large header sections with 431") {
+  ParseLimits l;
+  l.max_target = 64;
+  l.max_header_bytes = 256;
+  l.max_headers = 4;
+  std::string long_target = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n";
+  CHECK(request_status(long_target, l) == 414);
+  // Rejected before the line ends: the client never gets to send the rest.
+  CHECK(request_status("GET /" + std::string(200, 'a'), l) == 414);
+  std::string big = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(300, 'b') + "\r\n\r\n";
+  CHECK(request_status(big, l) == 431);
+  CHECK(request_status("GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(300, 'b'), l) == 431);
+  std::string many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+  CHECK(request_status(many, l) == 431);
+  l.max_body = 10;
+  CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", l) == 413);
+  CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", l) == 0);
+}
+
+TEST_CASE("the default limits are 8 KiB of target and of header section") {
+  std::string ok_target = "GET /" + std::string(8 * 1024 - 1, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n";
+  CHECK(request_status(ok_target) == 0);
+  std::string long_target = "GET /" + std::string(8 * 1024, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n";
+  CHECK(request_status(long_target) == 414);
+  std::string big = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(9000, 'b') + "\r\n\r\n";
+  CHECK(request_status(big) == 431);
+}
+
+TEST_CASE("persistence follows the HTTP/1.0 and HTTP/1.1 rules") {
+  auto ka = [](std::string_view raw) {
+    RequestParser p;
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    return p.head().keep_alive;
+  };
+  CHECK(ka("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+  CHECK_FALSE(ka("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+  CHECK_FALSE(ka("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n"));
+  CHECK_FALSE(ka("GET / HTTP/1.0\r\n\r\n"));
+  CHECK(ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  CHECK(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+  CHECK_FALSE(ka("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
+}
+
+TEST_CASE("request forms, body framing and Expect are reported") {
+  RequestParser p;
+  REQUIRE(p.parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().form == TargetForm::asterisk);
+  p.reset();
+  REQUIRE(p.parse("GET http://h.example:8080/p/q?z=2 HTTP/1.1\r\nHost: x\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().form == TargetForm::absolute);
+  CHECK(p.head().path() == "/p/q");
+  CHECK(p.head().query() == "z=2");
+  p.reset();
+  REQUIRE(p.parse("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().form == TargetForm::authority);
+  p.reset();
+  REQUIRE(p.parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nExpect: 100-Continue\r\n\r\n") ==
+          ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::content_length);
+  CHECK(p.head().content_length == 12);
+  CHECK(p.head().expect_continue);
+  p.reset();
+  REQUIRE(p.parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::none);
+  p.reset();
+  REQUIRE(p.parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::chunked);
+  p.reset();
+  // HTTP/1.0 clients do not understand 100 Continue: the expectation is ignored.
+  REQUIRE(p.parse("POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n") == ParseResult::done);
+  CHECK_FALSE(p.head().expect_continue);
+}
+
+TEST_CASE("pipelined requests parse one after another from one buffer") {
+  std::string raw =
+      "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+      "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
+  std::string_view rest = raw;
+  RequestParser p;
+  std::vector<std::string> targets;
+  while (!rest.empty()) {
+    REQUIRE(p.parse(rest) == ParseResult::done);
+    targets.emplace_back(p.head().target);
+    rest.remove_prefix(p.head().head_size);
+    BodyDecoder b;
+    b.start(p.head().body_kind, p.head().content_length);
+    std::string_view data;
+    rest.remove_prefix(b.decode(rest, data));
+    CHECK(b.done());
+    p.reset();
+  }
+  CHECK(targets == std::vector<std::string>{"/1", "/2", "/3"});
+}
+
+TEST_CASE("a head split anywhere parses the same") {
+  std::string raw = "POST /upload HTTP/1.1\r\nHost: a.example\r\nContent-Length: 10\r\nX-Y: z\r\n\r\n";
+  for (std::size_t split = 1; split < raw.size(); ++split) {
+    RequestParser p;
+    ParseResult r = p.parse(std::string_view(raw).substr(0, split));
+    CHECK(r == ParseResult::incomplete);
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    CHECK(p.head().content_length == 10);
+    CHECK(p.head().header("x-y") == "z");
+  }
+}
+
+TEST_CASE("rebase moves every view to a copy of the bytes") {
+  std::string raw = "GET /a HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n";
+  RequestParser p;
+  REQUIRE(p.parse(raw) == ParseResult::done);
+  std::string copy = raw;
+  p.head().rebase(raw.data(), copy.data());
+  raw.assign(raw.size(), '#');
+  CHECK(p.head().method == "GET");
+  CHECK(p.head().target == "/a");
+  CHECK(p.head().host == "h");
+  CHECK(p.head().header("x") == "y");
+}
+
+TEST_CASE("responses parse with their framing") {
+  ResponseParser p;
+  REQUIRE(p.parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello") == ParseResult::done);
+  CHECK(p.head().status == 200);
+  CHECK(p.head().reason == "OK");
+  CHECK(p.head().body_kind == BodyKind::content_length);
+  CHECK(p.head().keep_alive);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::chunked);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 200 OK\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::until_close);
+  CHECK_FALSE(p.head().keep_alive);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::until_close);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::head) == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::none);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::none);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 204\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().status == 204);
+  CHECK(p.head().reason == "");
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 100 Continue\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::none);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n") == ParseResult::done);
+  CHECK_FALSE(p.head().keep_alive);
+  p.reset();
+  REQUIRE(p.parse("HTTP/1.1 200 Connection established\r\n\r\n", Method::connect) == ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::until_close);
+}
+
+TEST_CASE("malformed responses are rejected") {
+  const char* bad[] = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+      "HTTP/1.1 2000 OK\r\n\r\n",
+      "HTTP/1.1 20 OK\r\n\r\n",
+      "HTTP/1.1 abc OK\r\n\r\n",
+      "HTTP/1.1 200 OK\nX: y\r\n\r\n",
+      "HTTP/1.1 200 O\x01K\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX : y\r\n\r\n",
+      "HTTP/1.1 200 OK\r\n folded\r\n\r\n",
+      "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "HTTX/1.1 200 OK\r\n\r\n",
+      "HTTP/1.1 099 Low\r\n\r\n",
+      "HTTP/1.1 200OK\r\n\r\n",
+  };
+  for (const char* raw : bad) {
+    INFO("response: " << raw);
+    ResponseParser p;
+    CHECK(p.parse(raw) == ParseResult::error);
+  }
+  ResponseParser p;
+  CHECK(p.parse("HTTP/2.0 200 OK\r\n\r\n") == ParseResult::error);
+  CHECK(p.error_status() == 505);
+}
+
+TEST_CASE("the chunked decoder handles extensions, trailers and any split") {
+  std::string body =
+      "5;name=value;q=\"a \\\"quoted\\\" one\"\r\nhello\r\n"
+      "6 ; ext\r\n world\r\n"
+      "A\r\n0123456789\r\n"
+      "0\r\nX-Checksum: abc\r\nX-Other:  2 \r\n\r\n"
+      "AFTER";
+  for (std::size_t step : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(7), body.size()}) {
+    ChunkedDecoder d;
+    std::string out = decode_all(d, body, step);
+    INFO("step " << step);
+    REQUIRE(d.done());
+    CHECK(out == "hello world0123456789");
+    CHECK(d.body_bytes() == 21);
+    REQUIRE(d.trailers().size() == 2);
+    CHECK(d.trailers()[0].first == "X-Checksum");
+    CHECK(d.trailers()[1].second == "2");
+  }
+  // It stops right after the last CRLF: the next message is not consumed.
+  ChunkedDecoder d;
+  std::string_view in = body;
+  std::size_t total = 0;
+  while (!d.done()) {
+    std::string_view data;
+    std::size_t used = d.decode(in, data);
+    in.remove_prefix(used);
+    total += used;
+  }
+  CHECK(in == "AFTER");
+  CHECK(total == body.size() - 5);
+}
+
+TEST_CASE("the chunked decoder rejects malformed or oversized chunks") {
+  struct Bad {
+    const char* in;
+    int status;
+  };
+  const Bad bad[] = {
+      {"x\r\n", 400},
+      {"\r\n", 400},
+      {"-1\r\n", 400},
+      {"+1\r\n", 400},
+      {" 1\r\n", 400},
+      {"1 \r\na\r\n", 400},
+      {"10000000000000000\r\n", 400},  // 17 hex digits overflow 64 bits
+      {"1\na\r\n", 400},
+      {"1\r\nab\r\n", 400},
+      {"1\r\na\n", 400},
+      {"1\r\na\rX", 400},
+      {"1;a\x01\r\n", 400},
+      {"1;a=\"\x01\"\r\n", 400},
+      {"1;a,b\r\n", 400},
+      {"0\r\nX : y\r\n\r\n", 400},
+      {"0\r\nX: y\n", 400},
+      {"0\r\n folded\r\n\r\n", 400},
+      {"0\r\nX: y\rz\r\n\r\n", 400},
+  };
+  for (const Bad& b : bad) {
+    INFO("chunked: " << b.in);
+    ChunkedDecoder d;
+    decode_all(d, b.in, 1);
+    CHECK(d.failed());
+    CHECK(d.error_status() == b.status);
+  }
+  ChunkedDecoder small(10);
+  decode_all(small, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 100);
+  CHECK(small.failed());
+  CHECK(small.error_status() == 413);
+  ChunkedDecoder ok16;
+  std::string_view data;
+  ok16.decode("FFFFFFFFFFFFFFFF\r\nab", data);
+  CHECK_FALSE(ok16.failed());
+  CHECK(data == "ab");
+  ChunkedDecoder long_ext;
+  decode_all(long_ext, "1;" + std::string(5000, 'a') + "\r\n", 4096);
+  CHECK(long_ext.failed());
+  ChunkedDecoder big_trailer(UINT64_MAX, 16);
+  decode_all(big_trailer, "0\r\nX: " + std::string(40, 'a') + "\r\n\r\n", 64);
+  CHECK(big_trailer.failed());
+  CHECK(big_trailer.error_status() == 431);
+}
+
+TEST_CASE("content-length and close-delimited bodies decode their bytes") {
+  BodyDecoder b;
+  b.start(BodyKind::content_length, 5);
+  std::string_view data;
+  CHECK(b.decode("hel", data) == 3);
+  CHECK(data == "hel");
+  CHECK_FALSE(b.done());
+  CHECK(b.decode("loEXTRA", data) == 2);
+  CHECK(data == "lo");
+  CHECK(b.done());
+  b.start(BodyKind::until_close, 0);
+  CHECK(b.decode("everything", data) == 10);
+  CHECK(data == "everything");
+  CHECK_FALSE(b.done());
+  b.finish_eof();
+  CHECK(b.done());
+  b.start(BodyKind::none, 0);
+  CHECK(b.done());
+  CHECK(b.decode("x", data) == 0);
+}

@@ -1,0 +1,621 @@
+#include "net/http/server.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "coro/gather.hpp"
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
+#include "loop/event_loop.hpp"
+#include "net/http/parser.hpp"
+#include "net/stream.hpp"
+#include "tests/net/net_support.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+namespace http = corio::http;
+
+namespace {
+
+// The handler every conformance case talks to.
+Task<http::Response> test_handler(http::Request& req) {
+  std::string_view p = req.path();
+  if (p == "/ok") co_return http::Response::text("ok");
+  if (p == "/echo") co_return http::Response::text(co_await req.body());
+  if (p == "/len") {
+    std::size_t n = 0;
+    for (;;) {
+      std::string piece = co_await req.read_body_chunk();
+      if (piece.empty()) break;
+      n += piece.size();
+    }
+    co_return http::Response::text(std::to_string(n));
+  }
+  if (p == "/noread") co_return http::Response::text("ignored your body");
+  if (p == "/slow") {
+    co_await sleep(30ms);
+    co_return http::Response::text("slow");
+  }
+  if (p == "/target") co_return http::Response::text(std::string(req.target()));
+  if (p == "/method") co_return http::Response::text(std::string(req.method()));
+  if (p == "/stream") {
+    http::Response r;
+    r.content_type = "text/plain";
+    r.stream = [](http::BodyWriter& w) -> Task<void> {
+      w.write("one,");
+      co_await w.drain();
+      w.write("two,");
+      w.write("three");
+    };
+    co_return r;
+  }
+  if (p == "/throw") throw std::runtime_error("handler failure (expected by the test)");
+  if (p == "/teapot") throw http::HttpError(418, "teapot");
+  if (p == "/nocontent") {
+    http::Response r;
+    r.status = 204;
+    co_return r;
+  }
+  if (p == "/close") {
+    http::Response r = http::Response::text("bye");
+    r.close = true;
+    co_return r;
+  }
+  co_return http::Response::error(404);
+}
+
+http::ServeOptions test_options(std::uint16_t* port) {
+  http::ServeOptions o;
+  o.limits.max_target = 256;
+  o.limits.max_header_bytes = 1024;
+  o.limits.max_headers = 20;
+  o.limits.max_body = 1000;
+  o.header_timeout = 500ms;
+  o.body_timeout = 500ms;
+  o.keep_alive_timeout = 3000ms;
+  o.on_listening = [port](const SocketAddress& a) { *port = a.port(); };
+  return o;
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string head;  // raw head text, for header checks
+};
+
+struct Exchange {
+  std::vector<Reply> replies;
+  bool closed = false;  // EOF after the replies
+};
+
+// Sends raw, reads `want` responses (1xx included), then whether the server
+// closes within `close_wait` (only checked when close_wait > 0).
+Task<Exchange> exchange(std::uint16_t port, std::string raw, std::size_t want, http::Method m,
+                        std::chrono::milliseconds close_wait) {
+  auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+  writer.write(raw);
+  co_await writer.drain();
+  Exchange ex;
+  std::string buf;
+  http::ResponseParser parser;
+  while (ex.replies.size() < want) {
+    http::ParseResult r = parser.parse(buf, m);
+    if (r == http::ParseResult::error) FAIL("bad response: " << parser.error_message() << "\n" << buf);
+    if (r == http::ParseResult::incomplete) {
+      std::string more = co_await wait_for(reader.read(65536), 5s);
+      if (more.empty()) {
+        ex.closed = true;
+        co_return ex;
+      }
+      buf += more;
+      continue;
+    }
+    Reply rep;
+    rep.status = parser.head().status;
+    rep.head = buf.substr(0, parser.head().head_size);
+    http::BodyDecoder body;
+    body.start(parser.head().body_kind, parser.head().content_length);
+    buf.erase(0, parser.head().head_size);
+    for (;;) {
+      while (!buf.empty() && !body.done()) {
+        std::string_view data;
+        std::size_t used = body.decode(buf, data);
+        REQUIRE_FALSE(body.failed());
+        rep.body.append(data);
+        buf.erase(0, used);
+      }
+      if (body.done()) break;
+      std::string more = co_await wait_for(reader.read(65536), 5s);
+      if (more.empty()) {
+        body.finish_eof();
+        ex.closed = true;
+        break;
+      }
+      buf += more;
+    }
+    ex.replies.push_back(std::move(rep));
+    parser.reset();
+    if (ex.closed) co_return ex;
+  }
+  if (close_wait.count() > 0) {
+    try {
+      std::string more = co_await wait_for(reader.read(65536), close_wait);
+      ex.closed = more.empty();
+    } catch (const TimeoutError&) {
+      ex.closed = false;
+    } catch (const ConnectionResetError&) {
+      ex.closed = true;
+    }
+  }
+  co_return ex;
+}
+
+struct ServerRun {
+  TaskHandle<void> task;
+  std::uint16_t port = 0;
+};
+
+Task<void> start(ServerRun* run) {
+  run->task = create_task(http::serve(test_handler, "127.0.0.1", 0, test_options(&run->port)), "http server");
+  for (int i = 0; i < 500 && run->port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(run->port != 0);
+}
+
+Task<void> stop(ServerRun* run) {
+  EventLoop::current().request_shutdown();
+  co_await wait_for(run->task, 5s);
+}
+
+// Expected outcome of a raw request: the statuses in order, then whether the
+// connection is closed by the server (if not, it must answer one more request).
+struct Case {
+  std::string name;
+  std::string raw;
+  std::vector<int> statuses;
+  bool closes;
+  http::Method method = http::Method::get;
+  std::string body = "\x01";  // "\x01": not checked
+};
+
+std::vector<Case> cases() {
+  const std::string H = "Host: t\r\n";
+  std::vector<Case> c = {
+      // ---- valid requests, connection kept
+      {"simple GET", "GET /ok HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get, "ok"},
+      {"HEAD has no body", "HEAD /ok HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::head, ""},
+      {"unknown path", "GET /nothing HTTP/1.1\r\n" + H + "\r\n", {404}, false},
+      {"leading empty line", "\r\nGET /ok HTTP/1.1\r\n" + H + "\r\n", {200}, false},
+      {"absolute-form", "GET http://t/target?q=1 HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get,
+       "http://t/target?q=1"},
+      {"OPTIONS *", "OPTIONS * HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get, ""},
+      {"POST with Content-Length", "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5\r\n\r\nhello", {200}, false,
+       http::Method::get, "hello"},
+      {"POST Content-Length list of equal values",
+       "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 3, 3\r\n\r\nabc", {200}, false, http::Method::get, "abc"},
+      {"POST chunked", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+       {200}, false, http::Method::get, "abcde"},
+      {"chunked with extensions and trailers",
+       "POST /echo HTTP/1.1\r\n" + H +
+           "Transfer-Encoding: chunked\r\n\r\n3;a=b;c=\"d e\"\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n",
+       {200}, false, http::Method::get, "abc"},
+      {"streamed body length", "POST /len HTTP/1.1\r\n" + H + "Content-Length: 10\r\n\r\n0123456789", {200}, false,
+       http::Method::get, "10"},
+      {"body not read by the handler is skipped",
+       "POST /noread HTTP/1.1\r\n" + H + "Content-Length: 4\r\n\r\nabcd", {200}, false},
+      {"unread chunked body is skipped",
+       "POST /noread HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n", {200}, false},
+      {"HTTP/1.0 keep-alive", "GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {200}, false},
+      {"HTTP/1.2 is served as 1.1", "GET /ok HTTP/1.2\r\n" + H + "\r\n", {200}, false},
+      {"streaming response", "GET /stream HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get,
+       "one,two,three"},
+      {"HEAD of a streaming response", "HEAD /stream HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::head,
+       ""},
+      {"204 has no body", "GET /nocontent HTTP/1.1\r\n" + H + "\r\n", {204}, false},
+      {"methods pass through", "DELETE /method HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get,
+       "DELETE"},
+      {"PATCH", "PATCH /method HTTP/1.1\r\n" + H + "\r\n", {200}, false, http::Method::get, "PATCH"},
+      {"PUT with body", "PUT /echo HTTP/1.1\r\n" + H + "Content-Length: 2\r\n\r\nhi", {200}, false,
+       http::Method::get, "hi"},
+      {"obs-text in a value", "GET /ok HTTP/1.1\r\n" + H + "X: caf\xc3\xa9\r\n\r\n", {200}, false},
+      {"empty Host value", "GET /ok HTTP/1.1\r\nHost:\r\n\r\n", {200}, false},
+      {"IPv6 Host", "GET /ok HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", {200}, false},
+      {"handler HttpError status", "GET /teapot HTTP/1.1\r\n" + H + "\r\n", {418}, true},
+      // ---- pipelining: answered in order
+      {"pipelined three", "GET /slow HTTP/1.1\r\n" + H + "\r\nGET /ok HTTP/1.1\r\n" + H +
+                              "\r\nGET /target?x HTTP/1.1\r\n" + H + "\r\n",
+       {200, 200, 200}, false},
+      {"pipelined with bodies", "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 1\r\n\r\naPOST /echo HTTP/1.1\r\n" +
+                                    H + "Transfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\nGET /ok HTTP/1.1\r\n" +
+                                    H + "\r\n",
+       {200, 200, 200}, false},
+      {"pipelined error stops the rest", "GET /ok HTTP/1.1\r\n" + H + "\r\nGET /ok HTTP/9.9\r\n" + H +
+                                             "\r\nGET /ok HTTP/1.1\r\n" + H + "\r\n",
+       {200, 505}, true},
+      {"pipelined close stops the rest", "GET /close HTTP/1.1\r\n" + H + "\r\nGET /ok HTTP/1.1\r\n" + H + "\r\n",
+       {200}, true},
+      // ---- connection closes after a valid answer
+      {"Connection: close", "GET /ok HTTP/1.1\r\n" + H + "Connection: close\r\n\r\n", {200}, true},
+      {"HTTP/1.0 without keep-alive", "GET /ok HTTP/1.0\r\n\r\n", {200}, true},
+      {"HTTP/1.0 streaming response is close-delimited",
+       "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", {200}, true, http::Method::get, "one,two,three"},
+      {"handler exception is 500", "GET /throw HTTP/1.1\r\n" + H + "\r\n", {500}, true},
+      {"response asks to close", "GET /close HTTP/1.1\r\n" + H + "\r\n", {200}, true},
+      // ---- Expect: 100-continue
+      {"100-continue then body", "POST /echo HTTP/1.1\r\n" + H + "Expect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+       {100, 200}, false},
+      {"100-continue not read: no 100, close",
+       "POST /noread HTTP/1.1\r\n" + H + "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", {200}, true},
+      {"unknown expectation", "POST /echo HTTP/1.1\r\n" + H + "Expect: something\r\n\r\n", {417}, true},
+      // ---- body errors seen by the handler
+      {"chunked body over the limit", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n3E9\r\n" +
+                                          std::string(1001, 'x') + "\r\n0\r\n\r\n",
+       {413}, true},
+      {"Content-Length over the limit", "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 1001\r\n\r\n", {413}, true},
+      {"malformed chunk size", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", {400}, true},
+      {"chunk size overflow", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n" +
+                                  "FFFFFFFFFFFFFFFFF\r\n",
+       {400}, true},
+      {"chunk data without CRLF", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n1\r\nabc",
+       {400}, true},
+      {"bare LF in a chunk size line", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n1\na\r\n",
+       {400}, true},
+      {"bad trailer", "POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n0\r\nX : y\r\n\r\n", {400},
+       true},
+      {"stalled body", "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 50\r\n\r\nshort", {408}, true},
+  };
+  // ---- every parser rejection, each closing the connection
+  struct Bad {
+    const char* name;
+    std::string raw;
+    int status;
+  };
+  const std::vector<Bad> bad = {
+      {"invalid method character", "GE(T / HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"unknown method", "BREW / HTTP/1.1\r\n" + H + "\r\n", 501},
+      {"lower-case method", "get / HTTP/1.1\r\n" + H + "\r\n", 501},
+      {"HTTP/0.9 request", "GET /\r\n\r\n", 400},
+      {"double space", "GET  / HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"trailing space in request line", "GET / HTTP/1.1 \r\n" + H + "\r\n", 400},
+      {"control byte in target", "GET /\x01 HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"non-ASCII target", "GET /\xc3\xa9 HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"relative target", "GET ok HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"asterisk with GET", "GET * HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"CONNECT without authority", "CONNECT /x HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"HTTP/2.0", "GET / HTTP/2.0\r\n" + H + "\r\n", 505},
+      {"HTTP/0.9 version", "GET / HTTP/0.9\r\n" + H + "\r\n", 505},
+      {"lower-case version", "GET / http/1.1\r\n" + H + "\r\n", 400},
+      {"two-digit minor", "GET / HTTP/1.10\r\n" + H + "\r\n", 400},
+      {"bare LF after request line", "GET / HTTP/1.1\n" + H + "\r\n", 400},
+      {"bare LF between fields", "GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400},
+      {"bare CR in a value", "GET / HTTP/1.1\r\n" + H + "X: a\rb\r\n\r\n", 400},
+      {"bare CR in request line", "GET /\r HTTP/1.1\r\n" + H + "\r\n", 400},
+      {"space before colon", "GET / HTTP/1.1\r\n" + H + "X : y\r\n\r\n", 400},
+      {"tab before colon", "GET / HTTP/1.1\r\n" + H + "X\t: y\r\n\r\n", 400},
+      {"empty field name", "GET / HTTP/1.1\r\n" + H + ": y\r\n\r\n", 400},
+      {"field without colon", "GET / HTTP/1.1\r\n" + H + "NoColon\r\n\r\n", 400},
+      {"obs-fold", "GET / HTTP/1.1\r\n" + H + "X: a\r\n b\r\n\r\n", 400},
+      {"first field folded", "GET / HTTP/1.1\r\n Host: t\r\n\r\n", 400},
+      {"control byte in value", "GET / HTTP/1.1\r\n" + H + "X: a\x02\r\n\r\n", 400},
+      {"DEL in value", "GET / HTTP/1.1\r\n" + H + "X: a\x7f\r\n\r\n", 400},
+      {"NUL in value", std::string("GET / HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 35), 400},
+      {"missing Host", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"duplicate Host", "GET / HTTP/1.1\r\n" + H + H + "\r\n", 400},
+      {"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      {"Host with path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+      {"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400},
+      {"Host with bad port", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400},
+      {"CL and TE", "POST / HTTP/1.1\r\n" + H + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"TE and CL", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+      {"differing Content-Length", "POST / HTTP/1.1\r\n" + H + "Content-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+      {"differing Content-Length list", "POST / HTTP/1.1\r\n" + H + "Content-Length: 3, 4\r\n\r\n", 400},
+      {"negative Content-Length", "POST / HTTP/1.1\r\n" + H + "Content-Length: -1\r\n\r\n", 400},
+      {"signed Content-Length", "POST / HTTP/1.1\r\n" + H + "Content-Length: +1\r\n\r\n", 400},
+      {"hex Content-Length", "POST / HTTP/1.1\r\n" + H + "Content-Length: 0x1\r\n\r\n", 400},
+      {"overflowing Content-Length", "POST / HTTP/1.1\r\n" + H + "Content-Length: 99999999999999999999\r\n\r\n",
+       400},
+      {"chunked not last", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked, gzip\r\n\r\n", 400},
+      {"only gzip", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: gzip\r\n\r\n", 400},
+      {"chunked twice", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked, chunked\r\n\r\n", 400},
+      {"chunked in two fields", "POST / HTTP/1.1\r\n" + H +
+                                    "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"unsupported coding before chunked", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: gzip, chunked\r\n\r\n",
+       501},
+      {"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"TE look-alike", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: xchunked\r\n\r\n", 400},
+      {"target too long", "GET /" + std::string(300, 'a') + " HTTP/1.1\r\n" + H + "\r\n", 414},
+      {"header section too large", "GET / HTTP/1.1\r\n" + H + "X: " + std::string(1100, 'a') + "\r\n\r\n", 431},
+      {"too many fields", [&] {
+         std::string r = "GET / HTTP/1.1\r\n" + H;
+         for (int i = 0; i < 25; ++i) r += "X" + std::to_string(i) + ": v\r\n";
+         return r + "\r\n";
+       }(),
+       431},
+  };
+  for (const Bad& b : bad) c.push_back({b.name, b.raw, {b.status}, true});
+  return c;
+}
+
+Task<void> conformance_main() {
+  ServerRun run;
+  co_await start(&run);
+  const std::vector<Case> all = cases();
+  CHECK(all.size() >= 80);
+  std::size_t n = 0;
+  for (const Case& c : all) {
+    INFO("case: " << c.name);
+    Exchange ex = co_await exchange(run.port, c.raw, c.statuses.size(), c.method, c.closes ? 3000ms : 0ms);
+    std::vector<int> got;
+    for (const Reply& r : ex.replies) got.push_back(r.status);
+    CHECK(got == c.statuses);
+    if (c.body != "\x01" && !ex.replies.empty()) CHECK(ex.replies.back().body == c.body);
+    if (c.closes) {
+      CHECK(ex.closed);
+    } else {
+      // Kept alive: the same connection answers one more request.
+      CHECK_FALSE(ex.closed);
+    }
+    ++n;
+  }
+  CHECK(n == all.size());
+  co_await stop(&run);
+}
+
+// Keep-alive check on one connection: several requests one after another.
+Task<void> keep_alive_main() {
+  ServerRun run;
+  co_await start(&run);
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  for (int i = 0; i < 5; ++i) {
+    writer.write("GET /target?i=" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::string head = co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+    CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(head.find("\r\nDate: ") != std::string::npos);
+    CHECK(head.find("\r\nServer: corio\r\n") != std::string::npos);
+    std::string want = "/target?i=" + std::to_string(i);
+    CHECK(head.find("Content-Length: " + std::to_string(want.size()) + "\r\n") != std::string::npos);
+    CHECK(co_await wait_for(reader.readexactly(want.size()), 5s) == want);
+  }
+  // Expect: 100-continue, step by step: the 100 comes before the body is sent.
+  writer.write("POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  CHECK(co_await wait_for(reader.readuntil("\r\n\r\n"), 5s) == "HTTP/1.1 100 Continue\r\n\r\n");
+  writer.write("data");
+  std::string head = co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+  CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(co_await wait_for(reader.readexactly(4), 5s) == "data");
+  writer.close();
+  co_await stop(&run);
+}
+
+// Pipelined requests that arrive together are answered in one send: the
+// client receives all three responses in its first read.
+Task<void> pipelined_batch_main() {
+  ServerRun run;
+  co_await start(&run);
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  std::string req = "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n";
+  writer.write(req + req + req);
+  std::string got;
+  while (got.size() < 3 * 100) {
+    std::string more = co_await wait_for(reader.read(65536), 5s);
+    if (more.empty()) break;
+    got += more;
+    std::size_t count = 0;
+    for (std::size_t p = 0; (p = got.find("HTTP/1.1 200", p)) != std::string::npos; ++p) ++count;
+    if (count == 3) break;
+  }
+  std::size_t count = 0;
+  for (std::size_t p = 0; (p = got.find("HTTP/1.1 200", p)) != std::string::npos; ++p) ++count;
+  CHECK(count == 3);
+  writer.close();
+  co_await stop(&run);
+}
+
+// A client that trickles its head one byte at a time gets 408 once the
+// header timeout (500 ms here) passes, however steadily it sends; meanwhile
+// other clients are served normally.
+Task<void> slowloris_client(std::uint16_t port, int* status, bool* closed) {
+  auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+  std::string head = "GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::string(100, 'z') + "\r\n\r\n";
+  for (char ch : head) {
+    if (writer.is_closing()) break;
+    writer.write(std::string(1, ch));
+    try {
+      co_await writer.drain();
+    } catch (const OSError&) {
+      break;
+    }
+    if (reader.buffered() > 0) break;
+    co_await sleep(40ms);
+    if (reader.at_eof()) break;
+  }
+  std::string all;
+  for (;;) {
+    std::string more;
+    try {
+      more = co_await wait_for(reader.read(65536), 5s);
+    } catch (const ConnectionResetError&) {
+    }
+    if (more.empty()) break;
+    all += more;
+  }
+  *closed = true;
+  if (all.rfind("HTTP/1.1 ", 0) == 0) *status = std::stoi(all.substr(9, 3));
+}
+
+Task<void> busy_client(std::uint16_t port, int* served) {
+  auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+  for (int i = 0; i < 20; ++i) {
+    writer.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::string head = co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+    if (head.rfind("HTTP/1.1 200", 0) == 0) ++*served;
+    co_await wait_for(reader.readexactly(2), 5s);
+    co_await sleep(30ms);
+  }
+}
+
+Task<void> slowloris_main() {
+  ServerRun run;
+  co_await start(&run);
+  int status = 0, served = 0;
+  bool closed = false;
+  auto t0 = Clock::now();
+  co_await gather(slowloris_client(run.port, &status, &closed), busy_client(run.port, &served));
+  CHECK(status == 408);
+  CHECK(closed);
+  CHECK(served == 20);
+  CHECK(Clock::now() - t0 < 10s);
+  co_await stop(&run);
+}
+
+// A body that stalls gets 408 after the body timeout; an idle keep-alive
+// connection is closed after keep_alive_timeout, without a response.
+Task<void> body_timeout_main() {
+  ServerRun run;
+  co_await start(&run);
+  Exchange ex = co_await exchange(run.port, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc", 1,
+                                  http::Method::get, 3000ms);
+  REQUIRE(ex.replies.size() == 1);
+  CHECK(ex.replies[0].status == 408);
+  CHECK(ex.closed);
+  co_await stop(&run);
+}
+
+Task<void> idle_timeout_main() {
+  ServerRun run;
+  run.task = create_task(
+      [](std::uint16_t* port) -> Task<void> {
+        http::ServeOptions o = test_options(port);
+        o.keep_alive_timeout = 300ms;
+        co_await http::serve(test_handler, "127.0.0.1", 0, o);
+      }(&run.port),
+      "http server");
+  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  writer.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+  co_await wait_for(reader.readexactly(2), 5s);
+  auto t0 = Clock::now();
+  std::string more = co_await wait_for(reader.read(100), 5s);
+  CHECK(more.empty());  // closed without a word
+  CHECK(Clock::now() - t0 >= 250ms);
+  co_await stop(&run);
+}
+
+// Graceful shutdown: an idle connection is closed, a request in flight is
+// answered (with Connection: close), and serve() returns.
+Task<void> shutdown_main() {
+  ServerRun run;
+  co_await start(&run);
+  auto [idle_r, idle_w] = co_await open_connection("127.0.0.1", run.port);
+  auto [r, w] = co_await open_connection("127.0.0.1", run.port);
+  co_await sleep(20ms);
+  w.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+  co_await sleep(5ms);
+  EventLoop::current().request_shutdown();
+  std::string head = co_await wait_for(r.readuntil("\r\n\r\n"), 5s);
+  CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(head.find("Connection: close\r\n") != std::string::npos);
+  CHECK(co_await wait_for(idle_r.read(10), 5s) == "");
+  co_await wait_for(run.task, 5s);
+  CHECK(run.task.done());
+  // Nobody listens any more.
+  bool refused = false;
+  try {
+    co_await open_connection("127.0.0.1", run.port);
+  } catch (const ConnectionRefusedError&) {
+    refused = true;
+  }
+  CHECK(refused);
+}
+
+// max_connections: the third client waits until one of the first two leaves.
+Task<void> max_connections_main() {
+  ServerRun run;
+  run.task = create_task(
+      [](std::uint16_t* port) -> Task<void> {
+        http::ServeOptions o = test_options(port);
+        o.max_connections = 2;
+        co_await http::serve(test_handler, "127.0.0.1", 0, o);
+      }(&run.port),
+      "http server");
+  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  auto [r1, w1] = co_await open_connection("127.0.0.1", run.port);
+  auto [r2, w2] = co_await open_connection("127.0.0.1", run.port);
+  auto [r3, w3] = co_await open_connection("127.0.0.1", run.port);  // queued by the kernel
+  w3.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  bool timed_out = false;
+  try {
+    co_await wait_for(r3.readuntil("\r\n\r\n"), 300ms);
+  } catch (const TimeoutError&) {
+    timed_out = true;
+  }
+  CHECK(timed_out);
+  w1.close();
+  std::string head = co_await wait_for(r3.readuntil("\r\n\r\n"), 5s);
+  CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+  co_await stop(&run);
+}
+
+// workers = 2: two loops on two threads share the port and both answer.
+Task<void> workers_main() {
+  std::uint16_t port = 0;
+  http::ServeOptions o = test_options(&port);
+  o.workers = 2;
+  TaskHandle<void> server = create_task(http::serve(test_handler, "127.0.0.1", 0, o), "http server");
+  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(port != 0);
+  for (int i = 0; i < 20; ++i) {
+    Exchange ex = co_await exchange(port, "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 1,
+                                    http::Method::get, 3000ms);
+    REQUIRE(ex.replies.size() == 1);
+    CHECK(ex.replies[0].status == 200);
+  }
+  EventLoop::current().request_shutdown();
+  co_await wait_for(server, 10s);
+}
+
+}  // namespace
+
+TEST_CASE("the server answers every conformance case with the exact status and connection outcome") {
+  test::on_each_backend([](EventLoop& loop) {
+    loop.set_exception_handler([](std::exception_ptr, std::string_view) {});  // /throw reports here
+    test::run_bounded(loop, conformance_main(), std::chrono::seconds(240));
+  });
+}
+
+TEST_CASE("a keep-alive connection serves requests in turn and answers Expect: 100-continue") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, keep_alive_main()); });
+}
+
+TEST_CASE("pipelined requests that arrive together are answered together") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pipelined_batch_main()); });
+}
+
+TEST_CASE("slowloris headers get 408 after the header timeout while others are served") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, slowloris_main()); });
+}
+
+TEST_CASE("a stalled body gets 408 after the body timeout") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, body_timeout_main()); });
+}
+
+TEST_CASE("an idle keep-alive connection is closed after the keep-alive timeout") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, idle_timeout_main()); });
+}
+
+TEST_CASE("shutdown closes idle connections, finishes requests in flight and stops listening") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, shutdown_main()); });
+}
+
+TEST_CASE("accepting pauses at max_connections and resumes when a connection ends") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, max_connections_main()); });
+}
+
+TEST_CASE("workers run several loops on one port") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, workers_main()); });
+}
