@@ -32,6 +32,7 @@
 #include "net/address.hpp"
 #include "net/dns.hpp"
 #include "net/errors.hpp"
+#include "net/http/client.hpp"
 #include "net/http/content_coding.hpp"
 #include "net/http/message.hpp"
 #include "net/http/parser.hpp"
