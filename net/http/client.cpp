@@ -314,6 +314,7 @@ Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
     c->reused = true;
     c->holds_slot = true;
     ++reused_;
+    if (opts_.trace) opts_.trace(TraceEvent::reused, c->peer);
     guard.host = guard.total = false;
     co_return c;
   }
@@ -322,15 +323,18 @@ Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
   }
   while (open_ >= opts_.max_connections && evict_one_idle()) {
   }
+  std::string peer = url.host_header();
+  if (!url.explicit_port()) peer += ":" + std::to_string(url.port());
+  if (opts_.trace) opts_.trace(TraceEvent::connecting, peer);
   ConnectOptions co;
   co.connect_timeout = opts_.connect_timeout;
   StreamPair sp = co_await open_connection(url.host(), url.port(), co);
+  if (opts_.trace) opts_.trace(TraceEvent::connected, peer);
   auto c = std::make_unique<ClientConn>();
   c->reader = std::move(sp.reader);
   c->writer = std::move(sp.writer);
   c->key = key;
-  c->peer = url.host_header();
-  if (!url.explicit_port()) c->peer += ":" + std::to_string(url.port());
+  c->peer = std::move(peer);
   c->holds_slot = true;
   ++open_;
   ++created_;
@@ -391,6 +395,7 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
     std::exception_ptr err;
     ClientResponse r;
     try {
+      if (opts_.trace) opts_.trace(TraceEvent::request_head, std::string_view(req).substr(0, req.size() - body.size()));
       c->writer.write(req);
       co_await c->writer.drain();
       ResponseParser parser(limits);
@@ -407,6 +412,7 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
               parser.reset();
               continue;
             }
+            if (opts_.trace) opts_.trace(TraceEvent::response_head, std::string_view(c->rbuf).substr(0, h.head_size));
             r.status = h.status;
             r.reason = std::string(h.reason);
             r.version_minor = h.version_minor;
@@ -516,6 +522,7 @@ Task<ClientResponse> Client::follow(std::string method, std::string url_text, He
           return iequals(h.first, "Authorization") || iequals(h.first, "Cookie") || iequals(h.first, "Host");
         });
       }
+      if (opts_.trace) opts_.trace(TraceEvent::redirect, next->str());
       url = std::move(*next);
       continue;
     }

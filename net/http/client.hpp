@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +109,16 @@ class UnsupportedScheme : public ValueError {
   using ValueError::ValueError;
 };
 
+// What ClientOptions::trace reports, in order, for each exchange.
+enum class TraceEvent : std::uint8_t {
+  connecting,     // text: "host:port"
+  connected,      // text: "host:port" (a new connection is ready)
+  reused,         // text: "host:port" (a pooled connection is used)
+  request_head,   // text: the request head as sent (without the body)
+  response_head,  // text: the final response head as received
+  redirect,       // text: the URL being redirected to
+};
+
 struct ClientOptions {
   std::size_t max_connections_per_host = 10;
   std::size_t max_connections = 100;
@@ -121,6 +132,8 @@ struct ClientOptions {
   std::size_t max_body_size = 64u << 20;     // request(): whole bodies (decoded)
   std::size_t max_header_bytes = 64u << 10;  // a response head
   std::string user_agent = "corio/0.1";
+  // Called on the loop thread as an exchange progresses (fetch -v uses it).
+  std::function<void(TraceEvent, std::string_view)> trace;
 };
 
 namespace detail {
