@@ -11,8 +11,8 @@ PKGS=(
   liburing-dev libssl-dev
   # examples (parallel_work: deflate; crawler: HTML5 parsing, its state file)
   zlib1g-dev libgumbo-dev libsqlite3-dev
-  # tests
-  doctest-dev python3 procps curl
+  # tests (nginx-light: the HTTP client's real peer)
+  doctest-dev python3 procps curl nginx-light
   # benchmark peers (bench/run.py)
   python3-uvloop
   # sanitizers / fuzzing
