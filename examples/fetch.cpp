@@ -123,7 +123,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--backend") {
       std::string b = value();
       if (b != "io_uring" && b != "epoll") usage_error("--backend must be io_uring or epoll");
-      setenv("CORIO_BACKEND", b == "io_uring" ? "uring" : "epoll", 1);
+      setenv("CORIO_BACKEND", b.c_str(), 1);
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option " + a);
     } else if (o.url.empty()) {

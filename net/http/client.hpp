@@ -154,7 +154,7 @@ class ClientResponse {
   std::string reason;
   int version_minor = 1;
   HeaderList headers;  // as received, in order
-  Url url = Url::parse("http://unset.invalid/");  // the URL that answered (after redirects)
+  Url url;                // the URL that answered (after redirects)
   std::vector<Url> history;                        // the URLs that redirected, in order
   std::string body;                                // filled by request()/get()/post()
 
