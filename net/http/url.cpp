@@ -297,6 +297,7 @@ Url Url::without_fragment() const {
 }
 
 std::string Url::str() const {
+  if (scheme_.empty()) return {};
   std::string s = scheme_ + ":";
   if (has_authority_) {
     s += "//";

@@ -9,7 +9,7 @@
 //   base.resolve("../d").str()  // "http://example.com/a/d"
 //
 // Invariants of a Url object:
-// - scheme is non-empty, lower-case, ALPHA *( ALPHA / DIGIT / "+" / "-" / "." );
+// - scheme is non-empty (except in an empty Url), lower-case, ALPHA *( ALPHA / DIGIT / "+" / "-" / "." );
 // - host is lower-case; an IPv6 literal is kept without brackets (is_ipv6()),
 //   http/https/ws/wss URLs always have a non-empty host;
 // - every component holds only characters RFC 3986 allows there: what the
@@ -45,6 +45,10 @@ class UrlError : public ValueError {
 
 class Url {
  public:
+  // An empty URL (every component empty, str() == ""): a placeholder to
+  // assign a parsed one to.
+  Url() = default;
+
   // Parses an absolute URL (it must have a scheme). Leading and trailing
   // spaces and control characters are dropped, tabs and newlines inside are
   // removed (as browsers do with href values). Throws UrlError.
@@ -89,7 +93,6 @@ class Url {
   friend bool operator==(const Url& a, const Url& b) { return a.str() == b.str(); }
 
  private:
-  Url() = default;
   std::string scheme_;
   std::string userinfo_;
   std::string host_;

@@ -166,6 +166,15 @@ TEST_CASE("resolution handles the links crawlers meet") {
   CHECK(Url::parse("http://[::1]:81/x/").resolve("../y").str() == "http://[::1]:81/y");
 }
 
+TEST_CASE("a default-constructed Url is empty") {
+  Url u;
+  CHECK(u.str().empty());
+  CHECK(u.scheme().empty());
+  CHECK(u.host().empty());
+  u = Url::parse("http://h/");
+  CHECK(u.str() == "http://h/");
+}
+
 TEST_CASE("equal URLs compare equal after normalisation") {
   CHECK(Url::parse("HTTP://EXAMPLE.com:80/%7Ea/./b") == Url::parse("http://example.com/~a/b"));
   CHECK_FALSE(Url::parse("http://example.com/a") == Url::parse("http://example.com/A"));

@@ -1,0 +1,488 @@
+// crawler: corio's flagship example. Crawls from start URLs, politely, and
+// writes one JSON line per URL.
+//
+//   crawler http://127.0.0.1:8080/ --concurrency 32 --per-host 8 --output pages.jsonl
+//   crawler http://127.0.0.1:8080/ --state crawl.db      # Ctrl+C, then the same command resumes
+//
+// What it shows: a bounded set of worker tasks fed by a corio::Queue; per-host
+// Semaphores and politeness delays; robots.txt fetched once per host while
+// the other workers wait on an Event; redirects and retries with backoff;
+// big pages parsed on the thread pool (to_thread) so the loop never stalls;
+// the crawl state in SQLite written by a thread fed through a BridgeQueue;
+// Ctrl+C handled as a graceful shutdown (RunOptions::request_shutdown):
+// no new fetches, the ones in flight finish and are written, then exit 130.
+#include <corio/corio.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "links.hpp"
+#include "robots.hpp"
+#include "state.hpp"
+
+namespace http = corio::http;
+using corio::Task;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* kUsage =
+    "usage: crawler URL... [options]\n"
+    "  --output FILE        JSON Lines, one object per URL (default: stdout)\n"
+    "  --concurrency N      fetches in flight overall (default 16)\n"
+    "  --per-host N         fetches in flight per host (default 4)\n"
+    "  --delay SECS         at least this long between requests to one host (default 0;\n"
+    "                       a robots.txt Crawl-delay raises it)\n"
+    "  --max-depth N        links followed from the start URLs (default 5)\n"
+    "  --max-pages N        stop after N URLs (default 10000)\n"
+    "  --max-bytes N        largest body read, in bytes (default 5 MiB)\n"
+    "  --allow-host HOST    also follow links to HOST (repeatable; default: the start hosts)\n"
+    "  --retries N          retries after a timeout or a 5xx, with backoff (default 2)\n"
+    "  --timeout SECS       per request (default 15)\n"
+    "  --state FILE         keep the frontier and results in FILE (SQLite); a stopped\n"
+    "                       crawl started again with the same FILE resumes\n"
+    "  --no-robots          do not fetch or obey robots.txt\n"
+    "  --user-agent UA      (default corio-crawler/0.1)\n"
+    "  --quiet              no progress line\n"
+    "  --backend io_uring|epoll\n";
+
+struct Options {
+  std::vector<std::string> starts;
+  std::string output, state, user_agent = "corio-crawler/0.1";
+  int concurrency = 16, per_host = 4, max_depth = 5, retries = 2;
+  long max_pages = 10000;
+  std::size_t max_bytes = 5u << 20;
+  double delay = 0, timeout = 15;
+  bool robots = true, quiet = false;
+  std::set<std::string> allow_hosts;
+};
+
+[[noreturn]] void usage_error(const std::string& why) {
+  std::fprintf(stderr, "crawler: %s (try --help)\n", why.c_str());
+  std::exit(2);
+}
+
+double number(const std::string& opt, const std::string& v, double lo, double hi) {
+  char* end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  if (end == v.c_str() || *end || d < lo || d > hi) usage_error(opt + ": '" + v + "' is not a valid value");
+  return d;
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string name = a, value;
+    bool has_value = false;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      has_value = true;
+    }
+    auto val = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) usage_error(name + " needs a value");
+      return argv[++i];
+    };
+    if (name == "--help" || name == "-h") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    } else if (name == "--output") o.output = val();
+    else if (name == "--concurrency") o.concurrency = static_cast<int>(number(name, val(), 1, 100000));
+    else if (name == "--per-host") o.per_host = static_cast<int>(number(name, val(), 1, 100000));
+    else if (name == "--delay") o.delay = number(name, val(), 0, 3600);
+    else if (name == "--max-depth") o.max_depth = static_cast<int>(number(name, val(), 0, 1000));
+    else if (name == "--max-pages") o.max_pages = static_cast<long>(number(name, val(), 1, 1e9));
+    else if (name == "--max-bytes") o.max_bytes = static_cast<std::size_t>(number(name, val(), 1, 1e12));
+    else if (name == "--allow-host") o.allow_hosts.insert(val());
+    else if (name == "--retries") o.retries = static_cast<int>(number(name, val(), 0, 100));
+    else if (name == "--timeout") o.timeout = number(name, val(), 0.001, 86400);
+    else if (name == "--state") o.state = val();
+    else if (name == "--no-robots") o.robots = false;
+    else if (name == "--user-agent") o.user_agent = val();
+    else if (name == "--quiet") o.quiet = true;
+    else if (name == "--backend") {
+      std::string b = val();
+      if (b != "io_uring" && b != "epoll") usage_error("--backend must be io_uring or epoll");
+      setenv("CORIO_BACKEND", b.c_str(), 1);
+    } else if (a.rfind("-", 0) == 0) usage_error("unknown option " + a);
+    else o.starts.push_back(a);
+  }
+  if (o.starts.empty() && o.state.empty()) usage_error("no start URL");
+  return o;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);  // UTF-8 passes through (URLs are ASCII after parsing)
+        }
+    }
+  }
+  return out + "\"";
+}
+
+struct Item {
+  std::string url;
+  int depth = 0;
+};
+
+struct Host {
+  std::unique_ptr<corio::Semaphore> slots;
+  Clock::time_point next_allowed{};
+  double delay = 0;
+  std::optional<crawler::RobotsRules> robots;
+  bool robots_started = false;
+  std::unique_ptr<corio::Event> robots_ready = std::make_unique<corio::Event>();
+  int active = 0;
+};
+
+class Crawler {
+ public:
+  explicit Crawler(const Options& o) : o_(o), queue_() {
+    http::ClientOptions co;
+    co.max_connections_per_host = static_cast<std::size_t>(o.per_host);
+    co.max_connections = static_cast<std::size_t>(o.concurrency) + 8;
+    co.read_timeout = std::chrono::duration_cast<corio::Duration>(std::chrono::duration<double>(o.timeout));
+    co.connect_timeout = co.read_timeout;
+    co.max_redirects = 10;
+    co.user_agent = o.user_agent;
+    client_ = std::make_unique<http::Client>(co);
+  }
+
+  Task<int> run();
+
+ private:
+  Task<void> open_output_and_state();
+  Task<void> enqueue(std::string url, int depth);
+  Task<void> worker();
+  Task<void> crawl_one(Item item);
+  Task<bool> robots_allows(Host& h, const http::Url& u);
+  Task<void> progress();
+  Task<void> emit(const std::string& url, std::string record);
+  Host& host_for(const http::Url& u);
+  bool follows(const http::Url& u) const { return allowed_hosts_.count(u.host_header()) > 0; }
+
+  const Options& o_;
+  std::unique_ptr<http::Client> client_;
+  corio::Queue<Item> queue_;
+  std::unordered_set<std::string> seen_;
+  std::unordered_map<std::string, Host> hosts_;
+  std::set<std::string> allowed_hosts_;
+  std::unique_ptr<crawler::CrawlState> state_;
+  FILE* out_ = stdout;
+  long scheduled_ = 0;  // URLs admitted (counts toward --max-pages)
+  long done_ = 0, errors_ = 0, in_flight_ = 0, resumed_done_ = 0;
+  std::uint64_t bytes_ = 0;
+  std::map<int, long> by_status_;
+  Clock::time_point started_ = Clock::now();
+  bool stopping_ = false;
+};
+
+Host& Crawler::host_for(const http::Url& u) {
+  Host& h = hosts_[u.origin()];
+  if (!h.slots) {
+    h.slots = std::make_unique<corio::Semaphore>(o_.per_host);
+    h.delay = o_.delay;
+  }
+  return h;
+}
+
+Task<void> Crawler::enqueue(std::string url, int depth) {
+  if (scheduled_ >= o_.max_pages || !seen_.insert(url).second) co_return;
+  ++scheduled_;
+  if (state_) co_await state_->queued(url, depth);
+  Item it{std::move(url), depth};
+  queue_.put_nowait(std::move(it));
+}
+
+// robots.txt is fetched once per host; workers for that host wait for it.
+Task<bool> Crawler::robots_allows(Host& h, const http::Url& u) {
+  if (!o_.robots) co_return true;
+  if (!h.robots_started) {
+    h.robots_started = true;
+    crawler::RobotsRules rules = crawler::RobotsRules::allow_all();
+    bool failed = false;
+    try {
+      auto r = co_await client_->get(u.origin() + "/robots.txt");
+      if (r.status >= 200 && r.status < 300) {
+        rules = crawler::RobotsRules::parse(r.body, o_.user_agent);
+      } else if (r.status >= 500) {
+        rules = crawler::RobotsRules::disallow_all();  // RFC 9309 §2.3.1.4
+      }  // 4xx: no rules
+    } catch (const std::exception&) {
+      failed = true;
+    }
+    if (failed) rules = crawler::RobotsRules::disallow_all();  // unreachable: assume complete disallow
+    if (rules.crawl_delay()) h.delay = std::max(h.delay, *rules.crawl_delay());
+    h.robots = std::move(rules);
+    h.robots_ready->set();
+  }
+  co_await h.robots_ready->wait();
+  co_return h.robots->allowed(u.target());
+}
+
+Task<void> Crawler::emit(const std::string& url, std::string record) {
+  std::fputs(record.c_str(), out_);
+  std::fputc('\n', out_);
+  if (state_) co_await state_->done(url, std::move(record));
+}
+
+Task<void> Crawler::crawl_one(Item item) {
+  const auto t0 = Clock::now();
+  http::Url url = http::Url::parse(item.url);
+  Host& host = host_for(url);
+  int status = 0;
+  std::string final_url = item.url, content_type, error;
+  std::vector<std::string> redirects;
+  std::size_t links = 0, bytes = 0;
+  if (!(co_await robots_allows(host, url))) {
+    error = "disallowed by robots.txt";
+  } else {
+    co_await host.slots->acquire();
+    ++host.active;
+    for (int attempt = 0;; ++attempt) {
+      // Politeness: at most one request per host per `delay` seconds.
+      auto now = Clock::now();
+      if (host.delay > 0) {
+        auto when = std::max(now, host.next_allowed);
+        host.next_allowed = when + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(host.delay));
+        if (when > now) co_await corio::sleep(when - now);
+      }
+      bool retry = false;
+      error.clear();
+      try {
+        auto r = co_await client_->stream("GET", item.url);
+        status = r.status;
+        final_url = r.url.str();
+        redirects.clear();
+        for (const auto& h : r.history) redirects.push_back(h.str());
+        content_type = std::string(r.header("Content-Type"));
+        const bool html = content_type.find("text/html") != std::string::npos ||
+                          content_type.find("application/xhtml+xml") != std::string::npos;
+        std::string body;
+        bool too_big = false;
+        try {
+          body = co_await r.read_body(o_.max_bytes);
+        } catch (const http::BodyTooLarge&) {
+          too_big = true;
+        }
+        bytes = body.size();
+        if (too_big) {
+          error = "body larger than " + std::to_string(o_.max_bytes) + " bytes (not parsed)";
+        } else if (status >= 500 && attempt < o_.retries) {
+          retry = true;
+        } else if (status >= 200 && status < 300 && html) {
+          crawler::PageLinks found;
+          if (body.size() > 256 * 1024) {  // a big page: parse it off the loop
+            found = co_await corio::to_thread(crawler::extract_links, std::cref(r.url), std::string_view(body));
+          } else {
+            found = crawler::extract_links(r.url, body);
+          }
+          links = found.urls.size();
+          if (item.depth < o_.max_depth && !stopping_) {
+            for (const http::Url& l : found.urls) {
+              if (follows(l)) co_await enqueue(l.str(), item.depth + 1);
+            }
+          }
+        }
+      } catch (const corio::TimeoutError& e) {
+        error = e.what();
+        retry = attempt < o_.retries;
+      } catch (const corio::ConnectionError& e) {
+        error = e.what();
+        retry = attempt < o_.retries;
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      if (!retry || stopping_) break;
+      co_await corio::sleep(std::chrono::duration<double>(0.25 * std::pow(2.0, attempt)));  // backoff
+    }
+    --host.active;
+    host.slots->release();
+  }
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  std::string rec = "{\"url\":" + json_string(item.url) + ",\"final_url\":" + json_string(final_url) +
+                    ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
+                    ",\"depth\":" + std::to_string(item.depth) + ",\"bytes\":" + std::to_string(bytes) +
+                    ",\"content_type\":" + (content_type.empty() ? std::string("null") : json_string(content_type)) +
+                    ",\"links\":" + std::to_string(links) + ",\"redirects\":[";
+  for (std::size_t i = 0; i < redirects.size(); ++i) rec += (i ? "," : "") + json_string(redirects[i]);
+  char elapsed[32];
+  std::snprintf(elapsed, sizeof elapsed, "%.1f", ms);
+  rec += std::string("],\"elapsed_ms\":") + elapsed + ",\"error\":" + (error.empty() ? "null" : json_string(error)) + "}";
+  ++done_;
+  bytes_ += bytes;
+  ++by_status_[status];
+  if (!error.empty() || status >= 400) ++errors_;
+  co_await emit(item.url, std::move(rec));
+}
+
+Task<void> Crawler::worker() {
+  for (;;) {
+    Item item;
+    bool shut = false;
+    try {
+      item = co_await queue_.get();
+    } catch (const corio::QueueShutDown&) {
+      shut = true;
+    }
+    if (shut) co_return;
+    if (stopping_) {  // graceful stop: what is queued stays in the state file
+      queue_.task_done();
+      continue;
+    }
+    ++in_flight_;
+    std::exception_ptr err;
+    try {
+      co_await crawl_one(std::move(item));
+    } catch (...) {
+      err = std::current_exception();
+    }
+    --in_flight_;
+    queue_.task_done();
+    if (err) std::rethrow_exception(err);  // a bug or a cancellation, not a bad page
+  }
+}
+
+Task<void> Crawler::progress() {
+  const bool tty = !o_.quiet && isatty(2);
+  long last_done = 0;
+  auto last_t = Clock::now();
+  for (int tick = 0;; ++tick) {
+    co_await corio::sleep(tty ? 250ms : 1000ms);
+    if (o_.quiet) continue;
+    auto now = Clock::now();
+    double secs = std::chrono::duration<double>(now - started_).count();
+    double rate = static_cast<double>(done_) / std::max(secs, 1e-9);
+    if (tty) {
+      std::fprintf(stderr, "\r\033[Kdone %ld | in flight %ld | queued %zu | %.0f pages/s | errors %ld", done_,
+                   in_flight_, queue_.qsize(), rate, errors_);
+    } else if (tick % 5 == 4) {
+      double recent = static_cast<double>(done_ - last_done) / std::chrono::duration<double>(now - last_t).count();
+      std::fprintf(stderr, "crawler: done %ld, in flight %ld, queued %zu, %.0f pages/s, errors %ld\n", done_, in_flight_,
+                   queue_.qsize(), recent, errors_);
+      last_done = done_;
+      last_t = now;
+    }
+  }
+}
+
+Task<int> Crawler::run() {
+  if (!o_.output.empty()) {
+    out_ = std::fopen(o_.output.c_str(), o_.state.empty() ? "w" : "a");
+    if (!out_) throw std::runtime_error("cannot write " + o_.output + ": " + std::strerror(errno));
+  }
+  crawler::LoadedState loaded;
+  if (!o_.state.empty()) {
+    const std::string* path = &o_.state;
+    auto open = [path] { return crawler::CrawlState::open(*path); };
+    state_ = co_await corio::to_thread(open);
+    crawler::CrawlState* st = state_.get();
+    auto load = [st] { return st->load(); };
+    loaded = co_await corio::to_thread(load);
+  }
+  for (const std::string& s : o_.starts) {
+    http::Url u = http::Url::parse(s);
+    if (u.scheme() != "http" && u.scheme() != "https") throw std::runtime_error("not an http(s) URL: " + s);
+    allowed_hosts_.insert(u.host_header());
+  }
+  for (const std::string& h : o_.allow_hosts) allowed_hosts_.insert(h);
+  if (!loaded.frontier.empty() || !loaded.done.empty()) {
+    // Resume: what was fetched is never fetched again.
+    for (const std::string& d : loaded.done) seen_.insert(d);
+    resumed_done_ = static_cast<long>(loaded.done.size());
+    scheduled_ = resumed_done_;
+    for (auto& f : loaded.frontier) {
+      if (seen_.insert(f.url).second) {
+        ++scheduled_;
+        if (auto u = http::Url::try_parse(f.url)) allowed_hosts_.insert(u->host_header());
+        queue_.put_nowait(Item{f.url, f.depth});
+      }
+    }
+    std::fprintf(stderr, "crawler: resuming: %ld fetched before, %zu queued\n", resumed_done_, queue_.qsize());
+  } else {
+    for (const std::string& s : o_.starts) co_await enqueue(http::Url::parse(s).without_fragment().str(), 0);
+  }
+
+  corio::EventLoop& loop = corio::EventLoop::current();
+  std::vector<corio::TaskHandle<void>> workers;
+  for (int i = 0; i < o_.concurrency; ++i) workers.push_back(corio::create_task(worker(), "crawl-worker"));
+  auto prog = corio::create_task(progress(), "progress");
+  // Done when every admitted URL was crawled, or a signal asked us to stop.
+  auto all_done = corio::create_task([](corio::Queue<Item>& q) -> Task<void> { co_await q.join(); }(queue_));
+  auto stop = corio::create_task([](corio::EventLoop& l) -> Task<void> { co_await l.shutdown_event().wait(); }(loop));
+  std::vector<corio::TaskHandle<void>> either{all_done, stop};
+  co_await corio::wait(std::move(either), corio::FIRST_COMPLETED);
+  if (stop.done()) {
+    stopping_ = true;  // in-flight fetches finish and are written; queued ones stay in --state
+    std::fprintf(stderr, "%scrawler: stopping: finishing %ld fetches in flight\n", isatty(2) ? "\n" : "", in_flight_);
+    co_await all_done;
+  }
+  stop.cancel();
+  queue_.shutdown();
+  for (auto& w : workers) co_await w;
+  prog.cancel();
+  if (out_ != stdout) std::fclose(out_);
+  else std::fflush(stdout);
+  if (state_) co_await state_->close();
+  double secs = std::chrono::duration<double>(Clock::now() - started_).count();
+  if (!o_.quiet && isatty(2)) std::fprintf(stderr, "\r\033[K");
+  std::string statuses;
+  for (auto& [st, n] : by_status_) statuses += " " + (st ? std::to_string(st) : std::string("none")) + ":" + std::to_string(n);
+  std::fprintf(stderr,
+               "crawler: %ld pages in %.2f s (%.0f pages/s), %llu bytes, %ld errors, statuses%s%s\n", done_, secs,
+               static_cast<double>(done_) / std::max(secs, 1e-9), static_cast<unsigned long long>(bytes_), errors_,
+               statuses.c_str(), stopping_ ? " (stopped early; --state resumes)" : "");
+  co_return 0;
+}
+
+// The crawler (and its client's connections) live and die on the loop.
+Task<int> crawl_main(const Options* o) {
+  Crawler c(*o);
+  co_return co_await c.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse_args(argc, argv);
+  corio::RunOptions ro;
+  ro.on_signal = corio::SignalPolicy::request_shutdown;
+  ro.shutdown_grace = std::chrono::milliseconds(static_cast<long>(o.timeout * 1000) + 2000);
+  try {
+    return corio::run(crawl_main(&o), ro);
+  } catch (const corio::SignalExit& e) {
+    return e.exit_status();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "crawler: %s\n", e.what());
+    return 1;
+  }
+}
