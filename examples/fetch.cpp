@@ -187,9 +187,8 @@ Task<int> fetch(const Options* o) {
       }
     };
   }
-  if (o->insecure || !o->cacert.empty()) {
-    // TLS options are wired in with the TLS layer; plain http ignores them.
-  }
+  co.tls.ca_file = o->cacert;
+  co.tls.insecure_skip_verify_dangerous = o->insecure;
   http::Client client(co);
   FILE* out = stdout;
   if (!o->output.empty()) {

@@ -72,7 +72,7 @@ StreamConn::~StreamConn() {
 
 void StreamConn::throw_read_error() const {
   if (filter_) filter_->rethrow_read_error();
-  throw_os_error(read_err_, "recv", peer_.empty() ? sock_.describe() : peer_.to_string());
+  throw_os_error(read_err_, "recv", sock_.describe());
 }
 
 void StreamConn::begin_read(const char* what) {

@@ -318,9 +318,6 @@ Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
     guard.host = guard.total = false;
     co_return c;
   }
-  if (url.is_secure()) {
-    throw UnsupportedScheme("https is not available in this build: " + url.str());
-  }
   while (open_ >= opts_.max_connections && evict_one_idle()) {
   }
   std::string peer = url.host_header();
@@ -328,6 +325,12 @@ Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
   if (opts_.trace) opts_.trace(TraceEvent::connecting, peer);
   ConnectOptions co;
   co.connect_timeout = opts_.connect_timeout;
+  if (url.is_secure()) {
+    if (!tls_) tls_ = opts_.tls_context ? opts_.tls_context : TlsContext::client(opts_.tls);
+    co.tls = tls_;
+    co.server_hostname = url.host();  // checked against the certificate, sent as SNI
+    co.tls_handshake_timeout = opts_.connect_timeout;
+  }
   StreamPair sp = co_await open_connection(url.host(), url.port(), co);
   if (opts_.trace) opts_.trace(TraceEvent::connected, peer);
   auto c = std::make_unique<ClientConn>();

@@ -40,7 +40,8 @@
 //
 // Errors, by kind: HttpStatusError (raise_for_status), TooManyRedirects,
 // MalformedResponse and IncompleteBody (what was wrong), BodyTooLarge,
-// ReadTimeout/ConnectTimeoutError, ConnectionRefusedError /
+// ReadTimeout/ConnectTimeoutError, TlsError/TlsCertificateError (with
+// OpenSSL's reason: "certificate has expired"), ConnectionRefusedError /
 // ConnectionResetError / NameNotFoundError from net/errors.hpp, UrlError for
 // a bad URL, UnsupportedScheme for other than http/https.
 //
@@ -69,6 +70,7 @@
 #include "net/http/parser.hpp"
 #include "net/http/url.hpp"
 #include "net/stream.hpp"
+#include "net/tls.hpp"
 
 namespace corio::http {
 
@@ -132,6 +134,13 @@ struct ClientOptions {
   std::size_t max_body_size = 64u << 20;     // request(): whole bodies (decoded)
   std::size_t max_header_bytes = 64u << 10;  // a response head
   std::string user_agent = "corio/0.1";
+  // https: the TLS issue's secure defaults (system CA store, hostname check,
+  // SNI, TLS >= 1.2). Set tls.ca_file for a private CA, tls.cert_file and
+  // key_file for a client certificate, and only in tests
+  // tls.insecure_skip_verify_dangerous. A context made elsewhere may be
+  // given instead (tls_context), e.g. to share its session cache.
+  TlsClientOptions tls;
+  std::shared_ptr<TlsContext> tls_context;
   // Called on the loop thread as an exchange progresses (fetch -v uses it).
   std::function<void(TraceEvent, std::string_view)> trace;
 };
@@ -227,6 +236,7 @@ class Client {
   bool evict_one_idle() noexcept;
 
   ClientOptions opts_;
+  std::shared_ptr<TlsContext> tls_;  // made on the first https request
   std::unordered_map<std::string, std::unique_ptr<detail::HostPool>> pools_;
   Semaphore total_slots_;
   std::size_t open_ = 0;

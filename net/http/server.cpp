@@ -216,7 +216,7 @@ class Connection {
   Task<std::string> read_body_piece();
   void write_body(std::string_view data);
   Task<void> drain_body();
-  const SocketAddress& peer() const noexcept { return c_->peer(); }
+  SocketAddress peer() const noexcept { return c_->peer(); }
 
   // ---- used by the server ----
   Connection* next() const noexcept { return next_; }
@@ -747,7 +747,7 @@ void join_workers(std::shared_ptr<Workers> w) { w->join(); }
 
 }  // namespace detail
 
-const SocketAddress& Request::peer() const noexcept { return conn_->peer(); }
+SocketAddress Request::peer() const noexcept { return conn_->peer(); }
 
 Task<std::string> Request::read_body_chunk() { return conn_->read_body_piece(); }
 

@@ -72,7 +72,7 @@ class Request {
   std::string_view header(std::string_view name) const noexcept { return head_->header(name); }
   const std::vector<Header>& headers() const noexcept { return head_->headers; }
   bool keep_alive() const noexcept { return head_->keep_alive; }
-  const SocketAddress& peer() const noexcept;
+  SocketAddress peer() const noexcept;
   bool has_body() const noexcept { return head_->body_kind != BodyKind::none; }
 
   // The next piece of the body as it arrives; "" once it is complete (or

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "coro/gather.hpp"
+#include "net/tls.hpp"
 #include "coro/sleep.hpp"
 #include "loop/event_loop.hpp"
 #include "tests/child_process.hpp"
@@ -68,10 +69,12 @@ std::string text_file() {
 
 constexpr std::uint64_t kBigSize = 110ull << 20;  // over 100 MiB
 
-// One nginx for the whole test binary, on a free port, in a temp directory.
+// One nginx for the whole test binary, on free ports, in a temp directory:
+// plain HTTP on `port`; HTTPS with a certificate from the test CA on
+// `tls_port`, and with an expired one on `expired_port`.
 struct Nginx {
   std::string dir;
-  int port = 0;
+  int port = 0, tls_port = 0, expired_port = 0;
   std::unique_ptr<test::ChildProcess> proc;
 
   Nginx() {
@@ -88,6 +91,12 @@ struct Nginx {
       for (std::uint64_t i = 0; i < kBigSize / block.size(); ++i) big << block;
     }
     port = free_port();
+    tls_port = free_port();
+    expired_port = free_port();
+    const char* script = std::getenv("CORIO_TLS_CERT_SCRIPT");
+    REQUIRE(script);
+    test::ChildProcess certs({"/bin/bash", script, dir + "/pki"});
+    REQUIRE_MESSAGE(certs.wait_exit(60000ms) == 0, certs.err());
     std::ofstream(dir + "/nginx.conf")
         << "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log " << dir << "/error.log;\npid " << dir
         << "/nginx.pid;\nevents { worker_connections 1024; }\nhttp {\n  access_log off;\n  keepalive_requests 100000;\n"
@@ -98,7 +107,12 @@ struct Nginx {
         << "    add_header X-Conn $connection always;\n"
         << "    location /gz/ { gzip on; gzip_min_length 1; gzip_types text/plain; }\n"
         << "    location = /redir { return 301 /small.txt; }\n"
-        << "    location = /loop { return 302 /loop; }\n  }\n}\n";
+        << "    location = /loop { return 302 /loop; }\n  }\n"
+        << "  server {\n    listen 127.0.0.1:" << tls_port << " ssl;\n    root " << dir << "/www;\n"
+        << "    ssl_certificate " << dir << "/pki/server.pem;\n    ssl_certificate_key " << dir << "/pki/server.key;\n  }\n"
+        << "  server {\n    listen 127.0.0.1:" << expired_port << " ssl;\n    root " << dir << "/www;\n"
+        << "    ssl_certificate " << dir << "/pki/expired.pem;\n    ssl_certificate_key " << dir
+        << "/pki/expired.key;\n  }\n}\n";
     proc = std::make_unique<test::ChildProcess>(
         std::vector<std::string>{"/usr/sbin/nginx", "-p", dir, "-c", dir + "/nginx.conf"});
     if (!wait_port(port)) {
@@ -216,6 +230,44 @@ Task<void> big_body(const Nginx* n) {
   CHECK(too_big);
 }
 
+template <class E>
+Task<std::string> tls_failure(http::Client& c, std::string url) {
+  std::string what = "(no error)";
+  try {
+    co_await c.get(url);
+  } catch (const E& e) {
+    what = e.what();
+  }
+  co_return what;
+}
+
+Task<void> https(const Nginx* n) {
+  const std::string ca = n->dir + "/pki/ca.pem";
+  const std::string ok_url = "https://127.0.0.1:" + std::to_string(n->tls_port) + "/small.txt";
+  const std::string expired_url = "https://127.0.0.1:" + std::to_string(n->expired_port) + "/small.txt";
+  http::ClientOptions o;
+  o.tls.ca_file = ca;
+  http::Client c(o);
+  for (int i = 0; i < 3; ++i) {
+    auto r = co_await c.get(ok_url);
+    CHECK(r.status == 200);
+    CHECK(r.body == "small file\n");
+  }
+  CHECK(c.stats().created == 1);  // kept alive over TLS
+  std::string expired = co_await tls_failure<TlsCertificateError>(c, expired_url);
+  CHECK_MESSAGE(expired.find("certificate has expired") != std::string::npos, expired);
+  http::Client system_store;  // the test CA is not in the system store
+  std::string unknown = co_await tls_failure<TlsCertificateError>(system_store, ok_url);
+  CHECK_MESSAGE(unknown.find("unable to get local issuer certificate") != std::string::npos, unknown);
+  http::ClientOptions dangerous;
+  dangerous.tls.insecure_skip_verify_dangerous = true;
+  http::Client insecure(dangerous);
+  CHECK((co_await insecure.get(expired_url)).status == 200);
+  // By name: the certificate's DNS name is checked (and sent as SNI).
+  auto by_name = co_await c.get("https://localhost:" + std::to_string(n->tls_port) + "/small.txt");
+  CHECK(by_name.status == 200);
+}
+
 // An HTTP/1.0 server that ends its bodies by closing the connection.
 const char* kCloseDelimitedServer = R"PY(
 import http.server, sys
@@ -267,6 +319,11 @@ TEST_CASE("nginx's redirects are followed and its redirect loop ends") {
 TEST_CASE("a body over 100 MiB from nginx streams through in bounded memory") {
   const Nginx* n = &nginx();
   test::on_each_backend([n](EventLoop& loop) { test::run_bounded(loop, big_body(n)); });
+}
+
+TEST_CASE("https against nginx: the test CA verifies, expired and unknown certificates are refused by reason") {
+  const Nginx* n = &nginx();
+  test::on_each_backend([n](EventLoop& loop) { test::run_bounded(loop, https(n)); });
 }
 
 TEST_CASE("a close-delimited body from Python's http.server is read to the close") {
