@@ -14,8 +14,9 @@ PKGS=(
   # tests (the TLS tests make certificates with openssl and talk to curl;
   # nginx-light is the HTTP client's real peer)
   doctest-dev python3 procps openssl curl nginx-light
-  # benchmark peers (bench/run.py; bench/tls_bench.sh: nginx-light)
-  python3-uvloop
+  # benchmark peers and the README's charts (bench/run.py, bench/tls_bench.sh,
+  # bench/http_client and bench/crawler: aiohttp; bench/report.py: gnuplot)
+  python3-uvloop python3-aiohttp wrk gnuplot-nox
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
 )

@@ -22,11 +22,33 @@ def sh(cmd, **kw):
     return r
 
 
+def machine():
+    import platform
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
+
+
+def save(name, title, unit, series, table, notes=""):
+    os.makedirs(os.path.join(ROOT, "bench", "report"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "report", name + ".json"), "w") as f:
+        json.dump({"name": name, "title": title, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "machine": machine(), "unit": unit, "higher_is_better": True, "series": series,
+                   "table": table, "notes": notes}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--save", action="store_true", help="write bench/report/crawler.json for bench/report.py")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(BUILD, "build.ninja")):
         sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false"], cwd=ROOT)
@@ -75,14 +97,18 @@ def main():
         srv.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     n = len(urls["first"])
-    print(f"\nCrawler: {n} URLs of a generated {a.pages}-page site served by corio's http_server (CPU 0), "
-          f"concurrency {a.concurrency}, crawler on CPU 1; {a.rounds} rounds, medians; identical URL sets\n")
-    print("| crawler | pages/s | corio io_uring ÷ this | corio epoll ÷ this |")
-    print("|---|---|---|---|")
+    head = (f"Crawler: {n} URLs of a generated {a.pages}-page site served by corio's http_server (CPU 0), "
+            f"concurrency {a.concurrency}, crawler on CPU 1; {a.rounds} rounds, medians; identical URL sets")
+    lines = ["| crawler | pages/s | corio io_uring ÷ this | corio epoll ÷ this |", "|---|---|---|---|"]
     for name, v in rows.items():
         ru = statistics.median(x / y for x, y in zip(rows["corio io_uring"], v))
         re_ = statistics.median(x / y for x, y in zip(rows["corio epoll"], v))
-        print(f"| {name} | {statistics.median(v):,.0f} | {ru:.2f} | {re_:.2f} |")
+        lines.append(f"| {name} | {statistics.median(v):,.0f} | {ru:.2f} | {re_:.2f} |")
+    table = "\n".join(lines)
+    print(f"\n{head}\n\n{table}")
+    if a.save:
+        save("crawler", "Crawler: pages/s on a local 2,000-page site", "pages/s",
+             {k: statistics.median(v) for k, v in rows.items()}, table, head)
 
 
 if __name__ == "__main__":

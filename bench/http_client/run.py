@@ -30,6 +30,27 @@ def build():
     return os.path.join(BUILD, "bench", "bench_http_client")
 
 
+def machine():
+    import platform
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
+
+
+def save(name, title, unit, series, table, notes=""):
+    os.makedirs(os.path.join(ROOT, "bench", "report"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "report", name + ".json"), "w") as f:
+        json.dump({"name": name, "title": title, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "machine": machine(), "unit": unit, "higher_is_better": True, "series": series,
+                   "table": table, "notes": notes}, f, indent=1)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -96,6 +117,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--in-flight", type=int, default=64)
+    ap.add_argument("--save", action="store_true", help="write bench/report/http_client.json for bench/report.py")
     a = ap.parse_args()
     exe = build()
     tmp = tempfile.mkdtemp(prefix="corio-client-bench-")
@@ -123,16 +145,20 @@ def main():
     def ratio(a_name, b_name):
         return statistics.median(x / y for x, y in zip(rows[a_name], rows[b_name]))
 
-    print(f"\nHTTP client: GET a 13-byte file from nginx (1 worker, CPU 0), {a.in_flight} in flight, "
-          f"keep-alive, client on CPU 1; {a.rounds} rounds × {a.seconds:g} s, medians\n")
-    print("| client | req/s | corio ÷ this (io_uring) | corio ÷ this (epoll) |")
-    print("|---|---|---|---|")
+    head = (f"HTTP client: GET a 13-byte file from nginx (1 worker, CPU 0), {a.in_flight} in flight, "
+            f"keep-alive, client on CPU 1; {a.rounds} rounds × {a.seconds:g} s, medians")
+    lines = ["| client | req/s | corio io_uring ÷ this | corio epoll ÷ this |", "|---|---|---|---|"]
     for name in rows:
         med = statistics.median(rows[name])
         if name.startswith("corio"):
-            print(f"| {name} | {med:,.0f} | | |")
+            lines.append(f"| {name} | {med:,.0f} | | |")
         else:
-            print(f"| {name} | {med:,.0f} | {ratio('corio io_uring', name):.2f} | {ratio('corio epoll', name):.2f} |")
+            lines.append(f"| {name} | {med:,.0f} | {ratio('corio io_uring', name):.2f} | {ratio('corio epoll', name):.2f} |")
+    table = "\n".join(lines)
+    print(f"\n{head}\n\n{table}")
+    if a.save:
+        save("http_client", "HTTP client: requests/s from nginx, 64 in flight", "requests/s",
+             {k: statistics.median(v) for k, v in rows.items()}, table, head)
 
 
 if __name__ == "__main__":
