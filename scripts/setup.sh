@@ -34,6 +34,22 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # nginx-light is a test peer, started by the tests on their own ports: its
+  # packaged service must not start (and hold port 80) at install time. A
+  # policy-rc.d that refuses is Debian's way; one already present is kept.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    added_policy=1
+  fi
+  rc=0
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if ((added_policy)); then $SUDO rm -f "$policy"; fi
+  if ((rc != 0)); then
+    echo "setup: apt-get install failed ($rc)" >&2
+    exit "$rc"
+  fi
 fi
 echo "setup: all packages present"
