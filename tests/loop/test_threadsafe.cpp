@@ -132,9 +132,12 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
     CHECK(lateness[10] < 50ms);
     CHECK(lateness.back() < 500ms);
 #else
-    // On time: the median within 5 ms, none later than 50 ms (ASan builds, shared machine).
-    CHECK(lateness[10] < 5ms);
-    CHECK(lateness.back() < 50ms);
+    // On time. Starved timers would be late by most of the 220 ms storm; the
+    // bounds leave room for a shared 2-core machine under load (an ASan build
+    // beside other builds has shown 10-13 ms medians). Lateness itself is
+    // measured in bench/ (threadsafe, timer_under_load).
+    CHECK(lateness[10] < 20ms);
+    CHECK(lateness.back() < 100ms);
 #endif
   });
 }
