@@ -381,7 +381,6 @@ void TlsFilter::send_close_notify(StreamConn& conn) noexcept {
 // ---- TlsContext ------------------------------------------------------------------
 
 struct TlsContext::Private {
-  static TlsContext* of(SSL* ssl) { return static_cast<TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))); }
   static detail::TlsFilter* filter_of(SSL* ssl) { return static_cast<detail::TlsFilter*>(SSL_get_app_data(ssl)); }
 
   static int new_session(SSL* ssl, SSL_SESSION* sess) {
