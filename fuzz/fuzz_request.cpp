@@ -4,6 +4,7 @@
 // and the body that follows the head goes through the body decoder.
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "net/http/parser.hpp"
@@ -31,12 +32,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ParseResult r1 = whole.parse(buf);
 
   RequestParser parts(limits);
-  ParseResult r2 = parts.parse(buf.substr(0, split < buf.size() ? split : buf.size()));
-  if (r2 == ParseResult::incomplete) r2 = parts.parse(buf);
+  // The prefix sits in another buffer, wiped before the rest arrives: the
+  // parser must carry its views over to where the bytes are now.
+  std::string prefix(buf.substr(0, split < buf.size() ? split : buf.size()));
+  ParseResult r2 = parts.parse(prefix);
+  const bool moved = r2 == ParseResult::incomplete;  // else parts' views point into prefix
+  if (moved) {
+    prefix.assign(prefix.size(), '#');
+    r2 = parts.parse(buf);
+  }
   if (r1 != r2) std::abort();
   if (r1 == ParseResult::error && whole.error_status() != parts.error_status()) std::abort();
   if (r1 != ParseResult::done) return 0;
   const RequestHead& h = whole.head();
+  if (moved && (parts.head().method != h.method || parts.head().target != h.target ||
+                parts.head().headers.size() != h.headers.size() || parts.head().method.data() != h.method.data()))
+    std::abort();
   if (h.head_size > buf.size()) std::abort();
   std::string_view head = buf.substr(0, h.head_size);
   check_inside(h.method, head);

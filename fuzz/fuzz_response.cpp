@@ -2,6 +2,7 @@
 // method, taken from the first byte), whole and split, then its body.
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "net/http/parser.hpp"
@@ -29,12 +30,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ResponseParser whole(limits);
   ParseResult r1 = whole.parse(buf, m);
   ResponseParser parts(limits);
-  ParseResult r2 = parts.parse(buf.substr(0, split < buf.size() ? split : buf.size()), m);
-  if (r2 == ParseResult::incomplete) r2 = parts.parse(buf, m);
+  std::string prefix(buf.substr(0, split < buf.size() ? split : buf.size()));
+  ParseResult r2 = parts.parse(prefix, m);
+  const bool moved = r2 == ParseResult::incomplete;  // else parts' views point into prefix
+  if (moved) {
+    prefix.assign(prefix.size(), '#');
+    r2 = parts.parse(buf, m);
+  }
   if (r1 != r2) std::abort();
   if (r1 == ParseResult::error && whole.error_status() != parts.error_status()) std::abort();
   if (r1 != ParseResult::done) return 0;
   const ResponseHead& h = whole.head();
+  if (moved && (parts.head().reason != h.reason || parts.head().status != h.status ||
+                (!h.reason.empty() && parts.head().reason.data() != h.reason.data())))
+    std::abort();
   if (h.status < 100 || h.status > 999) std::abort();
   std::string_view head = buf.substr(0, h.head_size);
   check_inside(h.reason, head);

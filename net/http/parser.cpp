@@ -420,6 +420,7 @@ void ResponseHead::rebase(const char* old_base, const char* new_base) noexcept {
 
 void RequestParser::reset() noexcept {
   head_.clear();
+  base_ = nullptr;
   scan_.reset();
   line_done_ = false;
   error_status_ = 0;
@@ -485,6 +486,10 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
 }
 
 ParseResult RequestParser::parse(std::string_view buf) {
+  if (line_done_ && buf.data() != base_) {
+    head_.rebase(base_, buf.data());  // the caller's buffer moved since the request line
+    base_ = buf.data();
+  }
   if (!line_done_) {
     // Empty lines before the request line are ignored (RFC 9112 §2.2), a few.
     std::size_t skip = scan_.skip_;
@@ -507,6 +512,7 @@ ParseResult RequestParser::parse(std::string_view buf) {
     if (line.find('\r') != std::string_view::npos) return fail(400, "bare CR in the request line");
     if (parse_request_line(line) == ParseResult::error) return ParseResult::error;
     line_done_ = true;
+    base_ = buf.data();
     scan_.line_end_ = e + 1;
     scan_.scanned_ = e + 1;
   }
@@ -594,6 +600,7 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
 
 void ResponseParser::reset() noexcept {
   head_.clear();
+  base_ = nullptr;
   scan_.reset();
   error_status_ = 0;
   error_message_.clear();
@@ -606,6 +613,10 @@ ParseResult ResponseParser::fail(int status, std::string msg) {
 }
 
 ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
+  if (scan_.line_end_ != 0 && buf.data() != base_) {
+    head_.rebase(base_, buf.data());  // the caller's buffer moved since the status line
+    base_ = buf.data();
+  }
   if (scan_.line_end_ == 0) {
     const char* nl = find_lf(buf, scan_.scanned_);
     if (!nl) {
@@ -637,6 +648,7 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
     }
     scan_.line_end_ = e + 1;
     scan_.scanned_ = e + 1;
+    base_ = buf.data();
   }
   std::size_t end = find_head_end(buf, scan_);
   if (end == 0) {

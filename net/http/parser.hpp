@@ -69,7 +69,8 @@ class RequestParser {
   explicit RequestParser(ParseLimits limits = {}) : limits_(limits) { head_.headers.reserve(16); }
 
   // Parses the request head at the start of buf. After `incomplete`, call again
-  // with the same bytes plus more. After `done` or `error`, call reset() before
+  // with the same bytes plus more (they may have moved: a receive buffer
+  // that grew or compacted; views already taken are moved along). After `done` or `error`, call reset() before
   // the next request.
   ParseResult parse(std::string_view buf);
   void reset() noexcept;
@@ -89,6 +90,7 @@ class RequestParser {
   ParseLimits limits_;
   RequestHead head_;
   detail::HeadScanner scan_;
+  const char* base_ = nullptr;  // where buf started when the request line was parsed
   bool line_done_ = false;
   int error_status_ = 0;
   std::string error_message_;
@@ -118,6 +120,7 @@ class ResponseParser {
   ParseLimits limits_;
   ResponseHead head_;
   detail::HeadScanner scan_;
+  const char* base_ = nullptr;  // where buf started when the status line was parsed
   int error_status_ = 0;
   std::string error_message_;
 };

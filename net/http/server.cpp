@@ -28,6 +28,8 @@
 
 namespace corio::http {
 
+using namespace std::string_view_literals;
+
 // ---- small pieces ----------------------------------------------------------------
 
 namespace {
@@ -333,26 +335,26 @@ void Connection::append_head(const RequestHead& h, const Response& r, bool keep,
   out_ += s_->server_line;
   out_ += date_line();
   if (!r.content_type.empty()) {
-    out_ += "Content-Type: ";
+    out_ += "Content-Type: "sv;
     out_ += r.content_type;
-    out_ += "\r\n";
+    out_ += "\r\n"sv;
   }
   for (const auto& [name, value] : r.headers) {
     out_ += name;
-    out_ += ": ";
+    out_ += ": "sv;
     out_ += value;
-    out_ += "\r\n";
+    out_ += "\r\n"sv;
   }
   if (framing == kLength) {
-    out_ += "Content-Length: ";
+    out_ += "Content-Length: "sv;
     append_uint(out_, length);
-    out_ += "\r\n";
+    out_ += "\r\n"sv;
   } else if (framing == kChunked) {
-    out_ += "Transfer-Encoding: chunked\r\n";
+    out_ += "Transfer-Encoding: chunked\r\n"sv;
   }
-  if (!keep) out_ += "Connection: close\r\n";
-  else if (h.version_minor == 0) out_ += "Connection: keep-alive\r\n";
-  out_ += "\r\n";
+  if (!keep) out_ += "Connection: close\r\n"sv;
+  else if (h.version_minor == 0) out_ += "Connection: keep-alive\r\n"sv;
+  out_ += "\r\n"sv;
 }
 
 void Connection::send_error(int status) {

@@ -504,3 +504,29 @@ TEST_CASE("an empty buffer without storage is simply incomplete") {
   std::string_view data;
   CHECK(d.decode(std::string_view(), data) == 0);
 }
+
+TEST_CASE("a head whose bytes moved between calls keeps views into the new place") {
+  const std::string full = "GET /moved/target HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n";
+  for (std::size_t split = 1; split < full.size(); ++split) {
+    std::string first = full.substr(0, split);
+    RequestParser p;
+    REQUIRE(p.parse(first) == ParseResult::incomplete);
+    std::string second = full;  // another buffer: the receive buffer grew
+    first.assign(first.size(), '#');
+    REQUIRE(p.parse(second) == ParseResult::done);
+    CHECK(p.head().method == "GET");
+    CHECK(p.head().target == "/moved/target");
+    CHECK(p.head().header("x") == "y");
+  }
+  const std::string resp = "HTTP/1.1 404 Not Here\r\nContent-Length: 0\r\n\r\n";
+  for (std::size_t split = 1; split < resp.size(); ++split) {
+    std::string first = resp.substr(0, split);
+    ResponseParser p;
+    REQUIRE(p.parse(first) == ParseResult::incomplete);
+    std::string second = resp;
+    first.assign(first.size(), '#');
+    REQUIRE(p.parse(second) == ParseResult::done);
+    CHECK(p.head().status == 404);
+    CHECK(p.head().reason == "Not Here");
+  }
+}

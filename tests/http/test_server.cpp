@@ -415,6 +415,32 @@ Task<void> pipelined_batch_main() {
   co_await stop(&run);
 }
 
+// Sixteen pipelined requests cut at awkward places (mid request line, mid
+// CRLF CRLF) and sent in pieces: the receive buffer grows and moves between
+// the pieces, and every request is still answered, in order, with its own target.
+Task<void> pipelined_cuts_main() {
+  ServerRun run;
+  co_await start(&run);
+  std::string blob;
+  for (int i = 0; i < 16; ++i) blob += "GET /target?n=" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+  const std::size_t n = blob.size() / 16;
+  const std::size_t cuts[] = {0, 7, 60, n * 3 - 2, n * 3 + 1, n * 9 + 5, blob.size()};
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  for (std::size_t i = 0; i + 1 < std::size(cuts); ++i) {
+    writer.write(blob.substr(cuts[i], cuts[i + 1] - cuts[i]));
+    co_await writer.drain();
+    co_await sleep(10ms);
+  }
+  for (int i = 0; i < 16; ++i) {
+    std::string head = co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+    CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    std::string want = "/target?n=" + std::to_string(i);
+    CHECK(co_await wait_for(reader.readexactly(want.size()), 5s) == want);
+  }
+  writer.close();
+  co_await stop(&run);
+}
+
 // A client that trickles its head one byte at a time gets 408 once the
 // header timeout (500 ms here) passes, however steadily it sends; meanwhile
 // other clients are served normally.
@@ -594,6 +620,10 @@ TEST_CASE("a keep-alive connection serves requests in turn and answers Expect: 1
 
 TEST_CASE("pipelined requests that arrive together are answered together") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pipelined_batch_main()); });
+}
+
+TEST_CASE("pipelined requests cut at awkward places are all answered in order") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pipelined_cuts_main()); });
 }
 
 TEST_CASE("slowloris headers get 408 after the header timeout while others are served") {
