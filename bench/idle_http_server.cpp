@@ -1,7 +1,7 @@
 // idle_http_server: the corio side of the idle-connection benchmark
 // (../shared/peers/run.sh's idle section, driven by peers/idleconn.c).
 //
-//   build-rel/bench/idle_http_server --port 0 [--backend io_uring|epoll]
+//   build-release/bench/idle_http_server --port 0 [--backend io_uring|epoll]
 //   listening on 127.0.0.1:41235
 //
 // Every request (anything up to a blank line) is answered with one fixed

@@ -7,12 +7,12 @@
 #   bench/peers_echo.sh              full: 3 interleaved rounds, 5 s per run
 #   ROUNDS=1 bench/peers_echo.sh     any run.sh knob passes through
 #
-# Builds corio in release mode in build-rel/ first. Quote the ratios of
+# Builds corio in release mode in build-release/ first. Quote the ratios of
 # "server CPU µs/msg" (= 1 / messages per server CPU-second) from one run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
-BUILD="${CORIO_BUILD:-$ROOT/build-rel}"
+BUILD="${CORIO_BUILD:-$ROOT/build-release}"
 
 if [[ ! -f $BUILD/build.ninja ]]; then
   meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null

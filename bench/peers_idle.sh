@@ -9,11 +9,11 @@
 #   IDLE_COUNTS="10000 19000" bench/peers_idle.sh
 #
 # The corio server is bench/idle_http_server (fixed 200 response per request,
-# keeps the connection open), once per backend. Builds build-rel/ first.
+# keeps the connection open), once per backend. Builds build-release/ first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
-BUILD="${CORIO_BUILD:-$ROOT/build-rel}"
+BUILD="${CORIO_BUILD:-$ROOT/build-release}"
 
 if [[ ! -f $BUILD/build.ninja ]]; then
   meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null

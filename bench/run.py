@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """corio's benchmark harness: every benchmark beside its peer, in one run, as ratios.
 
-    bench/run.py                 full run (release build in build-bench/, 5 rounds)
+    bench/run.py                 full run (release build in build-release/, 5 rounds)
     bench/run.py --quick         smaller sizes, 3 rounds (about a minute)
     bench/run.py --only tasks    one benchmark (a definition name or a bench key)
     bench/run.py --list          what is registered, and whether it is built
@@ -235,8 +235,8 @@ def environment():
 
 def build(build_dir, jobs):
     if not (build_dir / "build.ninja").exists():
-        subprocess.run(["meson", "setup", str(build_dir), "-Dbuildtype=release", "-Dtests=false",
-                        "-Dexamples=false"], cwd=ROOT, check=True, stdout=sys.stderr)
+        subprocess.run(["meson", "setup", str(build_dir), "-Dbuildtype=release", "-Dtests=false"],
+                       cwd=ROOT, check=True, stdout=sys.stderr)
     # Build chatter goes to stderr: stdout is the table.
     subprocess.run(["ninja", "-C", str(build_dir), f"-j{jobs}"], cwd=ROOT, check=True, stdout=sys.stderr)
     bt = cmd_out(["meson", "introspect", str(build_dir), "--buildoptions"])
@@ -465,7 +465,7 @@ def parse_args():
                    help="definition name or bench key, comma-separated or repeated (default: all)")
     p.add_argument("--backends", default="io_uring,epoll", help="corio backends to run (default both)")
     p.add_argument("--peers", default="asyncio,uvloop", help="peer labels to run (default asyncio,uvloop)")
-    p.add_argument("--build-dir", default=str(ROOT / "build-bench"))
+    p.add_argument("--build-dir", default=str(ROOT / "build-release"))
     p.add_argument("--no-build", action="store_true", help="use the existing build as it is")
     p.add_argument("-j", "--jobs", type=int, default=2, help="ninja jobs (the machine has 2 shared cores)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin with taskset")

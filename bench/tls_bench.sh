@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUILD=${BUILD:-build-bench}
+BUILD=${BUILD:-build-release}
 ROUNDS=${ROUNDS:-5}
 HS_SECONDS=${HS_SECONDS:-4}
 BULK_MB=${BULK_MB:-512}
@@ -22,7 +22,7 @@ SERVERS=${SERVERS:-"nginx corio-io_uring corio-epoll"}
 
 command -v nginx >/dev/null || { echo "tls_bench: nginx missing (scripts/setup.sh installs nginx-light)" >&2; exit 1; }
 if [[ ! -x $BUILD/bench/tls_server || ! -x $BUILD/bench/tls_load ]]; then
-  [[ -d $BUILD ]] || meson setup "$BUILD" -Dbuildtype=release -Dtests=false -Dexamples=false >/dev/null
+  [[ -d $BUILD ]] || meson setup "$BUILD" -Dbuildtype=release -Dtests=false >/dev/null
   ninja -C "$BUILD" -j2 bench/tls_server bench/tls_load >/dev/null
 fi
 

@@ -13,7 +13,7 @@ import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, s
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.join(ROOT, "build-bench")
+BUILD = os.path.join(ROOT, "build-release")
 
 
 def sh(cmd, **kw):
@@ -25,7 +25,7 @@ def sh(cmd, **kw):
 
 def build():
     if not os.path.exists(os.path.join(BUILD, "build.ninja")):
-        sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false", "-Dexamples=false"], cwd=ROOT)
+        sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false"], cwd=ROOT)
     sh(["ninja", "-C", BUILD, "bench/bench_http_client"], cwd=ROOT)
     return os.path.join(BUILD, "bench", "bench_http_client")
 
