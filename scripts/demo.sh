@@ -27,8 +27,13 @@ ninja -C build-release examples/http_server examples/crawler/crawler >/dev/null
 work=$(mktemp -d /tmp/corio-demo-XXXXXX)
 server_pid=
 cleanup() {
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  local rc=$?
+  if [[ -n $server_pid ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true  # it exits 143 on SIGTERM, as servers here do
+  fi
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 python3 scripts/gen_site.py "$work/site" --pages "$pages" | sed 's/^/demo: /'
