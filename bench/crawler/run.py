@@ -11,6 +11,8 @@ interleaved. Both must find the identical URL set (checked every round).
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from saved import save  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build-release")
 
@@ -20,27 +22,6 @@ def sh(cmd, **kw):
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     return r
-
-
-def machine():
-    import platform
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
-
-
-def save(name, title, unit, series, table, notes=""):
-    os.makedirs(os.path.join(ROOT, "bench", "report"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "report", name + ".json"), "w") as f:
-        json.dump({"name": name, "title": title, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "machine": machine(), "unit": unit, "higher_is_better": True, "series": series,
-                   "table": table, "notes": notes}, f, indent=1)
 
 
 def main():

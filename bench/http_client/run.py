@@ -12,6 +12,8 @@ interleaved; the table shows medians and the ratios within each round.
 import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from saved import save  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "build-release")
 
@@ -28,27 +30,6 @@ def build():
         sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false"], cwd=ROOT)
     sh(["ninja", "-C", BUILD, "bench/bench_http_client"], cwd=ROOT)
     return os.path.join(BUILD, "bench", "bench_http_client")
-
-
-def machine():
-    import platform
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}"
-
-
-def save(name, title, unit, series, table, notes=""):
-    os.makedirs(os.path.join(ROOT, "bench", "report"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "report", name + ".json"), "w") as f:
-        json.dump({"name": name, "title": title, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "machine": machine(), "unit": unit, "higher_is_better": True, "series": series,
-                   "table": table, "notes": notes}, f, indent=1)
 
 
 def free_port():

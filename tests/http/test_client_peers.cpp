@@ -20,6 +20,7 @@
 #include "coro/sleep.hpp"
 #include "loop/event_loop.hpp"
 #include "tests/child_process.hpp"
+#include "tests/peer_ports.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -29,37 +30,6 @@ namespace http = corio::http;
 namespace fs = std::filesystem;
 
 namespace {
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-bool port_open(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-bool wait_port(int port) {
-  for (int i = 0; i < 500; ++i) {
-    if (port_open(port)) return true;
-    usleep(10'000);
-  }
-  return false;
-}
 
 std::string text_file() {
   std::string s;
@@ -90,9 +60,9 @@ struct Nginx {
       for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>('a' + i % 26);
       for (std::uint64_t i = 0; i < kBigSize / block.size(); ++i) big << block;
     }
-    port = free_port();
-    tls_port = free_port();
-    expired_port = free_port();
+    port = test::free_tcp_port();
+    tls_port = test::free_tcp_port();
+    expired_port = test::free_tcp_port();
     const char* script = std::getenv("CORIO_TLS_CERT_SCRIPT");
     REQUIRE(script);
     test::ChildProcess certs({"/bin/bash", script, dir + "/pki"});
@@ -115,7 +85,7 @@ struct Nginx {
         << "/pki/expired.key;\n  }\n}\n";
     proc = std::make_unique<test::ChildProcess>(
         std::vector<std::string>{"/usr/sbin/nginx", "-p", dir, "-c", dir + "/nginx.conf"});
-    if (!wait_port(port)) {
+    if (!test::wait_tcp_port(port)) {
       std::ifstream log(dir + "/error.log");
       std::string s((std::istreambuf_iterator<char>(log)), {});
       FAIL("nginx did not start: " << s);
@@ -327,10 +297,10 @@ TEST_CASE("https against nginx: the test CA verifies, expired and unknown certif
 }
 
 TEST_CASE("a close-delimited body from Python's http.server is read to the close") {
-  int port = free_port();
+  int port = test::free_tcp_port();
   test::ChildProcess py({"/usr/bin/python3", "-c", kCloseDelimitedServer, std::to_string(port)});
   REQUIRE(py.wait_for_stdout("listening", 10000ms));
-  REQUIRE(wait_port(port));
+  REQUIRE(test::wait_tcp_port(port));
   test::on_each_backend([port](EventLoop& loop) { test::run_bounded(loop, close_delimited(port)); });
   py.signal(SIGTERM);
   py.wait_exit(5000ms);

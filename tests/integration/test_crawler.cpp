@@ -27,6 +27,7 @@
 #include "loop/to_thread.hpp"
 #include "net/http/server.hpp"
 #include "tests/child_process.hpp"
+#include "tests/peer_ports.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -110,18 +111,6 @@ void crawl_and_compare(const std::string& dir, const std::string& base, const st
     CHECK(redirected.find("\"final_url\":\"" + base + "/sec00/\"") != std::string::npos);
     CHECK(c.err().find("crawler: " + std::to_string(found.size()) + " pages") != std::string::npos);
   }
-}
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // ---- a counting server, in this process ---------------------------------------
@@ -228,7 +217,7 @@ TEST_CASE("the crawler finds exactly the reference crawler's URLs on corio's ser
   REQUIRE(first.rfind("listening on 127.0.0.1:", 0) == 0);
   crawl_and_compare(dir, "http://" + first.substr(13), tmp.path, "corio");
 
-  int port = free_port();
+  int port = test::free_tcp_port();
   fs::create_directories(tmp.path + "/ngx");
   std::ofstream(tmp.path + "/ngx/nginx.conf")
       << "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log " << tmp.path << "/ngx/error.log;\npid "
@@ -238,17 +227,7 @@ TEST_CASE("the crawler finds exactly the reference crawler's URLs on corio's ser
       << "  scgi_temp_path " << tmp.path << "/ngx;\n  types { text/html html; text/plain txt; }\n"
       << "  server { listen 127.0.0.1:" << port << "; root " << tmp.path << "/site; }\n}\n";
   test::ChildProcess ngx({"/usr/sbin/nginx", "-p", tmp.path + "/ngx", "-c", tmp.path + "/ngx/nginx.conf"});
-  for (int i = 0; i < 500; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    if (up) break;
-    usleep(10'000);
-  }
+  REQUIRE(test::wait_tcp_port(port));
   crawl_and_compare(dir, "http://127.0.0.1:" + std::to_string(port), tmp.path, "nginx");
   ngx.signal(SIGQUIT);
   ngx.wait_exit(10s);
@@ -261,7 +240,7 @@ TEST_CASE("the crawler keeps its per-host limit, ends redirect loops and retries
     return;
   }
   TempDir tmp;
-  int port = free_port();
+  int port = test::free_tcp_port();
   Run r;
   r.output = tmp.path + "/out.jsonl";
   r.argv = {dir + "/crawler/crawler", "http://127.0.0.1:" + std::to_string(port) + "/", "--output", r.output,
@@ -285,7 +264,7 @@ TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetch
     return;
   }
   TempDir tmp;
-  int port = free_port();
+  int port = test::free_tcp_port();
   std::string start = "http://127.0.0.1:" + std::to_string(port) + "/";
   Run first, second;
   first.output = second.output = tmp.path + "/out.jsonl";
