@@ -8,9 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-setup() {  # setup DIR OPTIONS...: configure (or reconfigure) and build; output shown on failure
+setup() {  # setup DIR [TARGETS -- ] OPTIONS...: configure (or reconfigure) and build; output shown on failure
   local dir=$1
   shift
+  local targets=()
+  if [[ " $* " == *" -- "* ]]; then
+    while [[ $1 != -- ]]; do targets+=("$1"); shift; done
+    shift
+  fi
   local log
   log=$(mktemp)
   if ! {
@@ -18,7 +23,11 @@ setup() {  # setup DIR OPTIONS...: configure (or reconfigure) and build; output 
       meson configure "$dir" "$@"
     else
       meson setup "$dir" "$@"
-    fi && ninja -C "$dir"
+    fi && if ((${#targets[@]})); then
+      ninja -C "$dir" $(targets_of "$dir" "${targets[@]}")
+    else
+      ninja -C "$dir"
+    fi
   } >"$log" 2>&1; then
     cat "$log"
     rm -f "$log"
@@ -26,6 +35,17 @@ setup() {  # setup DIR OPTIONS...: configure (or reconfigure) and build; output 
     exit 1
   fi
   rm -f "$log"
+}
+
+targets_of() {  # targets_of DIR SUITE...: the ninja targets of those suites' test programs
+  local dir=$1
+  shift
+  meson introspect "$dir" --tests | python3 -c '
+import json, os, sys
+d, suites = os.path.abspath(sys.argv[1]), set(sys.argv[2:])
+tests = json.load(sys.stdin)
+print(" ".join(sorted({os.path.relpath(t["cmd"][0], d) for t in tests
+                       if suites & {s.split(":")[-1] for s in t["suite"]}})))' "$dir" "$@"
 }
 
 passed=0
@@ -53,10 +73,11 @@ PY
 }
 
 echo "== building (normal, asan+ubsan, tsan)"
-setup build -Dbuildtype=debugoptimized
+setup build -Dbuildtype=debugoptimized -Dbench=false
 setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
   -Dexamples=false -Dbench=false
-setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
+# TSan checks the thread bridge only: build just those test programs.
+setup build-tsan bridge -- -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
 
 run_pass "tests (normal build, io_uring and epoll)" build
 ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
