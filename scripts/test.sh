@@ -3,8 +3,9 @@
 #   1. the normal build (debugoptimized) and every test, on both backends;
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included);
-#   3. the thread-bridge suite under ThreadSanitizer.
-# Prints one closing line "N passed, N failed" over the three passes.
+#   3. the thread-bridge suite under ThreadSanitizer;
+#   4. the HTTP parsers' fuzzers: corpus replay, then 60 s each.
+# Prints one closing line "N passed, N failed" over the four passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,6 +86,20 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run_pass "tests under ASan+UBSan" build-asan --timeout-multiplier 3
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   run_pass "bridge tests under TSan" build-tsan --suite bridge --timeout-multiplier 3
+
+# The HTTP parsers' libFuzzer targets (clang): replay the checked-in corpus,
+# then fuzz each target for a while (60 s; CORIO_FUZZ_SECONDS to change).
+echo "== fuzzers (corpus replay, then ${CORIO_FUZZ_SECONDS:-60} s per target)"
+fuzz_log=$(mktemp)
+if scripts/fuzz.sh run "${CORIO_FUZZ_SECONDS:-60}" >"$fuzz_log" 2>&1; then
+  passed=$((passed + 1))
+  grep -E "^fuzz:|Done [0-9]+ runs" "$fuzz_log" | tail -6 || true
+else
+  failed=$((failed + 1))
+  tail -60 "$fuzz_log"
+  echo "fuzzers: FAILED"
+fi
+rm -f "$fuzz_log"
 
 echo "corio tests: $passed passed, $failed failed"
 echo "$passed passed, $failed failed"
