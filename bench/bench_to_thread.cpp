@@ -116,15 +116,16 @@ std::uint64_t burn(const std::atomic<bool>& stop) {
   return h;
 }
 
-Task<void> bench_timer_under_load(const Args& a) {
-  corio::EventLoop& loop = corio::EventLoop::current();
-  std::size_t workers = loop.default_executor().max_workers();
+// key: the bench name printed; pool: where the burners run (its size).
+Task<void> bench_timer_under_load(const Args& a, corio::ThreadPoolExecutor* pool, const char* key) {
+  std::size_t workers = pool->max_workers();
   std::atomic<bool> stop{false};
   std::vector<corio::TaskHandle<std::uint64_t>> burners;
   for (std::size_t w = 0; w < workers; ++w) {
     burners.push_back(corio::create_task(
-        [](std::atomic<bool>& s) -> Task<std::uint64_t> { co_return co_await corio::to_thread(burn, std::cref(s)); }(
-            stop)));
+        [](corio::ThreadPoolExecutor& p, std::atomic<bool>& s) -> Task<std::uint64_t> {
+          co_return co_await corio::run_in_executor(p, burn, std::cref(s));
+        }(*pool, stop)));
   }
   co_await corio::sleep(50ms);  // every worker is busy now
   std::vector<double> late;
@@ -139,9 +140,9 @@ Task<void> bench_timer_under_load(const Args& a) {
   for (auto& b : burners) sink += co_await b;
   double p50 = pct(late, 0.50), p99 = pct(late, 0.99), mx = late.empty() ? 0 : late.back();
   std::printf(
-      "{\"bench\": \"timer_under_load\", \"impl\": \"corio\", \"backend\": \"%s\", \"timer_ms\": 10, \"n\": %d, "
+      "{\"bench\": \"%s\", \"impl\": \"corio\", \"backend\": \"%s\", \"timer_ms\": 10, \"n\": %d, "
       "\"p50_lateness_us\": %.1f, \"p99_lateness_us\": %.1f, \"max_lateness_us\": %.1f, \"workers\": %zu}\n",
-      g_backend, a.timer_samples, p50, p99, mx, workers);
+      key, g_backend, a.timer_samples, p50, p99, mx, workers);
   std::fflush(stdout);
   if (sink == 42) std::printf("\n");
 }
@@ -160,7 +161,14 @@ Task<int> bench_main(const Args& a) {
   }
   if (a.spin_us >= 0) corio::EventLoop::current().default_executor().set_idle_spin(std::chrono::microseconds(a.spin_us));
   if (wanted(a, "to_thread")) co_await bench_to_thread(a);
-  if (wanted(a, "timer_under_load")) co_await bench_timer_under_load(a);
+  if (wanted(a, "timer_under_load")) {
+    corio::ThreadPoolExecutor& def = corio::EventLoop::current().default_executor();
+    co_await bench_timer_under_load(a, &def, "timer_under_load");
+    // The same load on a pool of background (SCHED_IDLE) workers.
+    corio::ThreadPoolExecutor bg(def.max_workers(), "corio-bg", corio::WorkerPriority::background);
+    co_await bench_timer_under_load(a, &bg, "timer_under_load_background");
+    bg.shutdown(true);
+  }
   co_return 0;
 }
 

@@ -41,10 +41,12 @@ std::size_t ThreadPoolExecutor::default_max_workers() noexcept {
   return std::min<std::size_t>(32, n + 4);
 }
 
-ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix)
+ThreadPoolExecutor::ThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix,
+                                       WorkerPriority priority)
     : max_workers_(max_workers ? max_workers : default_max_workers()),
       max_spinners_(std::max(1u, std::thread::hardware_concurrency() / 2)),
-      prefix_(thread_name_prefix.empty() ? "corio-pool" : std::move(thread_name_prefix)) {}
+      prefix_(thread_name_prefix.empty() ? "corio-pool" : std::move(thread_name_prefix)),
+      priority_(priority) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() { shutdown(/*wait=*/true); }
 
@@ -133,6 +135,12 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
     std::string name = prefix_ + "_" + std::to_string(w.index);
     if (name.size() > 15) name = name.substr(name.size() - 15);
     pthread_setname_np(pthread_self(), name.c_str());
+  }
+  if (priority_ == WorkerPriority::background) {
+    // Unprivileged and always allowed (lowering one's own priority); should
+    // it fail, the thread simply stays normal.
+    sched_param sp{};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
   }
   std::unique_lock lk(mu_);
   bool searching = true;  // whoever started us counted us

@@ -88,7 +88,7 @@ def main():
     table = "\n".join(lines)
     print(f"\n{head}\n\n{table}")
     if a.save:
-        save("crawler", "Crawler: pages/s on a local 2,000-page site", "pages/s",
+        save("crawler", f"Crawler: pages/s on a local {a.pages:,}-page site", "pages/s",
              {k: statistics.median(v) for k, v in rows.items()}, table, head)
 
 

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 
 #include <atomic>
@@ -76,6 +77,15 @@ TEST_CASE("submit returns a future with the value, or the exception with its typ
   auto v = pool.submit([] {});
   v.get();
   CHECK(v.done());
+}
+
+TEST_CASE("background workers run at SCHED_IDLE and normal ones at the caller's policy") {
+  ThreadPoolExecutor bg(2, "bg", WorkerPriority::background);
+  ThreadPoolExecutor normal(2, "nm");
+  CHECK(bg.priority() == WorkerPriority::background);
+  CHECK(normal.priority() == WorkerPriority::normal);
+  CHECK(bg.submit([] { return sched_getscheduler(0); }).result() == SCHED_IDLE);
+  CHECK(normal.submit([] { return sched_getscheduler(0); }).result() == sched_getscheduler(0));
 }
 
 TEST_CASE("map returns values in input order and raises the first error when its turn comes") {
