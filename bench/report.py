@@ -24,6 +24,7 @@ def chart(r, png):
         for i, (label, v) in enumerate(r["series"].items()):
             f.write(f'{i} "{label}" {v}\n')
     n = len(r["series"])
+    top = max(r["series"].values()) * 1.25  # room for the value labels
     script = f"""
 set terminal pngcairo size 720,{120 + 40 * n} font "sans,10"
 set output "{png}"
@@ -33,10 +34,10 @@ set xlabel "{r['unit']} ({'higher' if r.get('higher_is_better', True) else 'lowe
 unset key
 set grid xtics
 set yrange [-0.6:{n - 0.4}]
-set xrange [0:*]
+set xrange [0:{top}]
 set ytics noenhanced
 plot "{data}" using ($3*0.5):1:($3*0.5):(0.35):yticlabels(2) with boxxyerror lc rgb "#3b7dd8", \\
-     "" using 3:1:(sprintf(" %'.0f", $3)) with labels left offset 0.3,0 noenhanced
+     "" using 3:1:(sprintf(" %.{2 if max(r["series"].values()) < 100 else 0}f", $3)) with labels left offset 0.3,0 noenhanced
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     os.remove(data)
