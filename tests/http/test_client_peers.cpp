@@ -296,6 +296,30 @@ TEST_CASE("https against nginx: the test CA verifies, expired and unknown certif
   test::on_each_backend([n](EventLoop& loop) { test::run_bounded(loop, https(n)); });
 }
 
+TEST_CASE("examples/fetch exits 1 with the verification failure's reason, 0 with the right CA") {
+  const char* dir = std::getenv("CORIO_EXAMPLES_DIR");
+  if (!dir) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  const Nginx* n = &nginx();
+  std::string fetch = std::string(dir) + "/fetch";
+  std::string ca = n->dir + "/pki/ca.pem";
+  test::ChildProcess expired({fetch, "--cacert", ca, "https://localhost:" + std::to_string(n->expired_port) + "/small.txt"});
+  CHECK(expired.wait_exit(30000ms) == 1);
+  CHECK_MESSAGE(expired.err().find("certificate verify failed: certificate has expired") != std::string::npos,
+                expired.err());
+  test::ChildProcess unknown({fetch, "https://localhost:" + std::to_string(n->tls_port) + "/small.txt"});
+  CHECK(unknown.wait_exit(30000ms) == 1);
+  CHECK_MESSAGE(unknown.err().find("unable to get local issuer certificate") != std::string::npos, unknown.err());
+  test::ChildProcess good({fetch, "--cacert", ca, "https://localhost:" + std::to_string(n->tls_port) + "/small.txt"});
+  CHECK(good.wait_exit(30000ms) == 0);
+  CHECK(good.out() == "small file\n");
+  test::ChildProcess insecure({fetch, "-k", "https://localhost:" + std::to_string(n->expired_port) + "/small.txt"});
+  CHECK(insecure.wait_exit(30000ms) == 0);
+  CHECK(insecure.out() == "small file\n");
+}
+
 TEST_CASE("a close-delimited body from Python's http.server is read to the close") {
   int port = test::free_tcp_port();
   test::ChildProcess py({"/usr/bin/python3", "-c", kCloseDelimitedServer, std::to_string(port)});
