@@ -185,7 +185,12 @@ Task<void> big_body(const Nginx* n) {
   CHECK(total == kBigSize);
   CHECK(pattern_ok);
   CHECK(biggest <= 64 * 1024);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed blocks in a 256 MiB quarantine: RSS says nothing here.
+  (void)grown;
+#else
   CHECK_MESSAGE(grown < 32 * 1024, "RSS grew by " << grown << " KiB while streaming 110 MiB");
+#endif
   CHECK(s.body_done());
   CHECK(c.stats().idle == 1);  // read to its end: the connection went back to the pool
   bool too_big = false;
