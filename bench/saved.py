@@ -1,8 +1,18 @@
-"""What bench/http_client/run.py and bench/crawler/run.py share: the machine
-line and the summary they save (--save) for bench/report.py."""
-import json, os, platform, time
+"""What bench/http_client/run.py and bench/crawler/run.py share: the release
+tree, running a command that must succeed, the machine line and the summary
+they save (--save) for bench/report.py."""
+import json, os, platform, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build-release")
+
+
+def sh(cmd, **kw):
+    """Runs cmd, exits with its output when it fails; returns the CompletedProcess."""
+    r = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return r
 
 
 def machine():

@@ -13,16 +13,7 @@ import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, s
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from saved import save  # noqa: E402
-ROOT = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.join(ROOT, "build-release")
-
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, text=True, capture_output=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-    return r.stdout
+from saved import BUILD, ROOT, save, sh  # noqa: E402
 
 
 def build():
@@ -74,14 +65,14 @@ http {{
 
 
 def run_wrk(url, k, secs):
-    out = sh(["taskset", "-c", "1", "wrk", "-t1", f"-c{k}", f"-d{secs:g}s", url])
+    out = sh(["taskset", "-c", "1", "wrk", "-t1", f"-c{k}", f"-d{secs:g}s", url]).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     return float(m.group(1))
 
 
 def run_corio(exe, url, k, secs, backend):
     env = dict(os.environ, CORIO_BACKEND=backend)
-    out = sh(["taskset", "-c", "1", exe, url, "--in-flight", str(k), "--seconds", str(secs)], env=env)
+    out = sh(["taskset", "-c", "1", exe, url, "--in-flight", str(k), "--seconds", str(secs)], env=env).stdout
     d = json.loads(out.strip().splitlines()[-1])
     if d["errors"]:
         sys.exit(f"corio {backend}: {d['errors']} errors")
@@ -89,7 +80,7 @@ def run_corio(exe, url, k, secs, backend):
 
 
 def run_aiohttp(url, k, secs):
-    out = sh(["taskset", "-c", "1", "/usr/bin/python3", os.path.join(HERE, "aiohttp_client.py"), url, str(k), str(secs)])
+    out = sh(["taskset", "-c", "1", "/usr/bin/python3", os.path.join(HERE, "aiohttp_client.py"), url, str(k), str(secs)]).stdout
     return json.loads(out.strip().splitlines()[-1])["req_per_s"]
 
 
