@@ -42,6 +42,9 @@
 // finished (after wait_closed()). A server started after the request shuts
 // down at once. Handlers that never read again are ended by corio::run's
 // shutdown grace period (RunOptions::shutdown_grace).
+
+#include <sys/socket.h>  // SOMAXCONN
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -56,7 +59,10 @@ namespace corio {
 using ClientHandler = std::function<Task<void>(StreamReader&, StreamWriter&)>;
 
 struct ServerOptions : StreamOptions {
-  int backlog = 100;            // listen(2) queue length
+  // listen(2) queue length. asyncio's default is 100; a burst of clients
+  // larger than the queue gets SYNs dropped or resets, so corio asks for
+  // SOMAXCONN (4096; the kernel caps it at net.core.somaxconn).
+  int backlog = SOMAXCONN;
   bool reuse_address = true;    // SO_REUSEADDR (TCP; restart without waiting for TIME_WAIT)
   bool reuse_port = false;      // SO_REUSEPORT: several processes/loops share the port
   int family = AF_UNSPEC;       // restrict the resolved host to AF_INET or AF_INET6

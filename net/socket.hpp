@@ -164,7 +164,7 @@ class Socket {
 
   // ---- synchronous set-up (these never block) ------------------------------
   void bind(const SocketAddress& addr);         // AddressInUseError, OSError
-  void listen(int backlog = 128);
+  void listen(int backlog = SOMAXCONN);
   // shutdown(2): SHUT_RD, SHUT_WR (send EOF; the peer reads 0) or SHUT_RDWR.
   // Synchronous because the kernel never blocks on it; a pending recv on this
   // socket then completes with 0.

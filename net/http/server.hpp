@@ -35,6 +35,7 @@
 // A handler exception becomes 500 (HttpError: its own status) and closes the
 // connection; the exception goes to the loop's exception handler (HttpError
 // does not: it is the client's fault).
+#include <sys/socket.h>  // SOMAXCONN
 #include <sys/types.h>
 
 #include <chrono>
@@ -162,7 +163,7 @@ struct ServeOptions {
   std::chrono::milliseconds keep_alive_timeout{75'000};  // idle between requests: closed
   std::chrono::milliseconds body_timeout{30'000};        // no body byte for this long: 408
   int workers = 1;                    // loops, each on its own thread (this one included)
-  int backlog = 1024;
+  int backlog = SOMAXCONN;  // listen(2) queue (capped at net.core.somaxconn)
   bool reuse_port = false;            // SO_REUSEPORT (always on with workers > 1)
   std::string server_name = "corio";  // the Server field ("" leaves it out)
   // Called on the calling loop's thread once listening, with the bound address.
