@@ -187,7 +187,7 @@ rate = requests / float(secs) if requests > 0 else 0
 print(f"soak: {conns} conns {secs} s {backend}: {requests} requests ({rate:.0f}/s, p99 {p99.group(1) if p99 else '?'}); "
       f"errors connect {sock[0]} read {sock[1]} write {sock[2]} timeout {sock[3]} non-2xx {non2xx} {v(ok_err)}; "
       f"fds before {fds_before} after {fds_after} {v(ok_fds)}; "
-      f"rss {warm_kb / 1024:.1f} MiB at {int(warm_t)} s -> {end_kb / 1024:.1f} MiB at {int(end_t)} s "
+      f"rss {warm_kb} KiB at {int(warm_t)} s -> {end_kb} KiB at {int(end_t)} s "
       f"({growth:+.2f}% < {rss_pct}%) {v(ok_rss)}; SIGTERM exit {exit_status} {v(ok_exit)} "
       f"=> {v(ok_err and ok_fds and ok_rss and ok_exit)}")
 sys.exit(0 if ok_err and ok_fds and ok_rss and ok_exit else 1)
