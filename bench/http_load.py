@@ -261,7 +261,7 @@ async def shutdown_worker(i, port, stats, stop, args):
 async def shutdown_main(args):
     raise_fd_limit()
     srv = Server(args.server, ["--backend", args.backend, "--shutdown-grace", str(args.grace_ms),
-                               "--max-connections", str(args.connections + 1000)])
+                               "--max-connections", str(args.connections + 1000), "--workers", str(args.workers)])
     stats = Stats()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -304,7 +304,7 @@ async def shutdown_main(args):
     in_time = status is not None and exit_s <= args.grace_ms / 1000.0
     failures = stats.failed
     inflight = c["in flight at the signal, complete"]
-    print(f"shutdown: {args.connections} connections, {args.backend}; {before} responses before SIGTERM, "
+    print(f"shutdown: {args.connections} connections, {args.backend}, {args.workers} worker(s); {before} responses before SIGTERM, "
           f"{open_conns} connections open at it")
     for k in sorted(c):
         print(f"  {k}: {c[k]}")
@@ -557,6 +557,7 @@ def main():
     s.add_argument("--grace-ms", type=int, default=2000, help="the server's --shutdown-grace")
     s.add_argument("--pipelined", type=float, default=0.1, help="share of sends that pipeline two requests")
     s.add_argument("--request-timeout", type=float, default=10.0)
+    s.add_argument("--workers", type=int, default=1, help="the server's --workers (loops on threads)")
     s = sub.add_parser("slowloris")
     s.add_argument("--server", required=True)
     s.add_argument("--backend", default="io_uring", choices=["io_uring", "epoll"])

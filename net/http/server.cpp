@@ -747,6 +747,16 @@ struct Workers {
 
 void join_workers(std::shared_ptr<Workers> w) { w->join(); }
 
+// Passes this loop's shutdown on to the workers the moment it begins. Passing
+// it only once this loop has drained would let the workers accept (and answer
+// keep-alive) for as long as this loop's slowest request runs, and start their
+// own drain that much later: past corio::run's grace period, which cancels the
+// requests they accepted after the signal.
+Task<void> stop_workers_on_shutdown(std::shared_ptr<Workers> w) {
+  co_await EventLoop::current().shutdown_event().wait();
+  w->stop();
+}
+
 }  // namespace detail
 
 SocketAddress Request::peer() const noexcept { return conn_->peer(); }
@@ -821,11 +831,17 @@ Task<void> serve(Handler handler, std::string host, std::uint16_t port, ServeOpt
       }
     });
   }
+  TaskHandle<void> relay = create_task(detail::stop_workers_on_shutdown(workers), "http shutdown relay");
   std::exception_ptr failure;
   try {
     co_await detail::serve_on_loop(std::move(main_state));
   } catch (...) {
     failure = std::current_exception();
+  }
+  relay.cancel();
+  try {
+    co_await relay;
+  } catch (const CancelledError&) {
   }
   workers->stop();
   // A named function and a copied shared_ptr, not a capturing lambda: GCC 12
