@@ -203,7 +203,11 @@ class FaultBackend final : public Backend {
     return false;
   }
   ProvidedBuffers* provided_buffers() noexcept override { return inner_->provided_buffers(); }
-  char* read_scratch(std::uint32_t* len) noexcept override { return inner_->read_scratch(len); }
+  char* read_scratch(std::uint32_t* len) noexcept override {
+    scratch_ = inner_->read_scratch(len);
+    scratch_len_ = scratch_ ? *len : 0;
+    return scratch_;
+  }
   bool multishot_accept() const noexcept override { return inner_->multishot_accept(); }
 
  private:
@@ -226,6 +230,10 @@ class FaultBackend final : public Backend {
     int result;
     std::uint32_t flags;
     Clock::time_point due;
+    // The bytes of a recv into the shared read_scratch() buffer, which the
+    // next recv overwrites: put back right before the owner's callback,
+    // which copies them out at once (the scratch contract).
+    std::string scratch_bytes;
   };
   struct PendingCancel {
     IoOp* op;
@@ -307,12 +315,20 @@ class FaultBackend final : public Backend {
     op.len = r.len;
   }
 
+  bool in_scratch(const IoOp& op) const noexcept {
+    const char* p = static_cast<const char*>(op.buf);
+    return scratch_ && p >= scratch_ && p < scratch_ + scratch_len_;
+  }
+
   void hold(IoOp& op, Rec& r, int result, std::uint32_t flags, Clock::time_point due) noexcept {
     if (r.held && due < r.last_due) due = r.last_due;
     r.last_due = due;
     ++r.held;
     if (is_final(flags) && !op.internal) ++held_final_;
-    held_.push_back({&op, result, flags, due});
+    held_.push_back({&op, result, flags, due, {}});
+    if (result > 0 && (op.kind == OpKind::read || op.kind == OpKind::recv) && in_scratch(op)) {
+      held_.back().scratch_bytes.assign(static_cast<const char*>(op.buf), static_cast<std::size_t>(result));
+    }
   }
 
   // The inner backend completed op (one shot of a multishot, or the op).
@@ -403,6 +419,7 @@ class FaultBackend final : public Backend {
       Rec& r = recs_.find(h.op)->second;
       --r.held;
       if (is_final(h.flags) && !h.op->internal) --held_final_;
+      if (!h.scratch_bytes.empty()) std::memcpy(h.op->buf, h.scratch_bytes.data(), h.scratch_bytes.size());
       deliver(*h.op, h.result, h.flags);
     }
   }
@@ -417,6 +434,8 @@ class FaultBackend final : public Backend {
   std::size_t held_final_ = 0;  // held final completions of counted (non-internal) ops
   std::uint64_t gen_ = 0;
   bool stopping_ = false;
+  char* scratch_ = nullptr;  // the inner backend's read_scratch(), once asked for
+  std::uint32_t scratch_len_ = 0;
   bool trace_;  // CORIO_FAULT_TRACE: one stderr line per submission and kernel completion
 };
 
@@ -426,18 +445,24 @@ std::optional<FaultConfig> fault_config_for_new_loop() {
   std::optional<FaultConfig> cfg;
   if (g_override_set) {
     cfg = g_override;
-  } else if (const char* s = std::getenv("CORIO_FAULT_SEED"); s && *s) {
-    FaultConfig c;
-    c.seed = std::strtoull(s, nullptr, 10);
-    c.rate = env_double("CORIO_FAULT_RATE", c.rate);
-    c.hard_rate = env_double("CORIO_FAULT_HARD", 0.0);
-    cfg = c;
-    static bool announced = false;
-    if (!announced) {
-      announced = true;
+  } else {
+    // Read once per process, then taken out of the environment: the faults
+    // are for this process's loops, and child processes (the example
+    // programs the tests run, peers) must behave, and print, as usual.
+    static const std::optional<FaultConfig> from_env = [] {
+      std::optional<FaultConfig> c;
+      const char* s = std::getenv("CORIO_FAULT_SEED");
+      if (!s || !*s) return c;
+      c.emplace();
+      c->seed = std::strtoull(s, nullptr, 10);
+      c->rate = env_double("CORIO_FAULT_RATE", c->rate);
+      c->hard_rate = env_double("CORIO_FAULT_HARD", 0.0);
       std::fprintf(stderr, "corio: fault injection on: CORIO_FAULT_SEED=%llu CORIO_FAULT_RATE=%g CORIO_FAULT_HARD=%g\n",
-                   static_cast<unsigned long long>(c.seed), c.rate, c.hard_rate);
-    }
+                   static_cast<unsigned long long>(c->seed), c->rate, c->hard_rate);
+      for (const char* name : {"CORIO_FAULT_SEED", "CORIO_FAULT_RATE", "CORIO_FAULT_HARD"}) ::unsetenv(name);
+      return c;
+    }();
+    cfg = from_env;
   }
   return cfg;
 }

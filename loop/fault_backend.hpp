@@ -26,7 +26,9 @@
 //   CORIO_FAULT_HARD=R    chance per socket send/recv of a hard fault (0);
 //   CORIO_FAULT_TRACE=1   one stderr line per submission and kernel completion.
 // Loop k of the process (k = 0, 1, …) draws from seed N + k, so one test
-// binary run with the same seed and filter replays the same faults.
+// binary run with the same seed and filter replays the same faults. The
+// variables are read once and removed from the environment: child
+// processes (example programs, peers) run without faults.
 //
 // Mechanism: every submitted IoOp's complete/ctx are swapped for the
 // layer's own (and restored before the owner's callback runs), so a
