@@ -51,6 +51,27 @@ double env_double(const char* name, double dflt) {
   return v;
 }
 
+// Read at program start (before main, single-threaded), then taken out of
+// the environment: the faults are for this process's loops, and child
+// processes (the example programs the tests run, peers) must behave, and
+// print, as usual — even when they are started before any loop exists.
+std::optional<FaultConfig> read_env_config() {
+  std::optional<FaultConfig> c;
+  const char* s = std::getenv("CORIO_FAULT_SEED");
+  if (!s || !*s) return c;
+  c.emplace();
+  c->seed = std::strtoull(s, nullptr, 10);
+  c->rate = env_double("CORIO_FAULT_RATE", c->rate);
+  c->hard_rate = env_double("CORIO_FAULT_HARD", 0.0);
+  const char* em = std::getenv("CORIO_FAULT_EMFILE");
+  c->emfile = em && *em && std::strcmp(em, "0") != 0;
+  std::fprintf(stderr, "corio: fault injection on: CORIO_FAULT_SEED=%llu CORIO_FAULT_RATE=%g CORIO_FAULT_HARD=%g CORIO_FAULT_EMFILE=%d\n",
+               static_cast<unsigned long long>(c->seed), c->rate, c->hard_rate, c->emfile ? 1 : 0);
+  for (const char* name : {"CORIO_FAULT_SEED", "CORIO_FAULT_RATE", "CORIO_FAULT_HARD", "CORIO_FAULT_EMFILE"}) ::unsetenv(name);
+  return c;
+}
+const std::optional<FaultConfig> g_env_config = read_env_config();
+
 // splitmix64: tiny, seedable, good enough for fault decisions.
 class Rng {
  public:
@@ -133,7 +154,7 @@ class FaultBackend final : public Backend {
     // Completed synchronously (epoll): maybe turn it into a later completion.
     r.inner_done = true;
     int res = op.result;
-    if (r.eintr_after) {
+    if (r.eintr_after && res == 0) {
       res = -EINTR;
       ++stats_.eintr;
     }
@@ -277,7 +298,7 @@ class FaultBackend final : public Backend {
       case OpKind::accept_multishot:
       case OpKind::accept:
         // EMFILE costs a server a 100 ms pause: rarer than the others.
-        if (op.backs_off_on_emfile && rng_.chance(0.25)) {
+        if (cfg_.emfile && op.backs_off_on_emfile && rng_.chance(0.25)) {
           ++stats_.emfile;
           return EMFILE;
         }
@@ -346,7 +367,9 @@ class FaultBackend final : public Backend {
     if (final) {
       r.inner_done = true;
       if (r.translate_cancel && res == -ECANCELED && !r.user_cancel) res = -r.translate_cancel;
-      if (r.eintr_after) {
+      // Only a connect that succeeded: after a failed one the kernel
+      // reports the failure, never EINTR (and a retry would read ECONNABORTED).
+      if (r.eintr_after && res == 0) {
         res = -EINTR;
         ++stats_.eintr;
       }
@@ -356,7 +379,7 @@ class FaultBackend final : public Backend {
       if (op.kind == OpKind::recv_multishot) {
         r.translate_cancel = ENOBUFS;
         ++stats_.enobufs;
-      } else if (op.kind == OpKind::accept_multishot && op.backs_off_on_emfile) {
+      } else if (op.kind == OpKind::accept_multishot && op.backs_off_on_emfile && cfg_.emfile) {
         r.translate_cancel = EMFILE;
         ++stats_.emfile;
       }
@@ -446,23 +469,7 @@ std::optional<FaultConfig> fault_config_for_new_loop() {
   if (g_override_set) {
     cfg = g_override;
   } else {
-    // Read once per process, then taken out of the environment: the faults
-    // are for this process's loops, and child processes (the example
-    // programs the tests run, peers) must behave, and print, as usual.
-    static const std::optional<FaultConfig> from_env = [] {
-      std::optional<FaultConfig> c;
-      const char* s = std::getenv("CORIO_FAULT_SEED");
-      if (!s || !*s) return c;
-      c.emplace();
-      c->seed = std::strtoull(s, nullptr, 10);
-      c->rate = env_double("CORIO_FAULT_RATE", c->rate);
-      c->hard_rate = env_double("CORIO_FAULT_HARD", 0.0);
-      std::fprintf(stderr, "corio: fault injection on: CORIO_FAULT_SEED=%llu CORIO_FAULT_RATE=%g CORIO_FAULT_HARD=%g\n",
-                   static_cast<unsigned long long>(c->seed), c->rate, c->hard_rate);
-      for (const char* name : {"CORIO_FAULT_SEED", "CORIO_FAULT_RATE", "CORIO_FAULT_HARD"}) ::unsetenv(name);
-      return c;
-    }();
-    cfg = from_env;
+    cfg = g_env_config;
   }
   return cfg;
 }

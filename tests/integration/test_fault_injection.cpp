@@ -41,6 +41,7 @@ detail::FaultConfig transient(double rate, std::uint64_t seed) {
   detail::FaultConfig c;
   c.seed = seed;
   c.rate = rate;
+  c.emfile = true;
   return c;
 }
 
