@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it:
 #   1. the normal build (debugoptimized) and every test, on both backends,
-#      then the integration suite and the socket/stream/TLS tests again with fault injection on
+#      then the integration, net and http suites again with fault injection on
 #      (CORIO_FAULT_SEED=1, 2, 3);
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included);
@@ -87,13 +87,10 @@ run_pass "tests (normal build, io_uring and epoll)" build
 # transient faults (EINTR, EAGAIN, short I/O, ENOBUFS, EMFILE, delays, cancel
 # races) must change no outcome. A failure names its seed: rerun one test
 # with CORIO_FAULT_SEED=N to replay it.
-# (The net tests left out assert exact connection counts at instants that
-# delayed completions legitimately shift.)
 for seed in 1 2 3; do
   CORIO_FAULT_SEED=$seed CORIO_SOCKET_TORTURE_OPS=3000 \
-    run_pass "integration and stream tests with fault injection (CORIO_FAULT_SEED=$seed)" build \
-    test_cancel_torture test_echo test_bad_peers test_examples test_fd_exhaustion test_crawler \
-    test_socket_torture test_fault_injection test_socket test_connect test_stream test_tls
+    run_pass "integration, net and http tests with fault injection (CORIO_FAULT_SEED=$seed)" build \
+    --suite integration --suite net --suite http
 done
 ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
