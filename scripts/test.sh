@@ -78,7 +78,7 @@ PY
 echo "== building (normal, asan+ubsan, tsan)"
 setup build -Dbuildtype=debugoptimized -Dbench=false -Dfault_injection=true
 setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-  -Dexamples=false -Dbench=false
+  -Dexamples=false -Dbench=false -Dfault_injection=true
 # TSan checks the thread bridge only: build just those test programs.
 setup build-tsan bridge -- -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
 

@@ -48,7 +48,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::int64_t kDefaultOps = 20'000;
+constexpr std::int64_t kDefaultOps = 50'000;
 
 std::int64_t ops_wanted() {
   const char* e = std::getenv("CORIO_SOCKET_TORTURE_OPS");
