@@ -104,6 +104,9 @@ struct IoOp {
   std::int32_t result = 0;
   std::uint32_t cqe_flags = 0;
   bool queued_ = false;  // backend bookkeeping (epoll wait lists)
+  // accept/accept_multishot: the submitter pauses and retries on EMFILE
+  // (a server's accept loop), so the fault-injection layer may fail it so.
+  bool backs_off_on_emfile = false;
   void (*complete)(IoOp*) noexcept = nullptr;
   void* ctx = nullptr;  // for complete()
 

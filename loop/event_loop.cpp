@@ -15,6 +15,9 @@
 #include "loop/thread_pool.hpp"
 
 #include "loop/signals.hpp"
+#ifdef CORIO_FAULT_INJECTION
+#include "loop/fault_backend.hpp"
+#endif
 
 namespace corio {
 
@@ -50,6 +53,16 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& opts, std::string* n
   }
   auto b = make_epoll_backend();
   if (!b) throw std::system_error(errno, std::system_category(), "epoll_create1");
+  return b;
+}
+
+static std::unique_ptr<Backend> make_loop_backend(const BackendOptions& opts, std::string* notice) {
+  auto b = make_backend(opts, notice);
+#ifdef CORIO_FAULT_INJECTION
+  // Test builds: CORIO_FAULT_SEED (or a test's FaultOverride) puts the
+  // fault-injection layer between this loop and the kernel.
+  if (auto cfg = fault_config_for_new_loop()) b = make_fault_backend(std::move(b), *cfg);
+#endif
   return b;
 }
 
@@ -89,7 +102,7 @@ EventLoop::EventLoop(LoopOptions opts) {
   bo.force_uring_error = opts.force_uring_error;
   bo.refuse_multishot_accept = opts.refuse_multishot_accept;
   debug_ = opts.debug ? *opts.debug : debug_from_env();
-  backend_ = detail::make_backend(bo, &fallback_notice_);
+  backend_ = detail::make_loop_backend(bo, &fallback_notice_);
   wake_fd_ = open_internal_eventfd(wake_op_, &wake_buf_, &EventLoop::on_wake, "eventfd (wake-up)");
   now_ = Clock::now();
   arm_wake();

@@ -8,13 +8,23 @@
 // suspended frame is destroyed.
 //
 // Result: the raw syscall result (bytes, an fd, or -errno). Wrappers convert
-// errors to exceptions once.
+// errors to exceptions once. EINTR and EAGAIN never reach them: the op is
+// resubmitted (the kernel may report either for an op that did nothing —
+// io_uring turns -ERESTARTSYS into -EINTR), unless the caller asked for
+// MSG_DONTWAIT, where EAGAIN is the answer. A connect retried after EINTR
+// that finds the socket connected (EISCONN) succeeded.
+// Never a retry once the op is being cancelled or the loop is tearing down:
+// a cancel that meets EINTR/EAGAIN (nothing happened) reads as -ECANCELED.
 // Cancellation: cancel() asks the backend to cancel the op (io_uring async
 // cancel; epoll: dequeue) and the task resumes when the op's completion
 // arrives. If it was -ECANCELED the awaiter throws CancelledError; if the
 // kernel completed the op first its result is returned and the cancel stays
 // pending for the next suspension point (kernel completions win: no lost bytes,
 // no leaked accepted fd).
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "coro/task_base.hpp"
 #include "loop/backend.hpp"
 #include "loop/event_loop.hpp"
@@ -37,7 +47,7 @@ class IoAwaiter : public CancelHook {
     loop_ = &EventLoop::current();
     op_.complete = &IoAwaiter::completed;
     op_.ctx = this;
-    if (loop_->backend().submit(op_)) {  // completed synchronously
+    if (start()) {  // completed synchronously
       done_ = true;
       return false;
     }
@@ -47,6 +57,8 @@ class IoAwaiter : public CancelHook {
   // The raw result; throws CancelledError if the op was cancelled.
   int result() {
     if (cancelled_) task_->throw_cancelled();
+    if ((cancel_sent_ || op_cancelled_) && is_transient(op_.result)) op_.result = -ECANCELED;  // it did nothing
+    if (retried_connect_ && op_.result == -EISCONN) op_.result = 0;  // the interrupted connect went through
     if (cancel_sent_) {
       if (op_.result == -ECANCELED) task_->throw_cancelled();
       task_->rearm_cancel();
@@ -71,14 +83,42 @@ class IoAwaiter : public CancelHook {
   // reuses this address next.
   bool op_done() const noexcept { return done_; }
   void cancel_op() noexcept {
-    if (!done_) loop_->backend().cancel(op_);
+    if (done_) return;
+    op_cancelled_ = true;
+    loop_->backend().cancel(op_);
   }
 
   IoOp op_;
 
  private:
+  static bool is_transient(int r) noexcept { return r == -EINTR || r == -EAGAIN; }
+
+  // Whether a result means "nothing happened, ask again".
+  bool should_retry(int r) noexcept {
+    if (!is_transient(r) || cancel_sent_ || op_cancelled_) return false;
+    if (EventLoop::current_or_null() != loop_) return false;  // teardown: the loop waits for ops to end
+    if (r == -EAGAIN) {
+      if (op_.kind == OpKind::connect) return false;  // Unix sockets: the listener's backlog is full
+      const bool has_flags = op_.kind == OpKind::recv || op_.kind == OpKind::send || op_.kind == OpKind::recvmsg ||
+                             op_.kind == OpKind::sendmsg;
+      if (has_flags && (op_.msg_flags & MSG_DONTWAIT)) return false;
+    }
+    if (op_.kind == OpKind::connect) retried_connect_ = true;
+    return true;
+  }
+
+  // Submits op_, again after each transient result; true if it completed
+  // synchronously (op_.result holds the answer).
+  bool start() noexcept {
+    while (loop_->backend().submit(op_)) {
+      if (!should_retry(op_.result)) return true;
+    }
+    return false;
+  }
+
   static void completed(IoOp* op) noexcept {
     auto* self = static_cast<IoAwaiter*>(op->ctx);
+    if (self->should_retry(op->result) && !self->start()) return;  // resubmitted: wait for its completion
     self->done_ = true;
     self->task_->wake();
   }
@@ -87,6 +127,8 @@ class IoAwaiter : public CancelHook {
   EventLoop* loop_ = nullptr;
   bool cancelled_ = false;
   bool cancel_sent_ = false;
+  bool op_cancelled_ = false;    // cancel_op(): a subclass's deadline, not the task's cancel
+  bool retried_connect_ = false; // a connect was resubmitted after EINTR
   bool done_ = false;
 };
 

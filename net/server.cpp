@@ -240,6 +240,7 @@ void ServerState::add_listener(const SocketAddress& a) {
     use_single_accept(*l);
   }
   l->op.fd = l->sock.fd();
+  l->op.backs_off_on_emfile = true;  // handle_result pauses accepts on EMFILE
   l->op.complete = &ServerState::accepted;
   l->op.ctx = l.get();
   l->backoff.fire = &ServerState::backoff_done;
@@ -267,7 +268,9 @@ void ServerState::start_serving() noexcept {
 void ServerState::pump(Listener& l, bool have_result, int result) noexcept {
   for (;;) {
     if (have_result && !handle_result(l, result)) break;
-    if (closed || !serving) break;
+    // Not during loop teardown either (a transient error completing then):
+    // the teardown waits for every op in flight, a new accept would hold it.
+    if (closed || !serving || EventLoop::current_or_null() != loop) break;
     l.peer_len = SocketAddress::capacity();
     if (!loop->backend().submit(l.op)) {
       l.armed = true;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it:
-#   1. the normal build (debugoptimized) and every test, on both backends;
+#   1. the normal build (debugoptimized) and every test, on both backends,
+#      then the integration, net and http suites again with fault injection on
+#      (CORIO_FAULT_SEED=1, 2, 3);
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included);
 #   3. the thread-bridge suite under ThreadSanitizer;
@@ -74,13 +76,22 @@ PY
 }
 
 echo "== building (normal, asan+ubsan, tsan)"
-setup build -Dbuildtype=debugoptimized -Dbench=false
+setup build -Dbuildtype=debugoptimized -Dbench=false -Dfault_injection=true
 setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-  -Dexamples=false -Dbench=false
+  -Dexamples=false -Dbench=false -Dfault_injection=true
 # TSan checks the thread bridge only: build just those test programs.
 setup build-tsan bridge -- -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
 
 run_pass "tests (normal build, io_uring and epoll)" build
+# The same build again with the fault-injection layer on (loop/fault_backend.hpp):
+# transient faults (EINTR, EAGAIN, short I/O, ENOBUFS, EMFILE, delays, cancel
+# races) must change no outcome. A failure names its seed: rerun one test
+# with CORIO_FAULT_SEED=N to replay it.
+for seed in 1 2 3; do
+  CORIO_FAULT_SEED=$seed CORIO_SOCKET_TORTURE_OPS=3000 \
+    run_pass "integration, net and http tests with fault injection (CORIO_FAULT_SEED=$seed)" build \
+    --suite integration --suite net --suite http
+done
 ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run_pass "tests under ASan+UBSan" build-asan --timeout-multiplier 3

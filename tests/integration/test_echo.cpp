@@ -218,7 +218,9 @@ TEST_CASE("a peer reset while the server is blocked reading, or blocked in drain
         co_await c.connect(addr);
         co_await c.send_all("a\n");
         char buf[2];
-        CHECK(co_await c.recv(buf, 2) == 2u);
+        std::size_t n = co_await c.recv(buf, 2);
+        if (n == 1) n += co_await c.recv(buf + 1, 1);  // a short read is legal
+        CHECK(n == 2u);
         co_await sleep(20ms);
         c.set_linger(0);
         c.close();

@@ -108,7 +108,9 @@ TEST_CASE("Happy Eyeballs: a black-holed first address loses to the second after
       Accepted a = co_await good.accept();
       co_await s.send_all("hi");
       char buf[2];
-      CHECK(co_await a.socket.recv(buf, 2) == 2u);
+      std::size_t n = co_await a.socket.recv(buf, 2);
+      if (n == 1) n += co_await a.socket.recv(buf + 1, 1);  // a short read is legal
+      CHECK(n == 2u);
       s.close();
       a.socket.close();
       CHECK(open_fds() == fds0);
