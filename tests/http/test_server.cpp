@@ -42,6 +42,12 @@ Task<http::Response> test_handler(http::Request& req) {
   }
   if (p == "/target") co_return http::Response::text(std::string(req.target()));
   if (p == "/method") co_return http::Response::text(std::string(req.method()));
+  if (p == "/ctype") {  // Content-Type "x/QUERY", body QUERY, 201 when QUERY starts with 'c'
+    http::Response r = http::Response::text(std::string(req.query()));
+    r.content_type = "x/" + std::string(req.query());
+    if (req.query().substr(0, 1) == "c") r.status = 201;
+    co_return r;
+  }
   if (p == "/stream") {
     http::Response r;
     r.content_type = "text/plain";
@@ -415,6 +421,36 @@ Task<void> pipelined_batch_main() {
   co_await stop(&run);
 }
 
+// The server builds response heads from a small cache keyed by status and
+// Content-Type: more distinct pairs than it holds, pipelined and repeated,
+// each answered with its own status, type and length, and Connection: close
+// only on the last.
+Task<void> head_cache_main() {
+  ServerRun run;
+  co_await start(&run);
+  const std::vector<std::string> qs = {"a", "bb", "c1", "d", "eee", "a", "c22", "f", "bb", "g", "a"};
+  std::string raw;
+  for (std::size_t i = 0; i < qs.size(); ++i) {
+    raw += "GET /ctype?" + qs[i] + " HTTP/1.1\r\nHost: t\r\n";
+    if (i + 1 == qs.size()) raw += "Connection: close\r\n";
+    raw += "\r\n";
+  }
+  Exchange ex = co_await exchange(run.port, raw, qs.size(), http::Method::get, 2s);
+  REQUIRE(ex.replies.size() == qs.size());
+  for (std::size_t i = 0; i < qs.size(); ++i) {
+    const Reply& r = ex.replies[i];
+    CAPTURE(i);
+    CHECK(r.status == (qs[i][0] == 'c' ? 201 : 200));
+    CHECK(r.body == qs[i]);
+    CHECK(r.head.find("\r\nContent-Type: x/" + qs[i] + "\r\n") != std::string::npos);
+    CHECK(r.head.find("\r\nContent-Length: " + std::to_string(qs[i].size()) + "\r\n") != std::string::npos);
+    CHECK(r.head.find("\r\nDate: ") != std::string::npos);
+    CHECK((r.head.find("\r\nConnection: close\r\n") != std::string::npos) == (i + 1 == qs.size()));
+  }
+  CHECK(ex.closed);
+  co_await stop(&run);
+}
+
 // Sixteen pipelined requests cut at awkward places (mid request line, mid
 // CRLF CRLF) and sent in pieces: the receive buffer grows and moves between
 // the pieces, and every request is still answered, in order, with its own target.
@@ -620,6 +656,10 @@ TEST_CASE("a keep-alive connection serves requests in turn and answers Expect: 1
 
 TEST_CASE("pipelined requests that arrive together are answered together") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pipelined_batch_main()); });
+}
+
+TEST_CASE("cached response heads carry each response's own status, type and length") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, head_cache_main()); });
 }
 
 TEST_CASE("pipelined requests cut at awkward places are all answered in order") {
