@@ -94,6 +94,39 @@ Waiter StreamConn::wait_data(std::size_t want) {
   return read_waiters_.wait("StreamReader read");
 }
 
+bool StreamConn::need_data(std::size_t want) {
+  if (!reading_) {
+    if (eof()) return false;
+    start_read(want);
+    return reading_;  // false: completed synchronously
+  }
+  if (pbufs_) pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  return true;
+}
+
+void StreamConn::notify_reader() noexcept {
+  // A recv started here may complete synchronously (epoll) and call back in:
+  // the nested call returns at once and this loop looks again, so a burst of
+  // synchronous completions does not grow the stack.
+  if (!reader_ || notifying_) return;
+  notifying_ = true;
+  while (ReadWaiter* w = reader_) {
+    if (w->ready(*this)) {
+      reader_ = nullptr;
+      w->task_->wake();
+      break;
+    }
+    if (reading_ || eof()) break;  // the recv in flight calls again
+    try {
+      start_read(w->want(*this));
+    } catch (...) {
+      fail_read(ENOMEM);  // the receive buffer could not grow: the reader sees the error
+    }
+    if (reading_) break;
+  }
+  notifying_ = false;
+}
+
 void StreamConn::start_read(std::size_t want) {
   if (pbufs_) {
     pause_at_ = std::max({limit_, kPauseAbove, rbuf_.size() + want});
@@ -141,7 +174,7 @@ void StreamConn::on_read_result(int r) noexcept {
     eof_ = true;
   }
   if (filter_) filter_->on_input(*this);
-  read_waiters_.wake_all();
+  read_side_changed();
 }
 
 void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
@@ -177,7 +210,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     eof_ = true;
   }
   if (filter_ && r <= 0) filter_->on_input(*this);  // the raw stream's end or failure
-  read_waiters_.wake_all();
+  read_side_changed();
 }
 
 void StreamConn::read_done(IoOp* op) noexcept {
@@ -325,7 +358,7 @@ void StreamConn::close() noexcept {
   if (filter_ && !aborted_) filter_->on_close(*this);  // its goodbye goes out before the socket closes
   closing_ = true;
   if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
-  read_waiters_.wake_all();
+  read_side_changed();
   maybe_finish_close();
 }
 
@@ -344,7 +377,7 @@ void StreamConn::maybe_finish_close() noexcept {
   if (buffered() > 0 && !write_err_ && !aborted_) return;  // still flushing; the next completion calls again
   closed_ = true;
   sock_.close();
-  read_waiters_.wake_all();
+  read_side_changed();
   paused_ = false;
   writer_waiters_.wake_all();  // drain() and wait_closed() waiters
 }

@@ -66,6 +66,33 @@ struct StreamOptions {
 
 namespace detail {
 
+class StreamConn;
+
+// A StreamReader read waiting for its data (the awaitables of
+// net/stream.hpp). At most one per connection (begin_read). The connection
+// asks it at every change of the read side whether it can finish, so a
+// request arriving in pieces wakes its task once, when it is complete; until
+// then the connection keeps a recv going for it.
+class ReadWaiter : public CancelHook {
+ public:
+  // Whether the read can end now: enough bytes, EOF, an error, or a limit
+  // overrun (the task resumes and the awaitable returns or throws). Called
+  // from completions: no throwing, no allocation.
+  virtual bool ready(StreamConn& c) noexcept = 0;
+  // Bytes wanted beyond those buffered (sizes the next recv).
+  virtual std::size_t want(const StreamConn& c) const noexcept = 0;
+
+ protected:
+  ReadWaiter() = default;
+  ReadWaiter(const ReadWaiter&) = default;
+  ~ReadWaiter() = default;
+
+  TaskBase* task_ = nullptr;  // set while parked (and after, for await_resume)
+
+ private:
+  friend class StreamConn;
+};
+
 class StreamConn {
  public:
   StreamConn(Socket sock, const StreamOptions& opts);
@@ -87,6 +114,7 @@ class StreamConn {
 
   // ---- read side ----------------------------------------------------------
   ByteBuffer& rbuf() noexcept { return rbuf_; }
+  const ByteBuffer& rbuf() const noexcept { return rbuf_; }
   // No more bytes will arrive: EOF, a read error, or the stream was closed;
   // or, after end_idle_reads(), nothing is buffered.
   bool eof() const noexcept { return eof_ || closing_ || (idle_eof_ && rbuf_.empty()); }
@@ -97,6 +125,7 @@ class StreamConn {
   void end_idle_reads() noexcept {
     idle_eof_ = true;
     read_waiters_.wake_all();
+    notify_reader();
   }
   int read_error() const noexcept { return read_err_; }
   [[noreturn]] void throw_read_error() const;
@@ -104,6 +133,15 @@ class StreamConn {
   // for at least `want` bytes if none is in flight. Returns at once if the
   // stream is at EOF or the recv completed synchronously. Callers re-check.
   Waiter wait_data(std::size_t want);
+  // For a reader whose ready() is false: starts a recv for `want` more bytes
+  // unless one is in flight. True if the reader must wait (park it); false
+  // if the stream ended or a recv completed at once (ask ready() again).
+  bool need_data(std::size_t want);
+  // The reader waits until its ready() holds; then its task is woken.
+  void park_reader(ReadWaiter& w) noexcept { reader_ = &w; }
+  void unpark_reader(ReadWaiter& w) noexcept {
+    if (reader_ == &w) reader_ = nullptr;
+  }
   std::size_t limit() const noexcept { return limit_; }
   // One reader at a time (asyncio raises RuntimeError for a second one).
   void begin_read(const char* what);
@@ -171,6 +209,14 @@ class StreamConn {
   }
 
   void start_read(std::size_t want);
+  // The read side changed: wake the parked reader if it can finish, else
+  // make sure a recv is going for it.
+  void notify_reader() noexcept;
+  // Wakes every waiter of the read side.
+  void read_side_changed() noexcept {
+    read_waiters_.wake_all();
+    notify_reader();
+  }
   void on_read_result(int r) noexcept;
   void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
   static void read_done(IoOp* op) noexcept;
@@ -193,7 +239,8 @@ class StreamConn {
   ByteBuffer rbuf_;
   ProvidedBuffers* pbufs_;  // non-null: read_op_ is a multishot recv
   std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
-  ParkList read_waiters_;
+  ParkList read_waiters_;  // wait_data() (HTTP server, TLS handshake)
+  ReadWaiter* reader_ = nullptr;  // a StreamReader read, parked
   std::size_t limit_;
   std::uint32_t read_chunk_;
   int read_err_ = 0;
@@ -204,6 +251,7 @@ class StreamConn {
   bool eof_ = false;
   bool idle_eof_ = false;  // end_idle_reads() was called
   bool reader_busy_ = false;
+  bool notifying_ = false;  // inside notify_reader()
 
   // Write side.
   IoOp write_op_;
