@@ -451,9 +451,9 @@ void ServerState::end_clients(bool abort) noexcept {
       c->close();
       continue;
     }
-    if (c->socket().is_open()) {
+    if (c->fd() >= 0) {
       linger l{1, 0};  // close() then sends a reset (RST), not a FIN
-      ::setsockopt(c->socket().fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
     c->abort();
   }

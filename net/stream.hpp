@@ -280,8 +280,10 @@ class StreamWriter {
 
   // get_extra_info('peername') / ('sockname') / ('socket').
   SocketAddress peer_address() const noexcept { return c_->peer(); }
-  SocketAddress local_address() const { return c_->socket().local_address(); }
-  const Socket& socket() const noexcept { return c_->socket(); }
+  SocketAddress local_address() const { return c_->local_address(); }
+  // The Socket object is made on first use (a connection does not carry
+  // one); its fd() is -1 once the connection closed.
+  const Socket& socket() const { return c_->socket(); }
   // The transport's get_write_buffer_size() and set_write_buffer_limits().
   std::size_t write_buffer_size() const noexcept { return c_->buffered(); }
   void set_write_buffer_limits(std::size_t high, std::size_t low) { c_->set_write_limits(high, low); }
