@@ -14,11 +14,26 @@
 #endif
 
 namespace corio::detail {
+namespace {
+
+// Class c holds blocks of 16c + 24 bytes: a glibc chunk of 16(c + 2) bytes
+// less its 8-byte size header, i.e. exactly malloc_usable_size() of what
+// ::operator new(16c + 24) returns.
+constexpr std::size_t kClasses = 127;  // up to 2040 bytes
+constexpr std::size_t class_of(std::size_t size) noexcept { return size <= 24 ? 0 : (size - 24 + 15) / 16; }
+constexpr std::size_t class_bytes(std::size_t c) noexcept { return 16 * c + 24; }
+static_assert(class_bytes(kClasses - 1) == 2040);
+
+}  // namespace
+
+std::size_t frame_block_size(std::size_t size) noexcept {
+  std::size_t c = class_of(size);
+  return c < kClasses ? class_bytes(c) : size;
+}
+
 #if CORIO_FRAME_CACHE
 namespace {
 
-constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 32;  // up to 2 KiB
 constexpr std::size_t kMaxCachedBytes = 64u << 20;
 
 struct FreeBlock {
@@ -32,10 +47,11 @@ enum : unsigned char { kCacheUnused = 0, kCacheLive = 1, kCacheDead = 2 };
 // through a TLS wrapper and an init guard, and libcorio.so's default
 // (global-dynamic) model through __tls_get_addr — together ~45% of the time of
 // a create/await/free cycle of a trivial task (bench/bench_core, `tasks`).
-// initial-exec costs ~0.3 KiB of static TLS, which glibc reserves even for a
-// dlopen()ed library.
+// The list heads (1 KiB) live on the heap, allocated when the cache goes
+// live: initial-exec TLS comes from the few hundred bytes glibc reserves for
+// dlopen()ed libraries, and this keeps libcorio.so's share at a few words.
 struct ThreadCache {
-  FreeBlock* heads[kClasses];
+  FreeBlock** heads;
   std::size_t cached_bytes;
   unsigned char state;  // kCache*
 };
@@ -48,12 +64,15 @@ constinit thread_local ThreadCache tls_cache __attribute__((tls_model("initial-e
 struct CacheReaper {
   ~CacheReaper() {
     tls_cache.state = kCacheDead;
-    for (auto*& head : tls_cache.heads) {
-      while (head) {
-        FreeBlock* b = head;
-        head = b->next;
-        ::operator delete(b);
+    if (FreeBlock** heads = tls_cache.heads) {
+      for (std::size_t c = 0; c < kClasses; ++c) {
+        while (FreeBlock* b = heads[c]) {
+          heads[c] = b->next;
+          ::operator delete(b);
+        }
       }
+      tls_cache.heads = nullptr;
+      ::operator delete(heads);
     }
     tls_cache.cached_bytes = 0;
   }
@@ -61,15 +80,18 @@ struct CacheReaper {
 };
 thread_local CacheReaper tls_reaper;
 
-// First use on this thread: register the reaper. False once the thread's
-// thread-locals are being destroyed.
+// First use on this thread: allocate the heads and register the reaper.
+// False once the thread's thread-locals are being destroyed, or if the heads
+// cannot be allocated (then blocks go straight to malloc).
 [[gnu::noinline]] bool cache_start() noexcept {
   if (tls_cache.state == kCacheDead) return false;
+  auto* heads = static_cast<FreeBlock**>(::operator new(kClasses * sizeof(FreeBlock*), std::nothrow));
+  if (!heads) return false;
+  for (std::size_t c = 0; c < kClasses; ++c) heads[c] = nullptr;
+  tls_cache.heads = heads;
   tls_reaper.arm();
   return true;
 }
-
-inline std::size_t class_of(std::size_t size) noexcept { return (size + kGranule - 1) / kGranule - 1; }
 
 }  // namespace
 #endif
@@ -79,13 +101,13 @@ void* frame_alloc(std::size_t size) {
   std::size_t c = class_of(size);
   if (c < kClasses) {
     ThreadCache& tc = tls_cache;
-    if (tc.state != kCacheLive && !cache_start()) return ::operator new((c + 1) * kGranule);
+    if (tc.state != kCacheLive && !cache_start()) return ::operator new(class_bytes(c));
     if (FreeBlock* b = tc.heads[c]) {
       tc.heads[c] = b->next;
-      tc.cached_bytes -= (c + 1) * kGranule;
+      tc.cached_bytes -= class_bytes(c);
       return b;
     }
-    return ::operator new((c + 1) * kGranule);
+    return ::operator new(class_bytes(c));
   }
 #endif
   return ::operator new(size);
@@ -95,7 +117,7 @@ void frame_free(void* p, std::size_t size) noexcept {
 #if CORIO_FRAME_CACHE
   std::size_t c = class_of(size);
   if (c < kClasses) {
-    std::size_t bytes = (c + 1) * kGranule;
+    std::size_t bytes = class_bytes(c);
     ThreadCache& tc = tls_cache;
     if ((tc.state == kCacheLive || cache_start()) && tc.cached_bytes + bytes <= kMaxCachedBytes) {
       auto* b = static_cast<FreeBlock*>(p);

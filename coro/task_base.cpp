@@ -19,8 +19,8 @@ TaskBase::TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBa
     : root_(root),
       root_promise_(&root_promise),
       sched_(&s),
-      name_(std::move(name)),
       id_(g_next_task_id.fetch_add(1, std::memory_order_relaxed)) {
+  if (!name.empty()) extra().name = std::move(name);
   root_promise.root_owner_ = this;
   root_promise.started_ = true;  // spawned counts as awaited
   resume_point_ = root;
@@ -35,8 +35,34 @@ TaskBase::~TaskBase() {
 }
 
 std::string TaskBase::name() const {
-  if (!name_.empty()) return name_;
-  return "Task-" + std::to_string(id_);
+  if (extra_ && !extra_->name.empty()) return extra_->name;
+  return default_name();
+}
+
+std::string TaskBase::default_name() const { return "Task-" + std::to_string(id_); }
+
+void TaskBase::set_name(std::string name) {
+  if (name.empty() && !extra_) return;
+  extra().name = std::move(name);
+}
+
+TaskBase::Extra& TaskBase::extra() {
+  if (!extra_) extra_ = std::make_unique<Extra>();
+  return *extra_;
+}
+
+const std::string& TaskBase::cancel_message() const noexcept {
+  static const std::string empty;
+  return extra_ ? extra_->cancel_msg : empty;
+}
+
+void TaskBase::set_cancel_message(std::string msg) noexcept {
+  if (msg.empty() && !extra_) return;
+  try {
+    extra().cancel_msg = std::move(msg);
+  } catch (...) {
+    // Out of memory: the cancellation still happens, without its message.
+  }
 }
 
 TaskBase& TaskBase::current_checked(const char* what) {
@@ -48,7 +74,7 @@ TaskBase& TaskBase::current_checked(const char* what) {
 bool TaskBase::cancel(std::string msg) {
   if (done()) return false;
   ++num_cancels_requested_;
-  cancel_msg_ = std::move(msg);
+  set_cancel_message(std::move(msg));
   if (hook_ && hook_->on_cancel(*this)) return true;
   must_cancel_ = true;
   return true;
@@ -67,7 +93,7 @@ std::exception_ptr TaskBase::exception() {
     case State::pending:
       throw InvalidStateError("exception(): task '" + name() + "' is not done");
     case State::cancelled:
-      throw CancelledError(cancel_msg_);
+      throw CancelledError(cancel_message());
     case State::failed:
       exception_retrieved_ = true;
       return root_promise_->exception_;
@@ -75,6 +101,12 @@ std::exception_ptr TaskBase::exception() {
       break;
   }
   return nullptr;
+}
+
+std::exception_ptr TaskBase::take_failure() noexcept {
+  if (state_ != State::failed) return nullptr;
+  state_ = State::finished;
+  return root_promise_->exception_;
 }
 
 void TaskBase::check_result() {
@@ -103,7 +135,7 @@ void TaskBase::run() noexcept {
     started_ = true;
     if (must_cancel_) {  // cancelled before its first step: the body never runs
       must_cancel_ = false;
-      finish_cancelled(cancel_msg_);
+      finish_cancelled(cancel_message());
       return;
     }
   }
@@ -194,7 +226,7 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 }  // namespace detail
 
 void TaskBase::finish_cancelled(std::string msg) noexcept {
-  cancel_msg_ = std::move(msg);
+  set_cancel_message(std::move(msg));
   state_ = State::cancelled;
   finish();
 }
@@ -206,7 +238,7 @@ void TaskBase::finish() noexcept {
         std::rethrow_exception(e);
       } catch (const CancelledError& c) {
         state_ = State::cancelled;
-        cancel_msg_ = c.message();
+        set_cancel_message(c.message());
       } catch (...) {
         state_ = State::failed;
       }
@@ -219,6 +251,7 @@ void TaskBase::finish() noexcept {
     }
   }
   hook_ = nullptr;
+  on_finished();
   // Notify in registration order is not promised; unlink each before calling so
   // a waiter may free itself.
   while (DoneWaiter* w = waiters_) {
@@ -233,7 +266,7 @@ void TaskBase::abandon() noexcept {
   if (done()) return;
   if (root_) std::exchange(root_, {}).destroy();  // runs the awaiters' destructors
   root_promise_ = nullptr;
-  cancel_msg_ = "event loop closed";
+  set_cancel_message("event loop closed");
   state_ = State::cancelled;
   finish();
 }

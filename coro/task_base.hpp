@@ -22,6 +22,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 
 #include "coro/errors.hpp"
@@ -79,15 +80,17 @@ class TaskBase : public detail::Runnable {
   // Take back one request; returns the remaining count. When it reaches zero a
   // kept (not yet delivered) request is dropped too.
   int uncancel() noexcept;
+  // The name given at creation or by set_name(); else the subclass's
+  // default_name() ("Task-<id>"), formatted when asked for.
   std::string name() const;
-  void set_name(std::string name) { name_ = std::move(name); }
+  void set_name(std::string name);
   std::uint64_t id() const noexcept { return id_; }
   // The exception the task ended with (nullptr if it returned normally).
   // Throws CancelledError if the task was cancelled, InvalidStateError if not done.
   std::exception_ptr exception();
   // Rethrows like result() would, without returning a value.
   void check_result();
-  const std::string& cancel_message() const noexcept { return cancel_msg_; }
+  const std::string& cancel_message() const noexcept;
 
   void add_done_waiter(DoneWaiter& w) noexcept;
   void remove_done_waiter(DoneWaiter& w) noexcept;
@@ -128,7 +131,7 @@ class TaskBase : public detail::Runnable {
   }
   // Replace the hook while staying suspended (e.g. a wait that changes phase).
   void set_hook(CancelHook* hook) noexcept { hook_ = hook; }
-  [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_msg_); }
+  [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_message()); }
   // A hook accepted a cancel but the operation completed anyway and delivers
   // its result: keep the request so the next suspension point throws.
   void rearm_cancel() noexcept { must_cancel_ = true; }
@@ -157,9 +160,27 @@ class TaskBase : public detail::Runnable {
 
  protected:
   TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBase& root_promise, std::string name);
+  // Adopts `root` (the Task gives up its frame).
+  template <class T>
+  TaskBase(Scheduler& s, Task<T>&& root, std::string name)
+      : TaskBase(s, root.handle(), root.handle().promise(), std::move(name)) {
+    (void)root.release();
+  }
   virtual ~TaskBase();
   // Called once the root frame finished (or the task was cancelled before starting).
   void finish() noexcept;
+
+  // For subclasses: the name when none was set ("Task-<id>").
+  virtual std::string default_name() const;
+  // For subclasses: the task just finished (state() is final), before its
+  // DoneWaiters are told. Same rules as DoneWaiter: post and wake only.
+  virtual void on_finished() noexcept {}
+  // For on_finished(): the exception the root frame failed with, which the
+  // subclass takes over (it reports it itself). The task then counts as
+  // finished, as if a wrapper coroutine had caught it. nullptr if none.
+  std::exception_ptr take_failure() noexcept;
+  // References held (the scheduler's while pending, handles, awaiters).
+  std::uint32_t ref_count() const noexcept { return refs_; }
 
   std::coroutine_handle<> root_;
   detail::PromiseBase* root_promise_;
@@ -167,23 +188,33 @@ class TaskBase : public detail::Runnable {
  private:
   friend void detail::task_root_done(TaskBase* owner) noexcept;
   void finish_cancelled(std::string msg) noexcept;
+  void set_cancel_message(std::string msg) noexcept;
   void run_timed(std::coroutine_handle<> h) noexcept;
 
   // initial-exec: read on every step; see detail::tls_next_resume.
   static inline thread_local TaskBase* tls_current_ [[gnu::tls_model("initial-exec")]] = nullptr;
 
+  // What most tasks never have: a name of their own and a cancel message.
+  // Out of line, so an unnamed, never-cancelled task (one per connection in
+  // a server) does not carry two empty strings.
+  struct Extra {
+    std::string name;
+    std::string cancel_msg;
+  };
+  Extra& extra();
+
+  // Laid out for size: pointers first, then the counters and flags packed
+  // into the last word (a server keeps one record per connection).
   Scheduler* sched_;
   std::coroutine_handle<> resume_point_;
   CancelHook* hook_ = nullptr;
   DoneWaiter* waiters_ = nullptr;
-  std::exception_ptr cancelled_exc_;
-  std::string name_;
-  std::string cancel_msg_;
+  std::unique_ptr<Extra> extra_;
+  const char* waiting_on_ = nullptr;
   std::uint64_t id_;
   std::uint32_t refs_ = 1;  // the scheduler's reference while pending
   int num_cancels_requested_ = 0;
   State state_ = State::pending;
-  const char* waiting_on_ = nullptr;
   bool started_ = false;
   bool queued_ = true;  // posted at creation
   bool must_cancel_ = false;

@@ -27,7 +27,7 @@ class WaitNode {
  public:
   WaitNode(const WaitNode&) = delete;
   WaitNode& operator=(const WaitNode&) = delete;
-  bool linked() const noexcept { return linked_; }
+  bool linked() const noexcept { return prev_ != nullptr; }
 
  protected:
   WaitNode() = default;
@@ -36,12 +36,14 @@ class WaitNode {
  private:
   template <class>
   friend class WaitList;
+  // Linked: prev_ is never null (the first node's prev_ is the last node).
   WaitNode* prev_ = nullptr;
   WaitNode* next_ = nullptr;
-  bool linked_ = false;
 };
 
-// FIFO of T, where T derives from WaitNode. All operations are O(1).
+// FIFO of T, where T derives from WaitNode. One pointer wide (the first
+// node's prev_ names the last), since every stream, event and lock carries
+// some: push_back, pop_front and remove are O(1), size() walks the list.
 template <class T>
 class WaitList {
  public:
@@ -51,18 +53,25 @@ class WaitList {
   ~WaitList() { clear(); }
 
   bool empty() const noexcept { return head_ == nullptr; }
-  std::size_t size() const noexcept { return size_; }
+  std::size_t size() const noexcept {
+    std::size_t n = 0;
+    for (const WaitNode* p = head_; p; p = p->next_) ++n;
+    return n;
+  }
   T* front() const noexcept { return static_cast<T*>(head_); }
 
   void push_back(T& t) noexcept {
     WaitNode& n = t;
-    n.prev_ = tail_;
     n.next_ = nullptr;
-    if (tail_) tail_->next_ = &n;
-    else head_ = &n;
-    tail_ = &n;
-    n.linked_ = true;
-    ++size_;
+    if (!head_) {
+      n.prev_ = &n;
+      head_ = &n;
+      return;
+    }
+    WaitNode* last = head_->prev_;
+    last->next_ = &n;
+    n.prev_ = last;
+    head_->prev_ = &n;
   }
 
   T* pop_front() noexcept {
@@ -82,18 +91,18 @@ class WaitList {
 
  private:
   void unlink(WaitNode& n) noexcept {
-    if (n.prev_) n.prev_->next_ = n.next_;
-    else head_ = n.next_;
-    if (n.next_) n.next_->prev_ = n.prev_;
-    else tail_ = n.prev_;
+    if (&n == head_) {
+      head_ = n.next_;
+      if (head_) head_->prev_ = n.prev_;  // the last node
+    } else {
+      n.prev_->next_ = n.next_;
+      if (n.next_) n.next_->prev_ = n.prev_;
+      else head_->prev_ = n.prev_;  // n was the last
+    }
     n.prev_ = n.next_ = nullptr;
-    n.linked_ = false;
-    --size_;
   }
 
   WaitNode* head_ = nullptr;
-  WaitNode* tail_ = nullptr;
-  std::size_t size_ = 0;
 };
 
 // Suspends the current task on a list until wake_all(). Nothing is handed

@@ -1,29 +1,45 @@
 #pragma once
-// detail::ByteBuffer: a stream's receive buffer, [begin_, end_) of data_.
+// detail::ByteBuffer: a stream's receive buffer, [begin, end) of its storage.
 //
 // Invariant: while the kernel owns the free tail (a recv is in flight into
 // data() + size()), the storage is never moved, reallocated or compacted:
-// only consume() (which moves begin_ alone) and commit() (which the recv's
+// only consume() (which moves begin alone) and commit() (which the recv's
 // completion calls) may run. Everything that moves bytes happens in
 // prepare(), which the owner calls only with no recv in flight.
+//
+// One pointer wide: the sizes live in a header in front of the bytes, so an
+// empty buffer (every idle connection's) costs 8 bytes and no allocation.
 #include <cstddef>
 #include <cstring>
-#include <memory>
+#include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace corio::detail {
 
 class ByteBuffer {
  public:
-  std::size_t size() const noexcept { return end_ - begin_; }
-  bool empty() const noexcept { return end_ == begin_; }
-  std::size_t capacity() const noexcept { return cap_; }
-  const char* data() const noexcept { return data_.get() + begin_; }
+  ByteBuffer() noexcept = default;
+  ByteBuffer(ByteBuffer&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+    std::swap(h_, o.h_);
+    return *this;
+  }
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ~ByteBuffer() { ::operator delete(h_); }
+
+  std::size_t size() const noexcept { return h_ ? h_->end - h_->begin : 0; }
+  bool empty() const noexcept { return !h_ || h_->end == h_->begin; }
+  std::size_t capacity() const noexcept { return h_ ? h_->cap : 0; }
+  const char* data() const noexcept { return h_ ? h_->bytes() + h_->begin : nullptr; }
   std::string_view view() const noexcept { return {data(), size()}; }
 
   // Drops n bytes from the front (n <= size()).
-  void consume(std::size_t n) noexcept { begin_ += n; }
+  void consume(std::size_t n) noexcept {
+    if (n) h_->begin += n;
+  }
   // Removes and returns the first n bytes (n <= size()).
   std::string take(std::size_t n) {
     std::string s(data(), n);
@@ -35,53 +51,70 @@ class ByteBuffer {
   // A tail of at least `want` free bytes to receive into. Compacts, grows, or
   // (when the buffer is empty and oversized) shrinks. No recv may be in flight.
   char* prepare(std::size_t want) {
-    if (begin_ == end_) {
-      begin_ = end_ = 0;
-      // A buffer that once held a huge message goes back to a normal size.
-      if (cap_ > kShrinkAbove && cap_ > 4 * want) reallocate(want);
+    if (!h_) {
+      reallocate(want);
+      return h_->bytes();
     }
-    if (cap_ - end_ < want) {
-      std::size_t n = size();
-      if (begin_ > 0 && cap_ - n >= want && n <= cap_ / 2) {
-        std::memmove(data_.get(), data_.get() + begin_, n);  // cheap: little live data
-        begin_ = 0;
-        end_ = n;
+    Header& h = *h_;
+    if (h.begin == h.end) {
+      h.begin = h.end = 0;
+      // A buffer that once held a huge message goes back to a normal size.
+      if (h.cap > kShrinkAbove && h.cap > 4 * want) {
+        reallocate(want);
+        return h_->bytes();
+      }
+    }
+    if (h.cap - h.end < want) {
+      std::size_t n = h.end - h.begin;
+      if (h.begin > 0 && h.cap - n >= want && n <= h.cap / 2) {
+        std::memmove(h.bytes(), h.bytes() + h.begin, n);  // cheap: little live data
+        h.begin = 0;
+        h.end = n;
       } else {
-        std::size_t new_cap = cap_ ? cap_ : want;
+        std::size_t new_cap = h.cap ? h.cap : want;
         while (new_cap - n < want) new_cap *= 2;
         reallocate(new_cap);
       }
     }
-    return data_.get() + end_;
+    return h_->bytes() + h_->end;
   }
-  std::size_t free_tail() const noexcept { return cap_ - end_; }
+  std::size_t free_tail() const noexcept { return h_ ? h_->cap - h_->end : 0; }
   // The kernel wrote n bytes at the tail prepare() returned.
-  void commit(std::size_t n) noexcept { end_ += n; }
+  void commit(std::size_t n) noexcept {
+    if (n) h_->end += n;
+  }
   // Gives the memory back (an idle stream with nothing buffered). No recv in flight.
   void release_memory() noexcept {
-    if (begin_ == end_) {
-      data_.reset();
-      cap_ = begin_ = end_ = 0;
+    if (h_ && h_->begin == h_->end) {
+      ::operator delete(h_);
+      h_ = nullptr;
     }
   }
 
  private:
   static constexpr std::size_t kShrinkAbove = 1 << 20;
 
+  struct Header {
+    std::size_t cap;
+    std::size_t begin;
+    std::size_t end;
+    char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
+    const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  };
+
   void reallocate(std::size_t new_cap) {
-    std::unique_ptr<char[]> d(new char[new_cap]);  // default-initialised: no zeroing
+    // Not zeroed: the kernel or a memcpy fills what is used.
+    auto* h = static_cast<Header*>(::operator new(sizeof(Header) + new_cap));
     std::size_t n = size();
-    if (n) std::memcpy(d.get(), data_.get() + begin_, n);
-    data_ = std::move(d);
-    cap_ = new_cap;
-    begin_ = 0;
-    end_ = n;
+    if (n) std::memcpy(h->bytes(), data(), n);
+    h->cap = new_cap;
+    h->begin = 0;
+    h->end = n;
+    ::operator delete(h_);
+    h_ = h;
   }
 
-  std::unique_ptr<char[]> data_;
-  std::size_t cap_ = 0;
-  std::size_t begin_ = 0;
-  std::size_t end_ = 0;
+  Header* h_ = nullptr;
 };
 
 }  // namespace corio::detail

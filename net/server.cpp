@@ -112,9 +112,10 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
 // A running connection's claim on its server: counted in connection_count(),
 // keeps the handler alive, holds a handle on the connection (so the server
-// can close it) and tells wait_closed() when it ends — even when its task is
-// destroyed before its first step (coroutine parameters live in the frame).
-// A node of ServerState::conns; moving it relinks its neighbours.
+// can close it) and tells wait_closed() when it ends. A node of
+// ServerState::conns. Lives in the connection's task record (ConnTask) and
+// is let go when the task finishes — also when it is cancelled before its
+// first step or destroyed at loop teardown.
 class ConnToken {
  public:
   ConnToken(ServerState* s, StreamConn* c) noexcept : s_(s), c_(c) {
@@ -125,22 +126,18 @@ class ConnToken {
     if (next_) next_->prev_ = this;
     s_->conns = this;
   }
-  ConnToken(ConnToken&& o) noexcept
-      : s_(std::exchange(o.s_, nullptr)), c_(std::exchange(o.c_, nullptr)), prev_(o.prev_), next_(o.next_) {
-    if (!s_) return;
-    if (prev_) prev_->next_ = this;
-    else s_->conns = this;
-    if (next_) next_->prev_ = this;
-  }
   ConnToken(const ConnToken&) = delete;
-  ~ConnToken() {
+  ~ConnToken() { reset(); }
+  void reset() noexcept {
     if (!s_) return;
     if (prev_) prev_->next_ = next_;
     else s_->conns = next_;
     if (next_) next_->prev_ = prev_;
-    c_->drop_handle();
-    s_->connection_ended();
-    s_->release();
+    prev_ = next_ = nullptr;
+    std::exchange(c_, nullptr)->drop_handle();
+    ServerState* s = std::exchange(s_, nullptr);
+    s->connection_ended();
+    s->release();
   }
   ServerState* state() const noexcept { return s_; }
   StreamConn* conn() const noexcept { return c_; }
@@ -162,34 +159,88 @@ Task<void> watch_shutdown(ServerState* s) {
   s->begin_shutdown();
 }
 
-Task<void> serve_connection(ConnToken token, StreamReader reader, StreamWriter writer) {
-  ServerState* s = token.state();
-  const SocketAddress peer = writer.peer_address();  // the handler may move the writer away
-  std::exception_ptr failure;
-  if (s->tls) {
-    // A client that cannot complete the handshake is not the server's failure.
-    bool shook = false;
-    try {
-      co_await tls_handshake(writer.connection(), s->tls, std::string(), s->opts.tls_handshake_timeout);
-      shook = true;
-    } catch (const OSError&) {
-    } catch (const TimeoutError&) {
-    }
-    if (!shook) co_return;
-  }
-  try {
-    Task<void> t = s->handler(reader, writer);
-    if (!t.valid()) throw InvalidStateError("the client handler returned an empty Task");
-    co_await t;
-  } catch (const CancelledError&) {
-    throw;
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  if (failure) {
-    s->loop->report_exception(failure, "unhandled exception in client handler for " + peer.to_string());
-  }
+// The root of a connection task whose handler could not even be called
+// (it threw, or returned an empty Task): fails in the first step, so the
+// failure is reported as the handler's, where and when it was before.
+Task<void> rethrow_in_task(std::exception_ptr e) {
+  std::rethrow_exception(e);
+  co_return;
 }
+
+// TLS: the handshake runs in the connection's task before the handler.
+Task<void> serve_tls(ServerState* s, StreamReader& reader, StreamWriter& writer) {
+  // A client that cannot complete the handshake is not the server's failure.
+  bool shook = false;
+  try {
+    co_await tls_handshake(writer.connection(), s->tls, std::string(), s->opts.tls_handshake_timeout);
+    shook = true;
+  } catch (const OSError&) {
+  } catch (const TimeoutError&) {
+  }
+  if (!shook) co_return;
+  Task<void> t = s->handler(reader, writer);
+  if (!t.valid()) throw InvalidStateError("the client handler returned an empty Task");
+  co_await t;
+}
+
+// What ConnTask needs to exist before its root frame: the handler is called
+// with references to this reader and writer.
+struct ConnParts {
+  ConnParts(ServerState* s, StreamConn* c) noexcept : token(s, c), reader(c), writer(c) {}
+  ConnToken token;
+  StreamReader reader;
+  StreamWriter writer;
+};
+
+// A connection's task: the task record itself holds the reader, the writer
+// and the server's token, and its root frame is the user's handler — no
+// wrapper coroutine per connection. What a wrapper would do at the end
+// (report the handler's exception, close the streams, count the connection
+// out) happens in on_finished(), synchronously when the task ends.
+class ConnTask final : private ConnParts, public TaskBase {
+ public:
+  ConnTask(ServerState* s, StreamConn* c) : ConnParts(s, c), TaskBase(*s->loop, make_root(s), std::string()) {}
+
+ private:
+  // Calls the handler (which creates its frame; its body runs in the task).
+  Task<void> make_root(ServerState* s) noexcept {
+    if (s->tls) return serve_tls(s, reader, writer);
+    try {
+      Task<void> t = s->handler(reader, writer);
+      if (!t.valid()) throw InvalidStateError("the client handler returned an empty Task");
+      return t;
+    } catch (...) {
+      return rethrow_in_task(std::current_exception());
+    }
+  }
+
+  SocketAddress peer() const noexcept { return token.conn() ? token.conn()->peer() : SocketAddress(); }
+
+  // "client 127.0.0.1:5555", formatted only when someone asks.
+  std::string default_name() const override { return "client " + peer().to_string(); }
+
+  void on_finished() noexcept override {
+    ServerState* s = token.state();
+    if (std::exception_ptr e = take_failure()) {
+      try {
+        s->loop->report_exception(e, "unhandled exception in client handler for " + peer().to_string());
+      } catch (...) {
+      }
+    }
+    // Someone still holds the task (all_tasks()): its name must outlive the
+    // connection.
+    if (ref_count() > 1) {
+      try {
+        set_name(default_name());
+      } catch (...) {
+      }
+    }
+    // Closes the streams (gracefully), unless the handler moved them away.
+    reader = StreamReader();
+    writer = StreamWriter();
+    token.reset();
+  }
+};
 
 bool is_fd_exhaustion(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -325,10 +376,8 @@ void ServerState::spawn(Socket sock) noexcept {
   }
   try {
     auto* c = new StreamConn(std::move(sock), opts);
-    StreamReader reader(c);
-    StreamWriter writer(c);
-    create_task_on(*loop, serve_connection(ConnToken(this, c), std::move(reader), std::move(writer)),
-                   "client " + peer.to_string());
+    StreamWriter hold(c);  // frees the connection if the task cannot be made
+    loop->post(*new ConnTask(this, c));
   } catch (...) {
     loop->report_exception(std::current_exception(), "accepting a connection from " + peer.to_string());
   }
@@ -405,9 +454,9 @@ void ServerState::end_clients(bool abort) noexcept {
       c->close();
       continue;
     }
-    if (c->socket().is_open()) {
+    if (c->fd() >= 0) {
       linger l{1, 0};  // close() then sends a reset (RST), not a FIN
-      ::setsockopt(c->socket().fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
     c->abort();
   }

@@ -10,58 +10,169 @@
 
 namespace corio {
 
-namespace {
+namespace detail {
 
-// Marks the one reader of a stream for the duration of a read call; released
-// on every exit (return, throw, frame destroyed at loop teardown).
-class ReadGuard {
- public:
-  ReadGuard(detail::StreamConn* c, const char* what) : c_(c) { c_->begin_read(what); }
-  ReadGuard(const ReadGuard&) = delete;
-  ~ReadGuard() { c_->end_read(); }
+// ---- StreamRead: what every read shares -----------------------------------
 
- private:
-  detail::StreamConn* c_;
-};
-
-constexpr std::size_t kNeedMore = static_cast<std::size_t>(-1);
-
-// One look at the buffer for read_until: how many bytes the call returns
-// (through the separator, or at EOF readline's partial line), or kNeedMore;
-// throws LimitOverrun / IncompleteRead / the stream's error. Kept out of the
-// coroutine so that its temporaries (views, the partial line, exception
-// messages) do not live in the frame of every suspended reader: an idle
-// connection's frame stays small.
-std::size_t scan_until(detail::StreamConn* c, const std::string& sep, bool line, std::size_t& offset) {
-  const std::size_t limit = c->limit();
-  std::string_view v = c->rbuf().view();
-  if (v.size() >= sep.size()) {
-    std::size_t pos = v.find(sep, offset);
-    if (pos != std::string_view::npos) {
-      if (pos > limit) throw LimitOverrun("Separator is found, but chunk is longer than limit", pos);
-      return pos + sep.size();
-    }
-    offset = v.size() + 1 - sep.size();  // bytes before it were examined
-    if (offset > limit) throw LimitOverrun("Separator is not found, and chunk exceed the limit", offset);
+bool StreamRead::start() {
+  c_->begin_read(what());
+  busy_ = true;
+  for (;;) {
+    if (ready(*c_)) return true;
+    if (c_->need_data(want(*c_))) return false;
   }
-  if (!c->eof()) return kNeedMore;
-  if (c->read_error()) c->throw_read_error();
-  if (!line) throw IncompleteRead(c->rbuf().take_all(), std::nullopt);
-  return v.size();  // the partial last line ("" when nothing is left)
 }
 
-// readuntil() and readline(): at EOF, readline returns the partial line where
-// readuntil throws IncompleteRead.
-Task<std::string> read_until(detail::StreamConn* c, std::string sep, bool line) {
-  if (sep.empty()) throw std::invalid_argument("readuntil: the separator must not be empty");
-  ReadGuard guard(c, line ? "readline" : "readuntil");
-  std::size_t offset = 0;  // where the next search starts
-  std::size_t n;
-  while ((n = scan_until(c, sep, line, offset)) == kNeedMore) co_await c->wait_data(0);
-  co_return c->rbuf().take(n);
+bool StreamRead::await_suspend(std::coroutine_handle<> h) {
+  task_ = &TaskBase::current_checked(what());
+  if (task_->take_pending_cancel()) {
+    cancelled_ = true;
+    return false;
+  }
+  c_->park_reader(*this);
+  task_->suspend(h, this, what());
+  return true;
 }
 
-}  // namespace
+bool StreamRead::on_cancel(TaskBase&) noexcept {
+  c_->unpark_reader(*this);
+  cancelled_ = true;
+  task_->wake();
+  return true;
+}
+
+StreamRead::Resume::Resume(StreamRead& r) : r_(r) {
+  // Woken because the read can finish, but a cancel came first (or after
+  // the wake-up, before the task ran): the bytes stay buffered for the next
+  // read, as when the wait itself was interrupted.
+  if (r.task_ && (r.cancelled_ || r.task_->take_pending_cancel())) {
+    r.finish();
+    r.task_->throw_cancelled();
+  }
+}
+
+void StreamRead::finish() noexcept {
+  // Also the destructor's job: a frame destroyed while suspended here (loop
+  // teardown) must leave the connection without a parked reader.
+  if (task_) c_->unpark_reader(*this);
+  if (busy_) {
+    busy_ = false;
+    c_->end_read();
+  }
+}
+
+// ---- read(n) ------------------------------------------------------------------
+
+bool ReadSome::ready(StreamConn& c) noexcept { return !c.rbuf().empty() || c.eof(); }
+
+bool ReadSome::await_ready() { return n_ == 0 || start(); }
+
+std::string ReadSome::await_resume() {
+  if (!busy_) return std::string();  // n == 0
+  Resume r(*this);
+  if (c_->rbuf().empty()) {
+    if (c_->read_error()) c_->throw_read_error();
+    return std::string();
+  }
+  return c_->rbuf().take(std::min(n_, c_->rbuf().size()));
+}
+
+// ---- readinto(buf) ------------------------------------------------------------
+
+bool ReadInto::ready(StreamConn& c) noexcept { return !c.rbuf().empty() || c.eof(); }
+
+bool ReadInto::await_ready() { return buf_.empty() || start(); }
+
+std::size_t ReadInto::await_resume() {
+  if (!busy_) return 0;  // an empty buffer
+  Resume r(*this);
+  if (c_->rbuf().empty()) {
+    if (c_->read_error()) c_->throw_read_error();
+    return 0;
+  }
+  std::size_t n = std::min(buf_.size(), c_->rbuf().size());
+  std::memcpy(buf_.data(), c_->rbuf().data(), n);
+  c_->rbuf().consume(n);
+  return n;
+}
+
+// ---- read() ---------------------------------------------------------------------
+
+bool ReadAll::ready(StreamConn& c) noexcept { return c.eof() || c.rbuf().size() > c.limit(); }
+
+bool ReadAll::await_ready() { return start(); }
+
+std::string ReadAll::await_resume() {
+  Resume r(*this);
+  if (!c_->eof()) {
+    throw LimitOverrun("read() reached the limit of " + std::to_string(c_->limit()) + " bytes before EOF",
+                       c_->rbuf().size());
+  }
+  if (c_->read_error()) c_->throw_read_error();
+  return c_->rbuf().take_all();
+}
+
+// ---- readexactly(n) ---------------------------------------------------------------
+
+bool ReadExactly::ready(StreamConn& c) noexcept { return c.rbuf().size() >= n_ || c.eof(); }
+
+std::size_t ReadExactly::want(const StreamConn& c) const noexcept {
+  std::size_t have = c.rbuf().size();
+  return have < n_ ? n_ - have : 0;
+}
+
+bool ReadExactly::await_ready() { return n_ == 0 || start(); }
+
+std::string ReadExactly::await_resume() {
+  if (!busy_) return std::string();  // n == 0
+  Resume r(*this);
+  if (c_->rbuf().size() >= n_) return c_->rbuf().take(n_);
+  if (c_->read_error()) c_->throw_read_error();
+  throw IncompleteRead(c_->rbuf().take_all(), n_);
+}
+
+// ---- readuntil(sep) / readline() --------------------------------------------------
+
+std::size_t ReadUntil::scan(StreamConn& c) noexcept {
+  std::string_view v = c.rbuf().view();
+  if (v.size() >= sep_.size()) {
+    std::size_t pos = v.find(sep_, offset_);
+    if (pos != std::string_view::npos) return pos > c.limit() ? kOverrunFound : pos + sep_.size();
+    offset_ = v.size() + 1 - sep_.size();
+    if (offset_ > c.limit()) return kOverrun;
+  }
+  return c.eof() ? kEof : kNeedMore;
+}
+
+bool ReadUntil::await_ready() {
+  if (sep_.empty()) throw std::invalid_argument("readuntil: the separator must not be empty");
+  return start();
+}
+
+std::string ReadUntil::await_resume() {
+  Resume r(*this);
+  const std::size_t n = scan(*c_);
+  switch (n) {
+    case kOverrunFound: {
+      std::size_t pos = c_->rbuf().view().find(sep_, offset_);
+      throw LimitOverrun("Separator is found, but chunk is longer than limit", pos);
+    }
+    case kOverrun:
+      throw LimitOverrun("Separator is not found, and chunk exceed the limit", offset_);
+    case kEof:
+      if (c_->read_error()) c_->throw_read_error();
+      if (!line_) throw IncompleteRead(c_->rbuf().take_all(), std::nullopt);
+      return c_->rbuf().take_all();  // the partial last line ("" when nothing is left)
+    case kNeedMore:
+      // Unreachable: the task is woken (or does not suspend) only once
+      // scan() says something else, and nothing takes bytes meanwhile.
+      throw InvalidStateError("readuntil resumed without a result");
+    default:
+      return c_->rbuf().take(n);
+  }
+}
+
+}  // namespace detail
 
 // ---- StreamReader ----------------------------------------------------------
 
@@ -71,61 +182,6 @@ StreamReader& StreamReader::operator=(StreamReader&& o) noexcept {
     c_ = std::exchange(o.c_, nullptr);
   }
   return *this;
-}
-
-Task<std::string> StreamReader::read(std::size_t n) {
-  detail::StreamConn* c = c_;
-  if (n == 0) co_return std::string();
-  ReadGuard guard(c, "read");
-  while (c->rbuf().empty() && !c->eof()) co_await c->wait_data(n);
-  if (c->rbuf().empty()) {
-    if (c->read_error()) c->throw_read_error();
-    co_return std::string();
-  }
-  co_return c->rbuf().take(std::min(n, c->rbuf().size()));
-}
-
-Task<std::string> StreamReader::read() {
-  detail::StreamConn* c = c_;
-  ReadGuard guard(c, "read");
-  while (!c->eof()) {
-    if (c->rbuf().size() > c->limit()) {
-      throw LimitOverrun("read() reached the limit of " + std::to_string(c->limit()) + " bytes before EOF",
-                         c->rbuf().size());
-    }
-    co_await c->wait_data(0);
-  }
-  if (c->read_error()) c->throw_read_error();
-  co_return c->rbuf().take_all();
-}
-
-Task<std::size_t> StreamReader::readinto(std::span<std::byte> buf) {
-  detail::StreamConn* c = c_;
-  if (buf.empty()) co_return 0;
-  ReadGuard guard(c, "readinto");
-  while (c->rbuf().empty() && !c->eof()) co_await c->wait_data(buf.size());
-  if (c->rbuf().empty()) {
-    if (c->read_error()) c->throw_read_error();
-    co_return 0;
-  }
-  std::size_t n = std::min(buf.size(), c->rbuf().size());
-  std::memcpy(buf.data(), c->rbuf().data(), n);
-  c->rbuf().consume(n);
-  co_return n;
-}
-
-Task<std::string> StreamReader::readline() { return read_until(c_, "\n", true); }
-
-Task<std::string> StreamReader::readuntil(std::string sep) { return read_until(c_, std::move(sep), false); }
-
-Task<std::string> StreamReader::readexactly(std::size_t n) {
-  detail::StreamConn* c = c_;
-  if (n == 0) co_return std::string();
-  ReadGuard guard(c, "readexactly");
-  while (c->rbuf().size() < n && !c->eof()) co_await c->wait_data(n - c->rbuf().size());
-  if (c->rbuf().size() >= n) co_return c->rbuf().take(n);
-  if (c->read_error()) c->throw_read_error();
-  throw IncompleteRead(c->rbuf().take_all(), n);
 }
 
 // ---- StreamWriter ----------------------------------------------------------

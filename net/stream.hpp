@@ -36,6 +36,138 @@
 
 namespace corio {
 
+namespace detail {
+
+// The awaitables StreamReader's reads return. A read has no coroutine frame
+// of its own: this object, in the awaiting coroutine's frame, is all its
+// state while it waits, and the connection wakes the task only once the read
+// can finish (ReadWaiter). Each converts to a Task (`Task<std::string> t =
+// reader.readline();`) where a Task is wanted — create_task, gather.
+//
+// Not movable once awaited; one read per object.
+class StreamRead : public ReadWaiter {
+ public:
+  StreamRead(StreamRead&& o) noexcept : ReadWaiter(), c_(o.c_) {}
+  StreamRead& operator=(StreamRead&&) = delete;
+  ~StreamRead() { finish(); }
+
+  bool await_suspend(std::coroutine_handle<> h);
+  bool on_cancel(TaskBase& t) noexcept final;
+
+ protected:
+  explicit StreamRead(StreamConn* c) noexcept : c_(c) {}
+  // For await_ready: claims the reader (InvalidStateError if another task
+  // reads), then starts recvs until ready() holds (true) or one is in flight
+  // (false: suspend).
+  bool start();
+  // For await_resume: gives the reader back on every exit, and throws
+  // CancelledError if the wait was cancelled (the bytes stay buffered).
+  class Resume {
+   public:
+    explicit Resume(StreamRead& r);
+    Resume(const Resume&) = delete;
+    ~Resume() { r_.finish(); }
+
+   private:
+    StreamRead& r_;
+  };
+  // "readuntil", "read", … (messages and dump_tasks()).
+  virtual const char* what() const noexcept = 0;
+  void finish() noexcept;
+
+  StreamConn* c_;
+  bool busy_ = false;       // this read holds the reader (begin_read)
+  bool cancelled_ = false;  // on_cancel ran
+};
+
+template <class A>
+Task<decltype(std::declval<A&>().await_resume())> read_task(A a) {
+  co_return co_await a;
+}
+
+// read(n): up to n bytes.
+class ReadSome final : public StreamRead {
+ public:
+  ReadSome(StreamConn* c, std::size_t n) noexcept : StreamRead(c), n_(n) {}
+  bool await_ready();
+  std::string await_resume();
+  operator Task<std::string>() && { return read_task(std::move(*this)); }
+
+ private:
+  bool ready(StreamConn& c) noexcept override;
+  std::size_t want(const StreamConn&) const noexcept override { return n_; }
+  const char* what() const noexcept override { return "read"; }
+  std::size_t n_;
+};
+
+// readinto(buf).
+class ReadInto final : public StreamRead {
+ public:
+  ReadInto(StreamConn* c, std::span<std::byte> buf) noexcept : StreamRead(c), buf_(buf) {}
+  bool await_ready();
+  std::size_t await_resume();
+  operator Task<std::size_t>() && { return read_task(std::move(*this)); }
+
+ private:
+  bool ready(StreamConn& c) noexcept override;
+  std::size_t want(const StreamConn&) const noexcept override { return buf_.size(); }
+  const char* what() const noexcept override { return "readinto"; }
+  std::span<std::byte> buf_;
+};
+
+// read(): everything until EOF.
+class ReadAll final : public StreamRead {
+ public:
+  explicit ReadAll(StreamConn* c) noexcept : StreamRead(c) {}
+  bool await_ready();
+  std::string await_resume();
+  operator Task<std::string>() && { return read_task(std::move(*this)); }
+
+ private:
+  bool ready(StreamConn& c) noexcept override;
+  std::size_t want(const StreamConn&) const noexcept override { return 0; }
+  const char* what() const noexcept override { return "read"; }
+};
+
+// readexactly(n).
+class ReadExactly final : public StreamRead {
+ public:
+  ReadExactly(StreamConn* c, std::size_t n) noexcept : StreamRead(c), n_(n) {}
+  bool await_ready();
+  std::string await_resume();
+  operator Task<std::string>() && { return read_task(std::move(*this)); }
+
+ private:
+  bool ready(StreamConn& c) noexcept override;
+  std::size_t want(const StreamConn& c) const noexcept override;
+  const char* what() const noexcept override { return "readexactly"; }
+  std::size_t n_;
+};
+
+// readuntil(sep) and readline().
+class ReadUntil final : public StreamRead {
+ public:
+  ReadUntil(StreamConn* c, std::string_view sep, bool line) : StreamRead(c), sep_(sep), line_(line) {}
+  bool await_ready();
+  std::string await_resume();
+  operator Task<std::string>() && { return read_task(std::move(*this)); }
+
+ private:
+  // One look at the buffer: through the separator's end (or, at EOF,
+  // readline's partial line), kNeedMore, or one of the failures below.
+  enum : std::size_t { kNeedMore = ~std::size_t(0), kOverrunFound = kNeedMore - 1, kOverrun = kNeedMore - 2,
+                       kEof = kNeedMore - 3 };
+  std::size_t scan(StreamConn& c) noexcept;
+  bool ready(StreamConn& c) noexcept override { return scan(c) != kNeedMore; }
+  std::size_t want(const StreamConn&) const noexcept override { return 0; }
+  const char* what() const noexcept override { return line_ ? "readline" : "readuntil"; }
+  std::string sep_;
+  std::size_t offset_ = 0;  // where the next search starts: the bytes before were examined
+  bool line_;
+};
+
+}  // namespace detail
+
 class StreamReader {
  public:
   StreamReader() noexcept = default;
@@ -51,34 +183,41 @@ class StreamReader {
   }
   explicit operator bool() const noexcept { return c_ != nullptr; }
 
+  // The reads return awaitables (co_await them; each also converts to the
+  // Task named in its comment, e.g. for create_task or gather). A read that
+  // must wait keeps its state in the awaiting coroutine's frame and
+  // allocates nothing.
+
   // Up to n bytes: whatever is buffered, else waits for the next arrival.
-  // Returns "" at EOF (and for n == 0).
+  // Returns "" at EOF (and for n == 0). Task<std::string>.
   // Cancellation: CancelledError; bytes that arrive later stay buffered for
   // the next read (nothing is lost).
-  Task<std::string> read(std::size_t n);
+  detail::ReadSome read(std::size_t n) noexcept { return {c_, n}; }
   // Everything until EOF. Throws LimitOverrun (the data stays buffered) if
   // more than the stream's limit arrives first: use read(n) in a loop for
-  // unbounded bodies.
+  // unbounded bodies. Task<std::string>.
   // Cancellation: CancelledError; the bytes read so far stay buffered.
-  Task<std::string> read();
+  detail::ReadAll read() noexcept { return detail::ReadAll(c_); }
   // Like read(n), into caller memory; returns the count (0 at EOF).
-  // Cancellation: as read(n).
-  Task<std::size_t> readinto(std::span<std::byte> buf);
+  // Task<std::size_t>. Cancellation: as read(n).
+  detail::ReadInto readinto(std::span<std::byte> buf) noexcept { return {c_, buf}; }
   // One line including its "\n". At EOF returns the partial last line (""
   // when nothing is left). A line longer than the limit throws LimitOverrun
-  // and stays buffered. Cancellation: as readuntil.
-  Task<std::string> readline();
-  // Bytes up to and including `sep` (default "\n").
+  // and stays buffered. Task<std::string>. Cancellation: as readuntil.
+  detail::ReadUntil readline() { return {c_, "\n", true}; }
+  // Bytes up to and including `sep` (default "\n"; copied, so a temporary
+  // is fine). Task<std::string>.
   // - EOF first: IncompleteRead with every buffered byte (consumed) as partial().
   // - No separator within limit bytes, or a separator found beyond the limit:
   //   LimitOverrun; the data stays buffered, consumed() tells how far it
   //   looked (asyncio's LimitOverrunError).
+  // - An empty separator: std::invalid_argument.
   // Cancellation: CancelledError; everything received stays buffered.
-  Task<std::string> readuntil(std::string sep = "\n");
+  detail::ReadUntil readuntil(std::string_view sep = "\n") { return {c_, sep, false}; }
   // Exactly n bytes. EOF first: IncompleteRead carrying the partial bytes
-  // (consumed) and expected() == n. n may exceed the limit.
+  // (consumed) and expected() == n. n may exceed the limit. Task<std::string>.
   // Cancellation: CancelledError; the bytes received so far stay buffered.
-  Task<std::string> readexactly(std::size_t n);
+  detail::ReadExactly readexactly(std::size_t n) noexcept { return {c_, n}; }
   // True once the peer sent EOF (or the stream closed) and the buffer is empty.
   bool at_eof() const noexcept { return c_->eof() && c_->rbuf().empty(); }
   // Bytes received and not yet read.
@@ -141,8 +280,10 @@ class StreamWriter {
 
   // get_extra_info('peername') / ('sockname') / ('socket').
   SocketAddress peer_address() const noexcept { return c_->peer(); }
-  SocketAddress local_address() const { return c_->socket().local_address(); }
-  const Socket& socket() const noexcept { return c_->socket(); }
+  SocketAddress local_address() const { return c_->local_address(); }
+  // The Socket object is made on first use (a connection does not carry
+  // one); its fd() is -1 once the connection closed.
+  const Socket& socket() const { return c_->socket(); }
   // The transport's get_write_buffer_size() and set_write_buffer_limits().
   std::size_t write_buffer_size() const noexcept { return c_->buffered(); }
   void set_write_buffer_limits(std::size_t high, std::size_t low) { c_->set_write_limits(high, low); }

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "loop/fd_io.hpp"
+
 namespace corio::detail {
 
 namespace {
@@ -22,57 +24,101 @@ constexpr std::size_t kPauseAbove = 256 * 1024;
 }  // namespace
 
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
-    : sock_(std::move(sock)),
-      loop_(&EventLoop::current()),
-      pbufs_(nullptr),
-      limit_(opts.limit),
+    : loop_(&EventLoop::current()),
       read_chunk_(kMinChunk),
+      limit_(opts.limit),
       high_(opts.write_high_water),
       low_(opts.write_low_water) {
   if (limit_ == 0) throw std::invalid_argument("StreamOptions::limit must be positive");
   if (low_ > high_) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
   SocketAddress peer;
   try {
-    peer = sock_.peer_address();  // cached in sock_ from now on: messages name the peer after a reset too
+    peer = sock.peer_address();  // cached from now on: messages name the peer after a reset too
   } catch (const OSError&) {
     // Not connected (any more): messages fall back to the socket's description.
   }
-  if (opts.nodelay && (peer.is_ipv4() || peer.is_ipv6())) {
+  const bool ip = peer.is_ipv4() || peer.is_ipv6();
+  if (opts.nodelay && ip) {
     try {
-      sock_.set_nodelay(true);
+      sock.set_nodelay(true);
     } catch (const OSError&) {
     }
   }
+  if (ip) std::memcpy(&peer_, peer.data(), peer.size());
+  else view_ = std::make_unique<SocketView>(sock.fd(), peer);
+  fd_ = sock.release();  // nothing below throws
   pbufs_ = loop_->backend().provided_buffers();
   read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
   read_op_.stream = true;  // a byte stream: a short recv emptied the socket (epoll skips a doomed retry)
-  read_op_.fd = sock_.fd();
+  read_op_.fd = fd_;
   read_op_.complete = &StreamConn::read_done;
   read_op_.ctx = this;
-  write_op_.kind = OpKind::send;
-  write_op_.fd = sock_.fd();
-  write_op_.complete = &StreamConn::write_done;
-  write_op_.ctx = this;
 }
 
 SocketAddress StreamConn::peer() const noexcept {
-  try {
-    return sock_.peer_address();
-  } catch (...) {
-    return SocketAddress();
+  switch (peer_.sa.sa_family) {
+    case AF_INET:
+      return SocketAddress::from_sockaddr(&peer_.sa, sizeof peer_.in4);
+    case AF_INET6:
+      return SocketAddress::from_sockaddr(&peer_.sa, sizeof peer_.in6);
+    default:
+      break;
   }
+  if (view_) {
+    try {
+      return view_->sock.peer_address();
+    } catch (...) {
+    }
+  }
+  return SocketAddress();
+}
+
+const Socket& StreamConn::socket() const {
+  if (!view_) view_ = std::make_unique<SocketView>(fd_, peer());
+  return view_->sock;
+}
+
+SocketAddress StreamConn::local_address() const {
+  SocketAddress a;
+  socklen_t len = SocketAddress::capacity();
+  if (::getsockname(fd_, a.data(), &len) < 0) throw_os_error(errno, "getsockname", "fd " + std::to_string(fd_));
+  a.set_size(len);
+  return a;
+}
+
+std::string StreamConn::describe() const {
+  SocketAddress p = peer();
+  if (!p.empty()) return p.to_string();
+  return socket().describe();
 }
 
 StreamConn::~StreamConn() {
   // Only reached with nothing in flight (each op holds a reference).
-  if (sock_.is_open()) sock_.close();
+  close_socket();
+}
+
+void StreamConn::close_socket() noexcept {
+  if (fd_ < 0) return;
+  if (view_) (void)view_->sock.release();
+  corio::close_fd(std::exchange(fd_, -1));
+}
+
+StreamConn::WriteState& StreamConn::write_state() {
+  if (!w_) {
+    w_ = std::make_unique<WriteState>();
+    w_->op.kind = OpKind::send;
+    w_->op.fd = fd_;
+    w_->op.complete = &StreamConn::write_done;
+    w_->op.ctx = this;
+  }
+  return *w_;
 }
 
 // ---- read side --------------------------------------------------------------
 
 void StreamConn::throw_read_error() const {
   if (filter_) filter_->rethrow_read_error();
-  throw_os_error(read_err_, "recv", sock_.describe());
+  throw_os_error(read_err_, "recv", describe());
 }
 
 void StreamConn::begin_read(const char* what) {
@@ -92,6 +138,39 @@ Waiter StreamConn::wait_data(std::size_t want) {
     pause_at_ = std::max(pause_at_, rbuf_.size() + want);
   }
   return read_waiters_.wait("StreamReader read");
+}
+
+bool StreamConn::need_data(std::size_t want) {
+  if (!reading_) {
+    if (eof()) return false;
+    start_read(want);
+    return reading_;  // false: completed synchronously
+  }
+  if (pbufs_) pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  return true;
+}
+
+void StreamConn::notify_reader() noexcept {
+  // A recv started here may complete synchronously (epoll) and call back in:
+  // the nested call returns at once and this loop looks again, so a burst of
+  // synchronous completions does not grow the stack.
+  if (!reader_ || notifying_) return;
+  notifying_ = true;
+  while (ReadWaiter* w = reader_) {
+    if (w->ready(*this)) {
+      reader_ = nullptr;
+      w->task_->wake();
+      break;
+    }
+    if (reading_ || eof()) break;  // the recv in flight calls again
+    try {
+      start_read(w->want(*this));
+    } catch (...) {
+      fail_read(ENOMEM);  // the receive buffer could not grow: the reader sees the error
+    }
+    if (reading_) break;
+  }
+  notifying_ = false;
 }
 
 void StreamConn::start_read(std::size_t want) {
@@ -141,7 +220,7 @@ void StreamConn::on_read_result(int r) noexcept {
     eof_ = true;
   }
   if (filter_) filter_->on_input(*this);
-  read_waiters_.wake_all();
+  read_side_changed();
 }
 
 void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
@@ -177,7 +256,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     eof_ = true;
   }
   if (filter_ && r <= 0) filter_->on_input(*this);  // the raw stream's end or failure
-  read_waiters_.wake_all();
+  read_side_changed();
 }
 
 void StreamConn::read_done(IoOp* op) noexcept {
@@ -196,7 +275,7 @@ void StreamConn::read_done(IoOp* op) noexcept {
 // ---- write side -------------------------------------------------------------
 
 void StreamConn::throw_write_error() const {
-  throw_os_error(write_err_, "send", sock_.describe());
+  throw_os_error(write_err_, "send", describe());
 }
 
 void StreamConn::write(const char* p, std::size_t n) {
@@ -208,7 +287,7 @@ void StreamConn::write(const char* p, std::size_t n) {
     filter_->write(*this, p, n);
     return;
   }
-  pending_.append(p, n);
+  write_state().pending.append(p, n);
   if (!writing_) pump_writes();
   if (buffered() > high_) paused_ = true;
 }
@@ -229,35 +308,34 @@ void StreamConn::pump_writes() noexcept {
     aborted_ = true;
     drop_write_buffers();
   }
-  while (!writing_ && !write_err_ && !aborted_) {
-    if (sent_ == sending_.size()) {
-      sending_.clear();
-      sent_ = 0;
-      if (pending_.empty()) break;
-      sending_.swap(pending_);
+  while (w_ && !writing_ && !write_err_ && !aborted_) {
+    WriteState& w = *w_;
+    if (w.sent == w.sending.size()) {
+      w.sending.clear();
+      w.sent = 0;
+      if (w.pending.empty()) break;
+      w.sending.swap(w.pending);
     }
-    write_op_.buf = sending_.data() + sent_;
-    write_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(sending_.size() - sent_, kMaxLen));
-    if (!loop_->backend().submit(write_op_)) {
+    w.op.buf = w.sending.data() + w.sent;
+    w.op.len = static_cast<std::uint32_t>(std::min<std::size_t>(w.sending.size() - w.sent, kMaxLen));
+    if (!loop_->backend().submit(w.op)) {
       writing_ = true;
       add_ref();
       break;
     }
-    on_send_result(write_op_.result);  // epoll sent at once
+    on_send_result(w.op.result);  // epoll sent at once
   }
   if (!writing_) {
-    if (buffered() == 0 && eof_requested_ && !eof_sent_ && !write_err_ && sock_.is_open()) {
+    if (buffered() == 0 && eof_requested_ && !eof_sent_ && !write_err_ && fd_ >= 0) {
       eof_sent_ = true;
-      ::shutdown(sock_.fd(), SHUT_WR);  // an error here means the peer is gone: nothing to tell
+      ::shutdown(fd_, SHUT_WR);  // an error here means the peer is gone: nothing to tell
     }
-    // Everything sent: give the buffers back, so that an idle connection owns
-    // no write buffer (with thousands of idle keep-alive connections the last
-    // response's capacity would otherwise stay pinned in each). The next
-    // write() allocates again; malloc's per-thread cache makes that cheap.
-    if (sending_.empty() && pending_.empty()) {
-      std::string().swap(sending_);
-      std::string().swap(pending_);
-    }
+    // Everything sent: give the send op and buffers back, so that an idle
+    // connection owns no write state (with thousands of idle keep-alive
+    // connections the last response's capacity would otherwise stay pinned
+    // in each). The next write() allocates again; the frame allocator's and
+    // malloc's per-thread caches make that cheap.
+    if (buffered() == 0) w_.reset();
   }
   update_pause();
   maybe_finish_close();
@@ -265,7 +343,7 @@ void StreamConn::pump_writes() noexcept {
 
 void StreamConn::on_send_result(int r) noexcept {
   if (r >= 0) {
-    sent_ += static_cast<std::size_t>(r);
+    w_->sent += static_cast<std::size_t>(r);
   } else if (r == -ECANCELED) {
     aborted_ = true;  // abort() or loop teardown: the rest is dropped, nobody failed
     drop_write_buffers();
@@ -276,11 +354,9 @@ void StreamConn::on_send_result(int r) noexcept {
 }
 
 void StreamConn::drop_write_buffers() noexcept {
-  // Only with no send in flight: the kernel may still read sending_.
+  // Only with no send in flight: the kernel may still read the buffers.
   if (writing_) return;
-  std::string().swap(sending_);
-  std::string().swap(pending_);
-  sent_ = 0;
+  w_.reset();
 }
 
 void StreamConn::update_pause() noexcept {
@@ -325,7 +401,7 @@ void StreamConn::close() noexcept {
   if (filter_ && !aborted_) filter_->on_close(*this);  // its goodbye goes out before the socket closes
   closing_ = true;
   if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
-  read_waiters_.wake_all();
+  read_side_changed();
   maybe_finish_close();
 }
 
@@ -334,7 +410,7 @@ void StreamConn::abort() noexcept {
   if (closed_ || aborted_) return;
   aborted_ = true;
   drop_write_buffers();
-  if (writing_) loop_->backend().cancel(write_op_);
+  if (writing_) loop_->backend().cancel(w_->op);
   update_pause();
   maybe_finish_close();
 }
@@ -343,8 +419,8 @@ void StreamConn::maybe_finish_close() noexcept {
   if (!closing_ || closed_ || reading_ || writing_) return;
   if (buffered() > 0 && !write_err_ && !aborted_) return;  // still flushing; the next completion calls again
   closed_ = true;
-  sock_.close();
-  read_waiters_.wake_all();
+  close_socket();
+  read_side_changed();
   paused_ = false;
   writer_waiters_.wake_all();  // drain() and wait_closed() waiters
 }

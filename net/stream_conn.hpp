@@ -19,17 +19,20 @@
 //   for its next request owns no read buffer on epoll either.
 // - io_uring without provided-buffer rings (old kernels): a plain recv into
 //   the tail of the receive buffer, which the kernel owns meanwhile.
-// Writes are pushed: write() appends to `pending_` and, if no send is in
-// flight, hands the bytes to the kernel without waiting for anyone; each send
-// completion starts the next, so a writer never has to await to make progress.
+// Writes are pushed: write() appends to the pending bytes and, if no send
+// is in flight, hands them to the kernel without waiting for anyone; each
+// send completion starts the next, so a writer never has to await to make
+// progress. The send op and both buffers exist only while bytes are queued
+// (WriteState), so an idle connection keeps nothing of its last response.
 //
 // Invariants:
-// - At most one recv (read_op_) and one send (write_op_) in flight; each
+// - At most one recv (read_op_) and one send (w_->op) in flight; each
 //   holds a reference, so the connection outlives the kernel's use of its
-//   buffers even when both user handles are gone.
-// - The bytes a send points into (sending_[sent_..]) are never modified until
-//   its completion arrives; write() appends to pending_, and the two swap
-//   only when sending_ is fully sent. Bytes stay in order.
+//   buffers even when both user handles are gone. w_ is not freed while its
+//   send is in flight.
+// - The bytes a send points into (w_->sending[sent..]) are never modified
+//   until its completion arrives; write() appends to w_->pending, and the
+//   two swap only when sending is fully sent. Bytes stay in order.
 // - The receive buffer does not move while a plain recv is in flight
 //   (ByteBuffer); a multishot recv never writes into it.
 // - The socket is closed exactly once, only with no operation in flight:
@@ -41,6 +44,7 @@
 #include <memory>
 #include <string>
 
+#include "coro/frame_allocator.hpp"
 #include "loop/backend.hpp"
 #include "loop/event_loop.hpp"
 #include "net/byte_buffer.hpp"
@@ -66,6 +70,33 @@ struct StreamOptions {
 
 namespace detail {
 
+class StreamConn;
+
+// A StreamReader read waiting for its data (the awaitables of
+// net/stream.hpp). At most one per connection (begin_read). The connection
+// asks it at every change of the read side whether it can finish, so a
+// request arriving in pieces wakes its task once, when it is complete; until
+// then the connection keeps a recv going for it.
+class ReadWaiter : public CancelHook {
+ public:
+  // Whether the read can end now: enough bytes, EOF, an error, or a limit
+  // overrun (the task resumes and the awaitable returns or throws). Called
+  // from completions: no throwing, no allocation.
+  virtual bool ready(StreamConn& c) noexcept = 0;
+  // Bytes wanted beyond those buffered (sizes the next recv).
+  virtual std::size_t want(const StreamConn& c) const noexcept = 0;
+
+ protected:
+  ReadWaiter() = default;
+  ReadWaiter(const ReadWaiter&) = default;
+  ~ReadWaiter() = default;
+
+  TaskBase* task_ = nullptr;  // set while parked (and after, for await_resume)
+
+ private:
+  friend class StreamConn;
+};
+
 class StreamConn {
  public:
   StreamConn(Socket sock, const StreamOptions& opts);
@@ -87,6 +118,7 @@ class StreamConn {
 
   // ---- read side ----------------------------------------------------------
   ByteBuffer& rbuf() noexcept { return rbuf_; }
+  const ByteBuffer& rbuf() const noexcept { return rbuf_; }
   // No more bytes will arrive: EOF, a read error, or the stream was closed;
   // or, after end_idle_reads(), nothing is buffered.
   bool eof() const noexcept { return eof_ || closing_ || (idle_eof_ && rbuf_.empty()); }
@@ -97,6 +129,7 @@ class StreamConn {
   void end_idle_reads() noexcept {
     idle_eof_ = true;
     read_waiters_.wake_all();
+    notify_reader();
   }
   int read_error() const noexcept { return read_err_; }
   [[noreturn]] void throw_read_error() const;
@@ -104,6 +137,15 @@ class StreamConn {
   // for at least `want` bytes if none is in flight. Returns at once if the
   // stream is at EOF or the recv completed synchronously. Callers re-check.
   Waiter wait_data(std::size_t want);
+  // For a reader whose ready() is false: starts a recv for `want` more bytes
+  // unless one is in flight. True if the reader must wait (park it); false
+  // if the stream ended or a recv completed at once (ask ready() again).
+  bool need_data(std::size_t want);
+  // The reader waits until its ready() holds; then its task is woken.
+  void park_reader(ReadWaiter& w) noexcept { reader_ = &w; }
+  void unpark_reader(ReadWaiter& w) noexcept {
+    if (reader_ == &w) reader_ = nullptr;
+  }
   std::size_t limit() const noexcept { return limit_; }
   // One reader at a time (asyncio raises RuntimeError for a second one).
   void begin_read(const char* what);
@@ -118,7 +160,7 @@ class StreamConn {
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);
-  std::size_t buffered() const noexcept { return (sending_.size() - sent_) + pending_.size(); }
+  std::size_t buffered() const noexcept { return w_ ? (w_->sending.size() - w_->sent) + w_->pending.size() : 0; }
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
@@ -139,10 +181,17 @@ class StreamConn {
   bool closed() const noexcept { return closed_; }
   Waiter wait_closed() noexcept { return writer_waiters_.wait("StreamWriter.wait_closed", closed_); }
 
-  const Socket& socket() const noexcept { return sock_; }
-  // The peer, from the Socket's cache (filled by accept, or by the
-  // constructor's getpeername); empty if the socket never had one.
+  // The socket as a Socket object (asyncio's get_extra_info('socket')),
+  // made on first use; fd -1 once the connection closed.
+  const Socket& socket() const;
+  int fd() const noexcept { return fd_; }
+  // getsockname (OSError once closed).
+  SocketAddress local_address() const;
+  // The peer, cached at construction (accept's address or getpeername);
+  // empty if the socket never had one.
   SocketAddress peer() const noexcept;
+  // For messages: the peer, else what the socket can tell ("fd 7").
+  std::string describe() const;
 
   // ---- layering (net/stream_filter.hpp; TLS) ------------------------------
   // Puts `f` between the socket and the user's buffers. Bytes received and
@@ -152,7 +201,7 @@ class StreamConn {
   StreamFilter* filter() const noexcept { return filter_.get(); }
   // For the filter: queue encoded bytes / start sending them.
   void append_raw(const char* p, std::size_t n) {
-    if (!write_err_ && !aborted_) pending_.append(p, n);
+    if (!write_err_ && !aborted_) write_state().pending.append(p, n);
   }
   void flush_raw() noexcept;
   // For the filter: the decoded stream ended (e.g. TLS close_notify), or
@@ -171,6 +220,14 @@ class StreamConn {
   }
 
   void start_read(std::size_t want);
+  // The read side changed: wake the parked reader if it can finish, else
+  // make sure a recv is going for it.
+  void notify_reader() noexcept;
+  // Wakes every waiter of the read side.
+  void read_side_changed() noexcept {
+    read_waiters_.wake_all();
+    notify_reader();
+  }
   void on_read_result(int r) noexcept;
   void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
   static void read_done(IoOp* op) noexcept;
@@ -182,50 +239,82 @@ class StreamConn {
   static void write_done(IoOp* op) noexcept;
 
   void maybe_finish_close() noexcept;
+  void close_socket() noexcept;
 
-  Socket sock_;  // also caches the peer's address (no second copy here)
+  // Sending: what exists only while bytes are queued or in flight, so an
+  // idle connection carries no send op and no buffers (allocated by the
+  // first write(), freed once everything was sent).
+  struct WriteState {
+    IoOp op;
+    std::string sending;  // owned by the kernel from `sent` on while writing_
+    std::size_t sent = 0;
+    std::string pending;
+    static void* operator new(std::size_t n) { return frame_alloc(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
+  };
+  WriteState& write_state();
+
+  // socket()'s object: shares fd_ without owning it. For a non-IP socket it
+  // exists from the start and caches the peer (a Unix address is 110 bytes,
+  // too many to keep inline for the rare case).
+  struct SocketView {
+    Socket sock;
+    SocketView(int fd, const SocketAddress& peer) noexcept : sock(fd, peer) {}
+    ~SocketView() { (void)sock.release(); }
+  };
+
+  // Laid out for size: one of these lives as long as its connection, and a
+  // server keeps tens of thousands of idle ones.
   EventLoop* loop_;
+  int fd_ = -1;
   std::uint32_t refs_ = 0;
   std::uint32_t handles_ = 0;
+  std::uint32_t read_chunk_;
+  int read_err_ = 0;
+  int write_err_ = 0;
+
+  bool reading_ : 1 = false;      // read_op_ in flight (multishot: still armed)
+  bool pausing_ : 1 = false;      // multishot cancelled for flow control, not for close
+  bool delivered_ : 1 = false;    // multishot delivered data at least once
+  bool in_scratch_ : 1 = false;   // plain recv into the backend's read_scratch(), not rbuf_
+  bool eof_ : 1 = false;
+  bool idle_eof_ : 1 = false;     // end_idle_reads() was called
+  bool reader_busy_ : 1 = false;
+  bool notifying_ : 1 = false;    // inside notify_reader()
+  bool writing_ : 1 = false;      // w_->op in flight
+  bool paused_ : 1 = false;
+  bool eof_requested_ : 1 = false;
+  bool eof_sent_ : 1 = false;
+  bool closing_ : 1 = false;
+  bool aborted_ : 1 = false;
+  bool closed_ : 1 = false;
+
+  // The peer of an IPv4/IPv6 connection (AF_UNSPEC otherwise): messages name
+  // it even after a reset, when the kernel no longer knows it.
+  union {
+    sockaddr sa;
+    sockaddr_in in4;
+    sockaddr_in6 in6;
+  } peer_{};
+  mutable std::unique_ptr<SocketView> view_;
 
   // Read side.
   IoOp read_op_;
   ByteBuffer rbuf_;
-  ProvidedBuffers* pbufs_;  // non-null: read_op_ is a multishot recv
+  ProvidedBuffers* pbufs_ = nullptr;  // non-null: read_op_ is a multishot recv
   std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
-  ParkList read_waiters_;
+  ParkList read_waiters_;  // wait_data() (HTTP server, TLS handshake)
+  ReadWaiter* reader_ = nullptr;  // a StreamReader read, parked
   std::size_t limit_;
-  std::uint32_t read_chunk_;
-  int read_err_ = 0;
-  bool reading_ = false;   // read_op_ in flight (multishot: still armed)
-  bool pausing_ = false;   // multishot cancelled for flow control, not for close
-  bool delivered_ = false; // multishot delivered data at least once
-  bool in_scratch_ = false; // plain recv into the backend's read_scratch(), not rbuf_
-  bool eof_ = false;
-  bool idle_eof_ = false;  // end_idle_reads() was called
-  bool reader_busy_ = false;
 
   // Write side.
-  IoOp write_op_;
-  std::string sending_;  // owned by the kernel from sent_ on while writing_
-  std::size_t sent_ = 0;
-  std::string pending_;
+  std::unique_ptr<WriteState> w_;
   ParkList writer_waiters_;  // drain() and wait_closed()
   std::size_t high_;
   std::size_t low_;
-  int write_err_ = 0;
-  bool writing_ = false;
-  bool paused_ = false;
-  bool eof_requested_ = false;
-  bool eof_sent_ = false;
 
   // Layering: null on a plain connection.
   std::unique_ptr<StreamFilter> filter_;
-
-  // Closing.
-  bool closing_ = false;
-  bool aborted_ = false;
-  bool closed_ = false;
 };
 
 }  // namespace detail

@@ -90,16 +90,26 @@ TEST_CASE("coroutine frames are recycled by the per-thread allocator") {
   void* b = nullptr;
   std::size_t cached = 0;
   std::thread([&] {
-    a = detail::frame_alloc(200);
-    detail::frame_free(a, 200);
+    a = detail::frame_alloc(201);
+    detail::frame_free(a, 201);
     cached = detail::frame_cache_bytes();
-    b = detail::frame_alloc(250);  // same 256-byte class
-    detail::frame_free(b, 250);
+    b = detail::frame_alloc(216);  // same 216-byte class
+    detail::frame_free(b, 216);
   }).join();
 #if defined(__SANITIZE_ADDRESS__)
   CHECK(cached == 0);  // disabled under ASan to expose use-after-free
 #else
-  CHECK(cached == 256);
+  CHECK(cached == 216);
   CHECK(a == b);
 #endif
+}
+
+TEST_CASE("frame size classes are what malloc hands out anyway: 16 bytes apart, less its header") {
+  CHECK(detail::frame_block_size(1) == 24);
+  CHECK(detail::frame_block_size(24) == 24);
+  CHECK(detail::frame_block_size(25) == 40);
+  CHECK(detail::frame_block_size(200) == 200);
+  CHECK(detail::frame_block_size(201) == 216);
+  CHECK(detail::frame_block_size(2040) == 2040);
+  CHECK(detail::frame_block_size(2041) == 2041);  // above the largest class: as asked
 }

@@ -75,3 +75,46 @@ TEST_CASE("a cancelled waiter leaves the list at once, and a cancel after the wa
     test::run_bounded(loop, main());
   });
 }
+
+namespace {
+struct Node : detail::WaitNode {
+  explicit Node(int v) : value(v) {}
+  int value;
+};
+
+std::string order(detail::WaitList<Node>& l) {
+  // Drains the list: its FIFO order as text.
+  std::string out;
+  while (Node* n = l.pop_front()) out += std::to_string(n->value);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("the one-pointer wait list keeps FIFO order when nodes leave from the front, middle or back") {
+  CHECK(sizeof(detail::WaitList<Node>) == sizeof(void*));
+  Node a(1), b(2), c(3), d(4);
+  detail::WaitList<Node> l;
+  CHECK(l.empty());
+  CHECK(l.size() == 0u);
+  for (Node* n : {&a, &b, &c, &d}) l.push_back(*n);
+  CHECK(l.size() == 4u);
+  CHECK(l.front() == &a);
+  l.remove(d);  // the last: the new last is c
+  l.push_back(d);
+  l.remove(b);  // the middle
+  CHECK_FALSE(b.linked());
+  CHECK(l.size() == 3u);
+  l.remove(a);  // the first: c stays the front's "last"
+  CHECK(l.front() == &c);
+  l.push_back(a);
+  CHECK(order(l) == "341");
+  CHECK(l.empty());
+  CHECK_FALSE(a.linked());
+
+  l.push_back(b);  // a single node is both first and last
+  l.remove(b);
+  CHECK(l.empty());
+  l.push_back(c);
+  l.push_back(b);
+  CHECK(order(l) == "32");
+}
