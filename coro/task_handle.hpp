@@ -12,6 +12,7 @@
 // Cancellation: cancelling the awaiting task cancels the awaited one (as in
 // asyncio); the awaiter then resumes when that task is done. Use shield() to
 // wait without forwarding the cancel.
+#include <concepts>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -122,6 +123,37 @@ TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
   st->add_ref();  // the handle's reference (the scheduler holds the first)
   s.post(*st);
   return TaskHandle<T>(st);
+}
+
+namespace detail {
+template <class A>
+struct is_task_or_handle : std::false_type {};
+template <class T>
+struct is_task_or_handle<Task<T>> : std::true_type {};
+template <class T>
+struct is_task_or_handle<TaskHandle<T>> : std::true_type {};
+
+// An awaiter object passed by value that is not a Task or a handle: what
+// StreamReader's reads return (net/stream.hpp), shield(), ...
+template <class A>
+concept SpawnableAwaiter = !std::is_lvalue_reference_v<A> && std::move_constructible<std::remove_cvref_t<A>> &&
+                           !is_task_or_handle<std::remove_cvref_t<A>>::value && requires(std::remove_cvref_t<A>& a) {
+                             { a.await_ready() } -> std::convertible_to<bool>;
+                             a.await_resume();
+                           };
+
+template <class A>
+Task<decltype(std::declval<A&>().await_resume())> spawn_awaiter(A aw) {
+  co_return co_await std::move(aw);
+}
+}  // namespace detail
+
+// create_task(awaiter): asyncio's create_task(reader.readline()) — an awaiter
+// object (not a Task) runs as its own task, awaited in a frame of its own.
+template <class A>
+  requires detail::SpawnableAwaiter<A&&>
+auto create_task(A&& awaiter, std::string name = {}) {
+  return create_task(detail::spawn_awaiter(std::remove_cvref_t<A>(std::move(awaiter))), std::move(name));
 }
 
 // Same, on an explicit scheduler (used by EventLoop before it runs).

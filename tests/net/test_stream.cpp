@@ -71,6 +71,26 @@ TEST_CASE("readline, readuntil, readexactly and read(n) split a byte stream as a
   });
 }
 
+TEST_CASE("a read can be spawned as its own task, as asyncio.create_task(reader.readline()) does") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto [a, b] = Socket::pair();
+      auto [reader, writer] = make_streams(std::move(a));
+      TaskHandle<std::string> line = create_task(reader.readline(), "reader");
+      co_await sleep(0s);
+      CHECK_FALSE(line.done());
+      co_await b.send_all("spawned\n");
+      CHECK(co_await line == "spawned\n");
+      CHECK(line.name() == "reader");
+      TaskHandle<std::string> never = create_task(reader.readexactly(1000));  // a cancel ends it
+      co_await sleep(0s);
+      never.cancel();
+      CHECK_THROWS_AS(co_await never, CancelledError);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
 TEST_CASE("a message split across many small sends is reassembled by readexactly and readuntil") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
