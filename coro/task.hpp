@@ -15,6 +15,7 @@
 // Cancellation: a Task has no cancellation state of its own; it runs inside a
 // spawned task (TaskBase) and sees that task's cancellation at the leaf
 // awaitable where it is suspended.
+#include <concepts>
 #include <coroutine>
 #include <exception>
 #include <source_location>
@@ -182,6 +183,20 @@ Task<T> Promise<T>::get_return_object() noexcept {
 }
 inline Task<void> Promise<void>::get_return_object() noexcept {
   return Task<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+
+// An awaiter object used directly (await_ready/await_suspend/await_resume
+// members), e.g. what shield() or a
+// StreamReader read returns; await_in_task gives it a frame (a Task) of its own.
+template <class A>
+concept DirectAwaiter = std::move_constructible<A> && requires(A& a) {
+  { a.await_ready() } -> std::convertible_to<bool>;
+  a.await_resume();
+};
+
+template <class A>
+Task<decltype(std::declval<A&>().await_resume())> await_in_task(A aw) {
+  co_return co_await std::move(aw);
 }
 }  // namespace detail
 

@@ -12,7 +12,6 @@
 // Cancellation: cancelling the awaiting task cancels the awaited one (as in
 // asyncio); the awaiter then resumes when that task is done. Use shield() to
 // wait without forwarding the cancel.
-#include <concepts>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -136,16 +135,8 @@ struct is_task_or_handle<TaskHandle<T>> : std::true_type {};
 // An awaiter object passed by value that is not a Task or a handle: what
 // StreamReader's reads return (net/stream.hpp), shield(), ...
 template <class A>
-concept SpawnableAwaiter = !std::is_lvalue_reference_v<A> && std::move_constructible<std::remove_cvref_t<A>> &&
-                           !is_task_or_handle<std::remove_cvref_t<A>>::value && requires(std::remove_cvref_t<A>& a) {
-                             { a.await_ready() } -> std::convertible_to<bool>;
-                             a.await_resume();
-                           };
-
-template <class A>
-Task<decltype(std::declval<A&>().await_resume())> spawn_awaiter(A aw) {
-  co_return co_await std::move(aw);
-}
+concept SpawnableAwaiter = !std::is_lvalue_reference_v<A> && DirectAwaiter<std::remove_cvref_t<A>> &&
+                           !is_task_or_handle<std::remove_cvref_t<A>>::value;
 }  // namespace detail
 
 // create_task(awaiter): asyncio's create_task(reader.readline()) — an awaiter
@@ -153,7 +144,7 @@ Task<decltype(std::declval<A&>().await_resume())> spawn_awaiter(A aw) {
 template <class A>
   requires detail::SpawnableAwaiter<A&&>
 auto create_task(A&& awaiter, std::string name = {}) {
-  return create_task(detail::spawn_awaiter(std::remove_cvref_t<A>(std::move(awaiter))), std::move(name));
+  return create_task(detail::await_in_task(std::remove_cvref_t<A>(std::move(awaiter))), std::move(name));
 }
 
 // Same, on an explicit scheduler (used by EventLoop before it runs).

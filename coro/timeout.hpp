@@ -124,18 +124,6 @@ Task<T> await_handle(TaskHandle<T> h) {
   co_return co_await h;
 }
 
-// An awaiter object used directly (await_ready/await_suspend/await_resume
-// members), e.g. what shield() returns.
-template <class A>
-concept DirectAwaiter = std::move_constructible<A> && requires(A& a) {
-  { a.await_ready() } -> std::convertible_to<bool>;
-  a.await_resume();
-};
-
-template <class A>
-Task<decltype(std::declval<A&>().await_resume())> await_in_task(A aw) {
-  co_return co_await std::move(aw);
-}
 }  // namespace detail
 
 // wait_for(task, d): the task's value, or TimeoutError if it does not finish
