@@ -250,13 +250,47 @@ Client::Client(ClientOptions options)
 
 Client::~Client() { close_idle(); }
 
-PoolStats Client::stats() const noexcept { return PoolStats{open_, idle_, created_, reused_}; }
+PoolStats Client::stats() const noexcept { return PoolStats{open_, idle_, created_, reused_, pools_.size()}; }
 
 void Client::close_idle() noexcept {
-  for (auto& [key, p] : pools_) {
-    open_ -= p->idle.size();
-    idle_ -= p->idle.size();
-    p->idle.clear();  // destroying a connection closes it
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    detail::HostPool& p = *it->second;
+    open_ -= p.idle.size();
+    idle_ -= p.idle.size();
+    p.idle.clear();  // destroying a connection closes it
+    if (p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Client::forget_if_unused(const std::string& key) noexcept {
+  auto it = pools_.find(key);
+  if (it == pools_.end()) return;
+  const detail::HostPool& p = *it->second;
+  // Every per-host slot free means no request holds or was just handed one;
+  // a waiter implies a holder, but checking both costs nothing.
+  if (p.idle.empty() && p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+    pools_.erase(it);
+  }
+}
+
+void Client::expire_idle(TimePoint now) noexcept {
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    detail::HostPool& p = *it->second;
+    // Oldest at the front: stop at the first one still fresh.
+    while (!p.idle.empty() && now - p.idle.front()->idle_since > opts_.idle_timeout) {
+      p.idle.pop_front();
+      --idle_;
+      --open_;
+    }
+    if (p.idle.empty() && p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 
@@ -270,37 +304,50 @@ detail::HostPool& Client::pool_for(const std::string& key) {
 
 bool Client::evict_one_idle() noexcept {
   // The least recently used idle connection of any origin.
-  detail::HostPool* victim = nullptr;
-  for (auto& [key, p] : pools_) {
-    if (!p->idle.empty() && (!victim || p->idle.front()->idle_since < victim->idle.front()->idle_since)) {
-      victim = p.get();
+  auto victim = pools_.end();
+  for (auto it = pools_.begin(); it != pools_.end(); ++it) {
+    const auto& idle = it->second->idle;
+    if (!idle.empty() && (victim == pools_.end() || idle.front()->idle_since < victim->second->idle.front()->idle_since)) {
+      victim = it;
     }
   }
-  if (!victim) return false;
-  victim->idle.pop_front();
+  if (victim == pools_.end()) return false;
+  victim->second->idle.pop_front();
   --idle_;
   --open_;
+  if (victim->second->idle.empty()) forget_if_unused(victim->first);
   return true;
 }
 
 Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
   const std::string key = url.origin();
+  TimePoint now = Clock::now();
+  if (now >= next_sweep_) {
+    expire_idle(now);
+    next_sweep_ = now + std::min<Duration>(opts_.idle_timeout, std::chrono::seconds(1));
+  }
   detail::HostPool& pool = pool_for(key);
   co_await pool.slots.acquire();
-  // Both slots are ours from here until checkin (or the guard below).
+  // Both slots are ours from here until checkin (or the guard below). The
+  // pool record cannot go while we hold its slot; the guard drops it if we
+  // were its only user and give up (cancelled, connect failed).
   struct SlotGuard {
     Client* c;
     detail::HostPool* p;
+    const std::string& key;
     bool host = true, total = false;
     ~SlotGuard() {
-      if (host) p->slots.release();
       if (total) c->total_slots_.release();
+      if (host) {
+        p->slots.release();
+        c->forget_if_unused(key);
+      }
     }
-  } guard{this, &pool};
+  } guard{this, &pool, key};
   co_await total_slots_.acquire();
   guard.total = true;
 
-  const TimePoint now = Clock::now();
+  now = Clock::now();
   while (!pool.idle.empty()) {
     std::unique_ptr<ClientConn> c = std::move(pool.idle.back());
     pool.idle.pop_back();
@@ -359,7 +406,10 @@ void Client::checkin(std::unique_ptr<ClientConn> c, bool reusable) noexcept {
     pool.idle.push_back(std::move(c));
     ++idle_;
   } else {
-    --open_;  // destroyed here: the connection closes
+    const std::string key = std::move(c->key);
+    c.reset();  // the connection closes
+    --open_;
+    forget_if_unused(key);
   }
 }
 

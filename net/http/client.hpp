@@ -19,7 +19,10 @@
 // requests run per origin and max_connections overall, and callers beyond
 // that wait in FIFO order. The total of open connections (busy + idle) never
 // passes max_connections: an idle connection of another origin is closed to
-// make room. A request that fails on a reused connection before any response
+// make room. Idle connections older than idle_timeout are closed by a sweep
+// that runs (at most once a second) when a request starts, and an origin's
+// record is dropped once it has no connection and nobody waits for it, so a
+// crawler that visits a million hosts holds only the hosts it is using. A request that fails on a reused connection before any response
 // byte arrived (the server closed it while idle) is retried once on a new
 // connection when the method is idempotent.
 //
@@ -195,6 +198,7 @@ struct PoolStats {
   std::size_t idle = 0;     // of which idle in the pool
   std::size_t created = 0;  // connections opened so far
   std::size_t reused = 0;   // requests sent on a pooled connection
+  std::size_t origins = 0;  // origins with a pool record (busy or idle connections, or waiters)
 };
 
 class Client {
@@ -234,6 +238,10 @@ class Client {
   void checkin(std::unique_ptr<detail::ClientConn> c, bool reusable) noexcept;
   detail::HostPool& pool_for(const std::string& key);
   bool evict_one_idle() noexcept;
+  // Drops the record of `key`'s origin if nothing uses it any more.
+  void forget_if_unused(const std::string& key) noexcept;
+  // Closes idle connections older than idle_timeout, in every origin.
+  void expire_idle(TimePoint now) noexcept;
 
   ClientOptions opts_;
   std::shared_ptr<TlsContext> tls_;  // made on the first https request
@@ -243,6 +251,7 @@ class Client {
   std::size_t idle_ = 0;
   std::size_t created_ = 0;
   std::size_t reused_ = 0;
+  TimePoint next_sweep_{};  // expire_idle runs when a request starts after this
 };
 
 }  // namespace corio::http

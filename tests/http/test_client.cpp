@@ -377,6 +377,63 @@ Task<void> total_timeout() {
   f.server.close();
 }
 
+// A crawler visits many origins once: their records and idle connections
+// must not pile up.
+Task<void> pool_forgets_origins() {
+  http::ClientOptions o;
+  o.idle_timeout = 100ms;
+  http::Client c(o);
+  std::vector<Fixture> servers;
+  for (int i = 0; i < 3; ++i) servers.push_back(co_await start());
+  for (auto& f : servers) CHECK((co_await c.get(f.base + "/ok")).body == "hello");
+  CHECK(c.stats().origins == 3);
+  CHECK(c.stats().idle == 3);
+  c.close_idle();
+  CHECK(c.stats().origins == 0);
+  // Not reusable (Connection: close): the origin's record goes with it.
+  CHECK((co_await c.get(servers[0].base + "/close-delimited")).body == "until the end");
+  CHECK(c.stats().open == 0);
+  CHECK(c.stats().origins == 0);
+  // Failed connects and refused origins leave nothing behind.
+  bool refused = false;
+  try {
+    co_await c.get("http://127.0.0.1:1/x");
+  } catch (const ConnectionRefusedError&) {
+    refused = true;
+  }
+  CHECK(refused);
+  CHECK(c.stats().origins == 0);
+  // Idle past idle_timeout: the next request anywhere sweeps them.
+  for (auto& f : servers) CHECK((co_await c.get(f.base + "/ok")).body == "hello");
+  CHECK(c.stats().idle == 3);
+  co_await sleep(150ms);
+  CHECK((co_await c.get(servers[1].base + "/ok")).body == "hello");
+  CHECK(c.stats().origins == 1);
+  CHECK(c.stats().open == 1);
+  CHECK(c.stats().idle == 1);
+  // A request cancelled while it waits for its origin's slot leaves the
+  // record to the request that holds it, and then nothing.
+  http::ClientOptions one;
+  one.max_connections_per_host = 1;
+  http::Client c1(one);
+  auto slow = create_task(c1.get(servers[2].base + "/slow"));
+  auto waiting = create_task(c1.get(servers[2].base + "/ok"));
+  co_await sleep(5ms);
+  waiting.cancel();
+  bool cancelled = false;
+  try {
+    co_await waiting;
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
+  CHECK(c1.stats().origins == 1);
+  CHECK((co_await slow).body == "slow");
+  c1.close_idle();
+  CHECK(c1.stats().origins == 0);
+  for (auto& f : servers) f.server.close();
+}
+
 }  // namespace
 
 TEST_CASE("the client reads every framing: length, chunked, gzip, interim, HEAD, close-delimited") {
@@ -409,4 +466,8 @@ TEST_CASE("bad URLs, bad headers and refused connections are clear errors") {
 
 TEST_CASE("total_timeout bounds a whole request") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, total_timeout()); });
+}
+
+TEST_CASE("the pool forgets origins nobody uses and closes connections idle past idle_timeout") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pool_forgets_origins()); });
 }
