@@ -1,6 +1,6 @@
 // bench_to_thread: the thread bridge, measured from a task.
 //
-//   bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load]
+//   bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load,timer_floor]
 //                   [--n N] [--calls N] [--in-flight K] [--timer-samples S] [--workers W]
 //                   [--spin-us US]
 //
@@ -16,10 +16,18 @@
 //                     loop sleeps 10 ms at a time, S times: how late each wake-up
 //                     is (p50/p99/max_lateness_us). The loop thread must get the
 //                     CPU back promptly although W threads want it.
+//   timer_under_load_background  the same with the load on a pool of
+//                     WorkerPriority::background (SCHED_IDLE) workers.
+//   timer_floor, timer_floor_background  the same measurement without corio,
+//                     in the same run: W plain std::threads burn (at normal
+//                     priority / SCHED_IDLE) while a plain thread sleeps with
+//                     clock_nanosleep(TIMER_ABSTIME). This is what the kernel
+//                     delivers on this machine; corio's rows are read against it.
 //
 // Timing is meaningful only in a release build, on a quiet machine.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -27,7 +35,12 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 
 #include "corio/corio.hpp"
 
@@ -43,7 +56,7 @@ struct Args {
   long n = 20'000;
   long calls = 1'000'000;
   int in_flight = 64;
-  int timer_samples = 200;
+  int timer_samples = 500;
   int workers = 0;    // 0: the default executor's default size
   int spin_us = -1;   // -1: the pool's default idle spin
 };
@@ -147,6 +160,49 @@ Task<void> bench_timer_under_load(const Args& a, corio::ThreadPoolExecutor* pool
   if (sink == 42) std::printf("\n");
 }
 
+// The kernel's floor for the timer test: no loop, no pool, plain threads.
+void timer_floor(const Args& a, std::size_t workers, bool background, const char* key) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> burners;
+  std::atomic<std::uint64_t> sink{0};
+  for (std::size_t w = 0; w < workers; ++w) {
+    burners.emplace_back([&stop, &sink, background] {
+      if (background) {
+        sched_param sp{};
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+      }
+      sink += burn(stop);
+    });
+  }
+  std::this_thread::sleep_for(50ms);
+  std::vector<double> late;
+  late.reserve(static_cast<std::size_t>(a.timer_samples));
+  for (int i = 0; i < a.timer_samples; ++i) {
+    timespec due{};
+    clock_gettime(CLOCK_MONOTONIC, &due);
+    due.tv_nsec += 10'000'000;
+    if (due.tv_nsec >= 1'000'000'000) {
+      due.tv_sec += 1;
+      due.tv_nsec -= 1'000'000'000;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, nullptr) == EINTR) {
+    }
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    late.push_back(static_cast<double>(now.tv_sec - due.tv_sec) * 1e6 +
+                   static_cast<double>(now.tv_nsec - due.tv_nsec) / 1e3);
+  }
+  stop = true;
+  for (auto& t : burners) t.join();
+  double p50 = pct(late, 0.50), p99 = pct(late, 0.99), mx = late.empty() ? 0 : late.back();
+  std::printf(
+      "{\"bench\": \"%s\", \"impl\": \"threads\", \"timer_ms\": 10, \"n\": %d, "
+      "\"p50_lateness_us\": %.1f, \"p99_lateness_us\": %.1f, \"max_lateness_us\": %.1f, \"workers\": %zu}\n",
+      key, a.timer_samples, p50, p99, mx, workers);
+  std::fflush(stdout);
+  if (sink == 42) std::printf("\n");
+}
+
 bool wanted(const Args& a, const char* name) {
   if (a.only.empty()) return true;
   std::string list = "," + a.only + ",";
@@ -169,12 +225,18 @@ Task<int> bench_main(const Args& a) {
     co_await bench_timer_under_load(a, &bg, "timer_under_load_background");
     bg.shutdown(true);
   }
+  if (wanted(a, "timer_floor")) {
+    // Blocks the loop thread on purpose: nothing else runs on it meanwhile.
+    const std::size_t workers = corio::EventLoop::current().default_executor().max_workers();
+    timer_floor(a, workers, false, "timer_floor");
+    timer_floor(a, workers, true, "timer_floor_background");
+  }
   co_return 0;
 }
 
 [[noreturn]] void usage(int code) {
   std::fprintf(code ? stderr : stdout,
-               "usage: bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load]\n"
+               "usage: bench_to_thread [--backend io_uring|epoll] [--only to_thread,timer_under_load,timer_floor]\n"
                "                       [--n N] [--calls N] [--in-flight K] [--timer-samples S] [--workers W]\n"
                "                       [--spin-us US]   (how long idle pool workers spin; default the pool's)\n");
   std::exit(code);
