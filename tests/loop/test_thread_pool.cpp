@@ -17,47 +17,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/loop/thread_support.hpp"
 #include "tests/loop/tsan_suppressions.hpp"
 
 using namespace corio;
 using namespace std::chrono_literals;
-
-namespace {
-
-class Gate {
- public:
-  void open() {
-    std::lock_guard lk(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait() {
-    std::unique_lock lk(mu_);
-    return cv_.wait_for(lk, 10s, [this] { return open_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-template <class Pred>
-bool eventually(Pred pred) {
-  auto until = Clock::now() + 10s;
-  while (!pred()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
-
-struct AppError : std::runtime_error {
-  AppError(const std::string& m, int c) : std::runtime_error(m), code(c) {}
-  int code;
-};
-
-}  // namespace
+using corio::test::AppError;
+using corio::test::eventually;
+using corio::test::Gate;
 
 TEST_CASE("submit returns a future with the value, or the exception with its type and message") {
   ThreadPoolExecutor pool(4);

@@ -20,49 +20,17 @@
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "loop/run.hpp"
+#include "tests/loop/thread_support.hpp"
 #include "tests/loop/tsan_suppressions.hpp"
 #include "tests/support.hpp"
 
 using namespace corio;
 using namespace std::chrono_literals;
+using corio::test::AppError;
+using corio::test::eventually;
+using corio::test::Gate;
 
 namespace {
-
-// A one-shot gate for worker threads: wait() blocks until open() (or 10 s,
-// so that no test can hang).
-class Gate {
- public:
-  void open() {
-    std::lock_guard lk(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait() {
-    std::unique_lock lk(mu_);
-    return cv_.wait_for(lk, 10s, [this] { return open_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Spins (bounded) until pred() holds; for the few checks that need a thread to get somewhere.
-template <class Pred>
-bool eventually(Pred pred, Duration limit = 10s) {
-  auto until = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(100us);
-  }
-  return true;
-}
-
-struct AppError : std::runtime_error {
-  AppError(const std::string& m, int c) : std::runtime_error(m), code(c) {}
-  int code;
-};
 
 int add(int a, int b) { return a + b; }
 
