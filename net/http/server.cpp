@@ -810,7 +810,13 @@ Task<void> accept_loop(std::shared_ptr<ServerState> s) {
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         if (!warned) {
           warned = true;
-          s->loop->report_warning("http: out of file descriptors or memory; accepting pauses 100 ms");
+          std::string where;
+          try {
+            where = " on " + s->listener.local_address().to_string();
+          } catch (const OSError&) {
+          }
+          s->loop->report_warning("http: accept" + where + ": " + std::strerror(err) +
+                                  "; pausing accepts (retrying every 100 ms), existing connections are still served");
         }
         co_await sleep(std::chrono::milliseconds(100));
       }

@@ -1,6 +1,7 @@
 // Integration: a server that runs out of file descriptors (EMFILE) reports it
 // once, backs off instead of spinning on accept, keeps serving the
 // connections it has, and accepts the waiting ones once fds are free again.
+// Both the stream server (start_server) and the HTTP server (http::serve).
 #include <doctest/doctest.h>
 #include <dirent.h>
 #include <sys/resource.h>
@@ -14,6 +15,8 @@
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
+#include "net/http/server.hpp"
 #include "net/server.hpp"
 #include "net/stream.hpp"
 #include "tests/net/net_support.hpp"
@@ -117,6 +120,57 @@ Task<void> scenario(std::vector<std::string>& warnings) {
   CHECK(warnings[0].find("accept on " + addr.to_string() + ": Too many open files; pausing accepts") == 0);
 }
 
+Task<http::Response> hello(http::Request&) { co_return http::Response::text("hello"); }
+
+// One GET on a connected socket; the status line and body, checked.
+Task<void> get_hello(Socket& s) {
+  co_await s.send_all("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string got;
+  char buf[512];
+  while (got.find("hello") == std::string::npos) {
+    std::size_t n = co_await s.recv(buf, sizeof buf);
+    if (n == 0) break;
+    got.append(buf, n);
+  }
+  CHECK(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(got.find("\r\n\r\nhello") != std::string::npos);
+}
+
+Task<void> http_scenario(std::vector<std::string>& warnings) {
+  FdLimit limit;
+  std::uint16_t port = 0;
+  http::ServeOptions o;
+  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
+  TaskHandle<void> server = create_task(http::serve(hello, "127.0.0.1", 0, o), "http server");
+  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(port != 0);
+  SocketAddress addr = SocketAddress::parse("127.0.0.1", port);
+  Socket first = Socket::create(AF_INET, SOCK_STREAM);
+  co_await first.connect(addr);
+  co_await get_hello(first);
+  std::vector<Socket> waiting;
+  for (int i = 0; i < kWaiting; ++i) waiting.push_back(Socket::create(AF_INET, SOCK_STREAM));
+
+  limit.exhaust();
+  for (Socket& s : waiting) co_await s.connect(addr);
+  std::uint64_t iterations0 = EventLoop::current().iterations();
+  co_await sleep(400ms);
+  co_await get_hello(first);  // the kept-alive connection is served during the shortage
+  std::uint64_t spent = EventLoop::current().iterations() - iterations0;
+  limit.restore();
+
+  for (Socket& s : waiting) co_await get_hello(s);
+  CHECK(spent < 100u);
+  REQUIRE(warnings.size() == 1u);
+  CHECK(warnings[0].find("Too many open files") != std::string::npos);
+  CHECK(warnings[0].find(addr.to_string()) != std::string::npos);
+  server.cancel();
+  try {
+    co_await wait_for(server, 5s);
+  } catch (const CancelledError&) {
+  }
+}
+
 }  // namespace
 
 TEST_CASE("EMFILE storm: the server reports once, backs off, keeps serving, and accepts again afterwards") {
@@ -124,5 +178,13 @@ TEST_CASE("EMFILE storm: the server reports once, backs off, keeps serving, and 
     std::vector<std::string> warnings;
     loop.set_warning_handler([&warnings](std::string_view w) { warnings.emplace_back(w); });
     test::run_bounded(loop, scenario(warnings));
+  });
+}
+
+TEST_CASE("EMFILE storm on the HTTP server: one warning, a back-off, kept-alive clients served, accepts resume") {
+  test::on_each_backend([](EventLoop& loop) {
+    std::vector<std::string> warnings;
+    loop.set_warning_handler([&warnings](std::string_view w) { warnings.emplace_back(w); });
+    test::run_bounded(loop, http_scenario(warnings));
   });
 }
