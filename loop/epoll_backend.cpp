@@ -32,10 +32,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <ctime>
 #include <memory>
 #include <new>
+#include <system_error>
 #include <vector>
 
 #include "loop/backend.hpp"
@@ -168,13 +171,9 @@ class EpollBackend final : public Backend {
     epoll_event events[256];
     int n;
     for (;;) {
-      if (timeout_ns < 0) {
-        n = ::epoll_pwait2(epfd_, events, 256, nullptr, nullptr);
-      } else {
-        timespec ts{static_cast<time_t>(timeout_ns / 1000000000), static_cast<long>(timeout_ns % 1000000000)};
-        n = ::epoll_pwait2(epfd_, events, 256, &ts, nullptr);
-      }
-      if (n >= 0 || errno != EINTR) break;
+      n = wait_events(events, 256, timeout_ns);
+      if (n >= 0) break;
+      if (errno != EINTR) throw std::system_error(errno, std::system_category(), "epoll_pwait2");
       timeout_ns = 0;  // a signal interrupted us: let the loop look around
     }
     for (int i = 0; i < n; ++i) {
@@ -185,6 +184,30 @@ class EpollBackend final : public Backend {
       if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) drain(fd, false, ev);
     }
     run_deferred();
+  }
+
+  // epoll_pwait2 (nanosecond timeouts, Linux 5.11) where the kernel has it;
+  // epoll_pwait with the timeout rounded up to a millisecond where it does
+  // not (older kernels, valgrind, seccomp filters answer ENOSYS or EPERM):
+  // rounding down would wake before a timer is due and spin until it is.
+  int wait_events(epoll_event* events, int max, std::int64_t timeout_ns) {
+    if (have_pwait2_) {
+      int n;
+      if (timeout_ns < 0) {
+        n = ::epoll_pwait2(epfd_, events, max, nullptr, nullptr);
+      } else {
+        timespec ts{static_cast<time_t>(timeout_ns / 1000000000), static_cast<long>(timeout_ns % 1000000000)};
+        n = ::epoll_pwait2(epfd_, events, max, &ts, nullptr);
+      }
+      if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
+      have_pwait2_ = false;
+    }
+    int ms = -1;
+    if (timeout_ns >= 0) {
+      std::int64_t up = (timeout_ns + 999'999) / 1'000'000;
+      ms = static_cast<int>(std::min<std::int64_t>(up, INT32_MAX));
+    }
+    return ::epoll_pwait(epfd_, events, max, ms, nullptr);
   }
 
   void forget_fd(int fd) noexcept override {
@@ -342,6 +365,7 @@ class EpollBackend final : public Backend {
   std::vector<FdState> fds_;
   std::vector<IoOp*> deferred_;
   std::size_t in_flight_ = 0;
+  bool have_pwait2_ = true;  // cleared for good at the first ENOSYS/EPERM
 };
 
 }  // namespace
