@@ -19,7 +19,7 @@ class Args {
   Args(int argc, char** argv, const char* prog, const char* usage) : argc_(argc), argv_(argv), prog_(prog), usage_(usage) {}
 
   // Walks the arguments, calling on(name, value) for each "--name value" or
-  // "--name=value" whose name is listed in `options`, and on(name, nullptr)
+  // "--name=value" whose name is listed in `options`, and on(name, "")
   // for names listed in `flags` (both space separated). Handles --help
   // (prints usage, exits 0); anything else is a usage error (exit 2).
   template <class F>
@@ -41,7 +41,7 @@ class Args {
       if (!listed(options, name) && !listed(flags, name)) bad("unknown option --" + name);
       if (listed(flags, name)) {
         if (has_value) bad("--" + name + " takes no value");
-        on(name, nullptr);
+        on(name, "");  // never null: callers may copy it like a value
         continue;
       }
       if (!has_value) {
