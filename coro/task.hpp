@@ -17,6 +17,7 @@
 // awaitable where it is suspended.
 #include <concepts>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <source_location>
 #include <type_traits>
@@ -51,14 +52,21 @@ struct PromiseBase {
   // file and line (for dump_tasks() and debug-mode reports).
   explicit PromiseBase(std::source_location where) noexcept : where_(where) {}
 
-  std::coroutine_handle<> continuation_;
-  TaskBase* root_owner_ = nullptr;  // set when this frame is the root of a spawned task
+  // Who resumes when this frame finishes: the awaiting coroutine, or (low
+  // bit set) the spawned task whose root this frame is. One word for both,
+  // as a frame has exactly one of them; 0 until the Task is awaited or
+  // spawned, so it also tells whether the frame ever started (debug mode
+  // reports Tasks destroyed without ever running). Every frame pays for
+  // this word, and a server holds one suspended frame per connection.
+  void set_continuation(std::coroutine_handle<> h) noexcept { link_ = reinterpret_cast<std::uintptr_t>(h.address()); }
+  void set_root_owner(TaskBase* t) noexcept { link_ = reinterpret_cast<std::uintptr_t>(t) | kOwnerBit; }
+  bool started() const noexcept { return link_ != 0; }
+
   std::exception_ptr exception_;
   // The await chain: the Task this frame is awaiting, and the one awaiting it.
   PromiseBase* child_ = nullptr;
   PromiseBase* parent_ = nullptr;
   std::source_location where_;
-  bool started_ = false;  // debug mode reports Tasks destroyed without ever running
 
   static void* operator new(std::size_t n) { return frame_alloc(n); }
   static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
@@ -71,18 +79,24 @@ struct PromiseBase {
     void await_suspend(std::coroutine_handle<P> h) noexcept {
       PromiseBase& p = h.promise();
       if (p.parent_) p.parent_->child_ = nullptr;
-      if (p.continuation_) {
-        tls_next_resume = p.continuation_;
+      const std::uintptr_t link = p.link_;
+      if (!(link & kOwnerBit)) {
+        tls_next_resume = std::coroutine_handle<>::from_address(reinterpret_cast<void*>(link));
         return;
       }
       // A root frame: its task record may free this very frame here; nothing
       // below touches it.
-      if (p.root_owner_) task_root_done(p.root_owner_);
+      task_root_done(reinterpret_cast<TaskBase*>(link & ~kOwnerBit));
     }
     void await_resume() noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
   void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+ private:
+  // Frames and task records are at least 8-byte aligned: bit 0 is free.
+  static constexpr std::uintptr_t kOwnerBit = 1;
+  std::uintptr_t link_ = 0;
 };
 
 template <class T>
@@ -147,8 +161,7 @@ class [[nodiscard]] Task {
     template <class P>
     void await_suspend(std::coroutine_handle<P> awaiting) noexcept {
       promise_type& child = h.promise();
-      child.continuation_ = awaiting;
-      child.started_ = true;
+      child.set_continuation(awaiting);
       if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
         child.parent_ = &awaiting.promise();
         awaiting.promise().child_ = &child;
@@ -169,7 +182,7 @@ class [[nodiscard]] Task {
  private:
   void reset() noexcept {
     if (h_) {
-      if (!h_.promise().started_) detail::report_never_awaited(h_.promise());
+      if (!h_.promise().started()) detail::report_never_awaited(h_.promise());
       std::exchange(h_, {}).destroy();
     }
   }

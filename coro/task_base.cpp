@@ -16,22 +16,26 @@ std::atomic<std::uint64_t> g_next_task_id{1};
 }
 
 TaskBase::TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBase& root_promise, std::string name)
-    : root_(root),
-      root_promise_(&root_promise),
-      sched_(&s),
-      id_(g_next_task_id.fetch_add(1, std::memory_order_relaxed)) {
+    : root_(root), sched_(&s), id_(g_next_task_id.fetch_add(1, std::memory_order_relaxed)) {
   if (!name.empty()) extra().name = std::move(name);
-  root_promise.root_owner_ = this;
-  root_promise.started_ = true;  // spawned counts as awaited
+  root_promise.set_root_owner(this);  // spawned counts as awaited
   resume_point_ = root;
   sched_->task_started(*this);
 }
 
 TaskBase::~TaskBase() {
-  if (state_ == State::failed && !exception_retrieved_ && root_promise_ && root_promise_->exception_) {
-    sched_->report_exception(root_promise_->exception_, "Task exception was never retrieved: task '" + name() + "'");
-  }
   if (root_) root_.destroy();
+}
+
+void TaskBase::report_unretrieved() noexcept {
+  if (state() != State::failed || exception_retrieved_) return;
+  detail::PromiseBase* p = root_promise();
+  if (!p || !p->exception_) return;
+  try {
+    sched_->report_exception(p->exception_, "Task exception was never retrieved: task '" + name() + "'");
+  } catch (...) {
+    // Out of memory while formatting: nothing better to do.
+  }
 }
 
 std::string TaskBase::name() const {
@@ -89,14 +93,14 @@ int TaskBase::uncancel() noexcept {
 }
 
 std::exception_ptr TaskBase::exception() {
-  switch (state_) {
+  switch (state()) {
     case State::pending:
       throw InvalidStateError("exception(): task '" + name() + "' is not done");
     case State::cancelled:
       throw CancelledError(cancel_message());
     case State::failed:
       exception_retrieved_ = true;
-      return root_promise_->exception_;
+      return root_promise()->exception_;
     case State::finished:
       break;
   }
@@ -104,9 +108,9 @@ std::exception_ptr TaskBase::exception() {
 }
 
 std::exception_ptr TaskBase::take_failure() noexcept {
-  if (state_ != State::failed) return nullptr;
-  state_ = State::finished;
-  return root_promise_->exception_;
+  if (state() != State::failed) return nullptr;
+  set_state(State::finished);
+  return root_promise()->exception_;
 }
 
 void TaskBase::check_result() {
@@ -185,7 +189,7 @@ void TaskBase::run_timed(std::coroutine_handle<> h) noexcept {
 }
 
 const detail::PromiseBase* TaskBase::leaf() const noexcept {
-  const detail::PromiseBase* p = root_promise_;
+  const detail::PromiseBase* p = root_promise();
   if (!p) return nullptr;
   while (p->child_) p = p->child_;
   return p;
@@ -194,7 +198,7 @@ const detail::PromiseBase* TaskBase::leaf() const noexcept {
 std::string TaskBase::describe() const {
   std::string out = "Task '" + name() + "' #" + std::to_string(id_) + ": ";
   if (done()) {
-    out += cancelled() ? "cancelled" : state_ == State::failed ? "failed" : "finished";
+    out += cancelled() ? "cancelled" : state() == State::failed ? "failed" : "finished";
   } else if (tls_current_ == this) {
     out += "running";
   } else if (!started_) {
@@ -208,7 +212,7 @@ std::string TaskBase::describe() const {
   if (must_cancel_) out += " (cancel pending)";
   else if (num_cancels_requested_ > 0) out += " (cancelling)";
   out += '\n';
-  for (const detail::PromiseBase* p = root_promise_; p && !done(); p = p->child_) {
+  for (const detail::PromiseBase* p = root_promise(); p && !done(); p = p->child_) {
     out += "    at " + frame_line(*p) + "\n";
   }
   return out;
@@ -227,27 +231,27 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 
 void TaskBase::finish_cancelled(std::string msg) noexcept {
   set_cancel_message(std::move(msg));
-  state_ = State::cancelled;
+  set_state(State::cancelled);
   finish();
 }
 
 void TaskBase::finish() noexcept {
-  if (state_ == State::pending) {
-    if (std::exception_ptr e = root_promise_->exception_) {
+  if (state() == State::pending) {
+    if (std::exception_ptr e = root_promise()->exception_) {
       try {
         std::rethrow_exception(e);
       } catch (const CancelledError& c) {
-        state_ = State::cancelled;
+        set_state(State::cancelled);
         set_cancel_message(c.message());
       } catch (...) {
-        state_ = State::failed;
+        set_state(State::failed);
       }
     } else if (must_cancel_) {
       // Cancelled right before the body returned: asyncio reports the task as cancelled.
       must_cancel_ = false;
-      state_ = State::cancelled;
+      set_state(State::cancelled);
     } else {
-      state_ = State::finished;
+      set_state(State::finished);
     }
   }
   hook_ = nullptr;
@@ -264,10 +268,9 @@ void TaskBase::finish() noexcept {
 
 void TaskBase::abandon() noexcept {
   if (done()) return;
-  if (root_) std::exchange(root_, {}).destroy();  // runs the awaiters' destructors
-  root_promise_ = nullptr;
+  if (root_) std::exchange(root_, {}).destroy();  // runs the awaiters' destructors (root_promise() is null now)
   set_cancel_message("event loop closed");
-  state_ = State::cancelled;
+  set_state(State::cancelled);
   finish();
 }
 

@@ -70,9 +70,9 @@ class TaskBase : public detail::Runnable {
   TaskBase& operator=(const TaskBase&) = delete;
 
   // ---- the asyncio Task API -------------------------------------------------
-  bool done() const noexcept { return state_ != State::pending; }
-  bool cancelled() const noexcept { return state_ == State::cancelled; }
-  State state() const noexcept { return state_; }
+  bool done() const noexcept { return state() != State::pending; }
+  bool cancelled() const noexcept { return state() == State::cancelled; }
+  State state() const noexcept { return static_cast<State>(state_); }
   // Request cancellation; false if the task is already done.
   bool cancel(std::string msg = {});
   // Number of pending cancellation requests (asyncio's cancelling()).
@@ -131,6 +131,9 @@ class TaskBase : public detail::Runnable {
   }
   // Replace the hook while staying suspended (e.g. a wait that changes phase).
   void set_hook(CancelHook* hook) noexcept { hook_ = hook; }
+  // The awaitable the task is suspended in (as passed to suspend()), until
+  // it is woken; nullptr otherwise.
+  CancelHook* hook() const noexcept { return hook_; }
   [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_message()); }
   // A hook accepted a cancel but the operation completed anyway and delivers
   // its result: keep the request so the next suspension point throws.
@@ -167,6 +170,18 @@ class TaskBase : public detail::Runnable {
     (void)root.release();
   }
   virtual ~TaskBase();
+  // The root frame's promise (nullptr once abandon() destroyed the frame).
+  // Subclasses know the frame's promise type, so the record need not keep a
+  // second pointer to it beside root_.
+  virtual detail::PromiseBase* root_promise() const noexcept = 0;
+  template <class T>
+  static detail::PromiseBase* promise_of(std::coroutine_handle<> root) noexcept {
+    if (!root) return nullptr;
+    return &std::coroutine_handle<detail::Promise<T>>::from_address(root.address()).promise();
+  }
+  // For subclasses' destructors (root_promise() is gone in ~TaskBase): a
+  // failure nobody retrieved goes to the scheduler's exception handler.
+  void report_unretrieved() noexcept;
   // Called once the root frame finished (or the task was cancelled before starting).
   void finish() noexcept;
 
@@ -183,7 +198,6 @@ class TaskBase : public detail::Runnable {
   std::uint32_t ref_count() const noexcept { return refs_; }
 
   std::coroutine_handle<> root_;
-  detail::PromiseBase* root_promise_;
 
  private:
   friend void detail::task_root_done(TaskBase* owner) noexcept;
@@ -211,14 +225,17 @@ class TaskBase : public detail::Runnable {
   DoneWaiter* waiters_ = nullptr;
   std::unique_ptr<Extra> extra_;
   const char* waiting_on_ = nullptr;
-  std::uint64_t id_;
   std::uint32_t refs_ = 1;  // the scheduler's reference while pending
   int num_cancels_requested_ = 0;
-  State state_ = State::pending;
-  bool started_ = false;
-  bool queued_ = true;  // posted at creation
-  bool must_cancel_ = false;
-  bool exception_retrieved_ = false;
+  // One word: the id (56 bits: wraps after 7e16 tasks), the State and the flags.
+  std::uint64_t id_ : 56;
+  std::uint64_t state_ : 2 = static_cast<std::uint64_t>(State::pending);
+  std::uint64_t started_ : 1 = false;
+  std::uint64_t queued_ : 1 = true;  // posted at creation
+  std::uint64_t must_cancel_ : 1 = false;
+  std::uint64_t exception_retrieved_ : 1 = false;
+
+  void set_state(State st) noexcept { state_ = static_cast<std::uint64_t>(st); }
 };
 
 // The task running now; nullptr from a plain callback.

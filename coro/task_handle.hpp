@@ -30,7 +30,9 @@ class TaskState final : public TaskBase {
       : TaskBase(s, t.handle(), t.handle().promise(), std::move(name)) {
     (void)t.release();  // the record owns the frame now
   }
-  Promise<T>& promise() noexcept { return static_cast<Promise<T>&>(*root_promise_); }
+  ~TaskState() override { report_unretrieved(); }
+  Promise<T>& promise() noexcept { return static_cast<Promise<T>&>(*root_promise()); }
+  PromiseBase* root_promise() const noexcept override { return promise_of<T>(root_); }
 };
 
 }  // namespace detail

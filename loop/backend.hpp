@@ -75,19 +75,24 @@ constexpr const char* op_name(OpKind k) noexcept {
   return "I/O";
 }
 
-// Laid out for size (one per connection side, and one in every awaiter):
-// flags share the first word with fd, and fields no single kind uses together
-// share storage (offset: read/write; addrlen: accept; addr: accept/connect;
-// msg: recvmsg/sendmsg).
+// Laid out for size (one per connection side, and one in every awaiter; an
+// idle server connection keeps its armed recv): the flags are bits sharing
+// the first word with kind and fd, and fields no single kind uses together
+// share storage (offset: read/write; addrlen: accept; addrlen_value:
+// connect; addr: accept/connect; msg: recvmsg/sendmsg). 80 bytes.
 struct IoOp {
   OpKind kind = OpKind::nop;
-  bool internal = false;  // the loop's own (wake-up) op: not counted in in_flight()
+  bool internal : 1 = false;  // the loop's own (wake-up) op: not counted in in_flight()
   // read/recv on a byte stream (TCP, Unix stream, pipe): a result shorter than
   // len means the kernel's receive queue was emptied, so the epoll backend
   // waits for the next edge instead of trying (and failing) the next read.
   // Never set it for datagram sockets, where a short read says nothing.
-  bool stream = false;
-  bool cancel_requested_ = false;  // backend bookkeeping
+  bool stream : 1 = false;
+  bool cancel_requested_ : 1 = false;  // backend bookkeeping
+  bool queued_ : 1 = false;            // backend bookkeeping (epoll wait lists)
+  // accept/accept_multishot: the submitter pauses and retries on EMFILE
+  // (a server's accept loop), so the fault-injection layer may fail it so.
+  bool backs_off_on_emfile : 1 = false;
   int fd = -1;
   void* buf = nullptr;
   std::uint32_t len = 0;
@@ -95,18 +100,14 @@ struct IoOp {
   union {
     std::uint64_t offset = static_cast<std::uint64_t>(-1);  // read/write
     socklen_t* addrlen;                                     // accept: in/out
+    socklen_t addrlen_value;                                // connect
   };
   union {
     sockaddr* addr = nullptr;  // accept/connect
     msghdr* msg;               // recvmsg/sendmsg
   };
-  socklen_t addrlen_value = 0;  // connect
   std::int32_t result = 0;
   std::uint32_t cqe_flags = 0;
-  bool queued_ = false;  // backend bookkeeping (epoll wait lists)
-  // accept/accept_multishot: the submitter pauses and retries on EMFILE
-  // (a server's accept loop), so the fault-injection layer may fail it so.
-  bool backs_off_on_emfile = false;
   void (*complete)(IoOp*) noexcept = nullptr;
   void* ctx = nullptr;  // for complete()
 

@@ -151,6 +151,9 @@ class EventLoop final : public Scheduler {
   // ---- introspection ------------------------------------------------------
   std::vector<TaskBase*> all_tasks() const;
   std::size_t task_count() const noexcept { return task_count_; }
+  // The registry itself, without a copy: the first live task, then follow
+  // TaskBase::reg_next_. Do not let a task finish during the walk.
+  TaskBase* first_task() const noexcept { return tasks_head_; }
   detail::Backend& backend() noexcept { return *backend_; }
   detail::BackendKind backend_kind() const noexcept { return backend_->kind(); }
   const char* backend_name() const noexcept { return backend_->name(); }

@@ -11,6 +11,12 @@
 //
 // user_data is the IoOp pointer; the low bit tags internal SQEs (cancels)
 // whose CQEs are dropped.
+//
+// An idle loop gives back the pages of its receive pool (BufferRing::trim):
+// the ring hands out its buffers in FIFO order, so any few hundred receives
+// touch the first page of every buffer (1 MiB for the default 256 x 16 KiB),
+// which a server holding thousands of idle connections would otherwise keep
+// resident for good.
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -34,6 +40,14 @@ static_assert(kCqeBuffer == IORING_CQE_F_BUFFER && kCqeMore == IORING_CQE_F_MORE
 // fills is copied out and recycled by its receiver during the same reap, so
 // the ring runs dry only when more sockets than entries_ deliver within one
 // batch; they get -ENOBUFS and re-arm (by then the ring is full again).
+//
+// trim() drops the buffers' pages (MADV_DONTNEED: the next receive into one
+// faults in a zeroed page). Safe only when the kernel cannot be writing into
+// any buffer and no received bytes wait in one: with DEFER_TASKRUN the
+// kernel copies received data only inside this thread's io_uring_enter, and
+// every filled buffer is copied out and recycled while its CQE is reaped —
+// so between a wait that reaped everything and the next one, every buffer
+// is empty and idle.
 class BufferRing final : public ProvidedBuffers {
  public:
   static constexpr unsigned kSize = 16 * 1024;
@@ -48,8 +62,12 @@ class BufferRing final : public ProvidedBuffers {
     if (mem == MAP_FAILED) return errno;
     br_ = static_cast<io_uring_buf_ring*>(mem);
     ring_bytes_ = ring_bytes;
-    bufs_.reset(new (std::nothrow) char[std::size_t(entries_) * kSize]);
-    if (!bufs_) return ENOMEM;
+    // mmap, not the heap: page-aligned, so trim() drops whole pages and
+    // nothing else shares them.
+    bufs_bytes_ = std::size_t(entries_) * kSize;
+    void* bufs = ::mmap(nullptr, bufs_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (bufs == MAP_FAILED) return errno;
+    bufs_ = static_cast<char*>(bufs);
     io_uring_buf_reg reg;
     std::memset(&reg, 0, sizeof reg);
     reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
@@ -59,7 +77,7 @@ class BufferRing final : public ProvidedBuffers {
     if (r < 0) return -r;
     io_uring_buf_ring_init(br_);
     for (unsigned bid = 0; bid < entries_; ++bid) {
-      io_uring_buf_ring_add(br_, bufs_.get() + std::size_t(bid) * kSize, kSize, static_cast<unsigned short>(bid),
+      io_uring_buf_ring_add(br_, bufs_ + std::size_t(bid) * kSize, kSize, static_cast<unsigned short>(bid),
                             io_uring_buf_ring_mask(entries_), static_cast<int>(bid));
     }
     io_uring_buf_ring_advance(br_, entries_);
@@ -68,26 +86,39 @@ class BufferRing final : public ProvidedBuffers {
   // After io_uring_queue_exit: the kernel no longer reads the ring.
   ~BufferRing() {
     if (br_) ::munmap(br_, ring_bytes_);
+    if (bufs_) ::munmap(bufs_, bufs_bytes_);
   }
 
   const char* data(std::uint32_t cqe_flags) const noexcept override {
-    return bufs_.get() + std::size_t(cqe_flags >> IORING_CQE_BUFFER_SHIFT) * kSize;
+    return bufs_ + std::size_t(cqe_flags >> IORING_CQE_BUFFER_SHIFT) * kSize;
   }
   void recycle(std::uint32_t cqe_flags) noexcept override {
     auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-    io_uring_buf_ring_add(br_, bufs_.get() + std::size_t(bid) * kSize, kSize, bid, io_uring_buf_ring_mask(entries_), 0);
+    io_uring_buf_ring_add(br_, bufs_ + std::size_t(bid) * kSize, kSize, bid, io_uring_buf_ring_mask(entries_), 0);
     io_uring_buf_ring_advance(br_, 1);
+    dirty_ = true;
   }
   void disable() noexcept override { disabled_ = true; }
   bool disabled() const noexcept { return disabled_; }
+  // Some buffer was written since the last trim().
+  bool dirty() const noexcept { return dirty_; }
+  void trim() noexcept {
+    (void)::madvise(bufs_, bufs_bytes_, MADV_DONTNEED);  // a failure only keeps the pages
+    dirty_ = false;
+  }
 
  private:
   io_uring_buf_ring* br_ = nullptr;
   unsigned entries_ = 0;
   std::size_t ring_bytes_ = 0;
-  std::unique_ptr<char[]> bufs_;
+  char* bufs_ = nullptr;
+  std::size_t bufs_bytes_ = 0;
   bool disabled_ = false;
+  bool dirty_ = false;
 };
+
+// How long the loop must have had nothing to do before the pool is trimmed.
+constexpr std::int64_t kTrimAfterIdleNs = 250'000'000;
 
 class UringBackend final : public Backend {
  public:
@@ -200,6 +231,15 @@ class UringBackend final : public Backend {
   }
 
   void wait(std::int64_t timeout_ns) override {
+    // A pool written since its last trim is trimmed once a wait of
+    // kTrimAfterIdleNs brought nothing: a longer (or endless) wait is cut to
+    // that, to look. Only with DEFER_TASKRUN (see BufferRing::trim).
+    bool idle_probe = false;
+    if (timeout_ns != 0 && pbufs_ && pbufs_->dirty() && (flags_ & IORING_SETUP_DEFER_TASKRUN) &&
+        (timeout_ns < 0 || timeout_ns >= kTrimAfterIdleNs)) {
+      timeout_ns = kTrimAfterIdleNs;
+      idle_probe = true;
+    }
     int r;
     if (timeout_ns == 0) {
       if (io_uring_sq_ready(&ring_) == 0 && in_flight_ == 0 && !io_uring_cq_ready(&ring_)) return;
@@ -216,7 +256,7 @@ class UringBackend final : public Backend {
     // -ETIME: the wait timed out; -EINTR: a signal; -EBUSY: CQ overflow backlog
     // (NODROP) — reap below and go on.
     (void)r;
-    reap();
+    if (reap() == 0 && idle_probe && io_uring_sq_ready(&ring_) == 0) pbufs_->trim();
   }
 
   void forget_fd(int) noexcept override {}
@@ -247,9 +287,11 @@ class UringBackend final : public Backend {
     return sqe;
   }
 
-  void reap() noexcept {
+  // Returns the number of CQEs reaped.
+  unsigned reap() noexcept {
     // Callbacks may prepare new SQEs (re-arms) but never touch the CQ, so
     // iterating and advancing in one batch is safe.
+    unsigned total = 0;
     for (;;) {
       unsigned head;
       unsigned n = 0;
@@ -265,10 +307,12 @@ class UringBackend final : public Backend {
         op->complete(op);
       }
       if (n == 0) break;
+      total += n;
       io_uring_cq_advance(&ring_, n);
       if (!io_uring_cq_has_overflow(&ring_)) break;
       io_uring_get_events(&ring_);  // flush the kernel's overflow list into the CQ
     }
+    return total;
   }
 
   io_uring ring_{};

@@ -27,8 +27,10 @@ class ConnToken;
 // - A listener's socket is closed only with no accept in flight on it: close()
 //   cancels the accept and the completion closes the socket.
 // - After close(), nothing re-arms: no accept, no back-off timer.
-// - conns lists every running connection (its ConnToken), for
-//   close_clients(), abort_clients() and the shutdown.
+// - connections counts the running connections; they are found (for
+//   close_clients(), abort_clients() and the shutdown) among the loop's
+//   tasks, where each is a ConnTask whose token names this state — no list
+//   of its own, so a connection carries no links for it.
 // - shutdown_watch, if set, is a task waiting for the loop's shutdown token;
 //   it touches the state only after a normal wake-up, and close() (which
 //   comes before the state can be freed) cancels it.
@@ -87,7 +89,6 @@ class ServerState {
   bool closed = false;
   bool shutting_down = false;
   bool warned_exhaustion = false;
-  ConnToken* conns = nullptr;  // head of the running connections' list
   TaskHandle<void> shutdown_watch;
   // A Unix socket file to remove on close, if it is still ours (same inode).
   std::string unix_path;
@@ -102,6 +103,9 @@ class ServerState {
   void spawn(Socket sock) noexcept;
   static void accepted(IoOp* op) noexcept;
   static void backoff_done(TimerNode* t) noexcept;
+  // Calls f(StreamConn&) for each running connection of this server.
+  template <class F>
+  void for_each_connection(F f) noexcept;
 };
 
 namespace {
@@ -112,28 +116,21 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
 // A running connection's claim on its server: counted in connection_count(),
 // keeps the handler alive, holds a handle on the connection (so the server
-// can close it) and tells wait_closed() when it ends. A node of
-// ServerState::conns. Lives in the connection's task record (ConnTask) and
-// is let go when the task finishes — also when it is cancelled before its
-// first step or destroyed at loop teardown.
+// can close it) and tells wait_closed() when it ends. Lives in the
+// connection's task record (ConnTask) and is let go when the task finishes
+// — also when it is cancelled before its first step or destroyed at loop
+// teardown.
 class ConnToken {
  public:
   ConnToken(ServerState* s, StreamConn* c) noexcept : s_(s), c_(c) {
     s_->add_ref();
     ++s_->connections;
     c_->add_handle();
-    next_ = s_->conns;
-    if (next_) next_->prev_ = this;
-    s_->conns = this;
   }
   ConnToken(const ConnToken&) = delete;
   ~ConnToken() { reset(); }
   void reset() noexcept {
     if (!s_) return;
-    if (prev_) prev_->next_ = next_;
-    else s_->conns = next_;
-    if (next_) next_->prev_ = prev_;
-    prev_ = next_ = nullptr;
     std::exchange(c_, nullptr)->drop_handle();
     ServerState* s = std::exchange(s_, nullptr);
     s->connection_ended();
@@ -141,13 +138,10 @@ class ConnToken {
   }
   ServerState* state() const noexcept { return s_; }
   StreamConn* conn() const noexcept { return c_; }
-  ConnToken* next() const noexcept { return next_; }
 
  private:
   ServerState* s_;
   StreamConn* c_;
-  ConnToken* prev_ = nullptr;
-  ConnToken* next_ = nullptr;
 };
 
 namespace {
@@ -201,7 +195,14 @@ class ConnTask final : private ConnParts, public TaskBase {
  public:
   ConnTask(ServerState* s, StreamConn* c) : ConnParts(s, c), TaskBase(*s->loop, make_root(s), std::string()) {}
 
+  // The running connection of server s this task serves, or nullptr.
+  StreamConn* connection_of(const ServerState* s) const noexcept {
+    return token.state() == s ? token.conn() : nullptr;
+  }
+
  private:
+  detail::PromiseBase* root_promise() const noexcept override { return promise_of<void>(root_); }
+
   // Calls the handler (which creates its frame; its body runs in the task).
   Task<void> make_root(ServerState* s) noexcept {
     if (s->tls) return serve_tls(s, reader, writer);
@@ -241,6 +242,21 @@ class ConnTask final : private ConnParts, public TaskBase {
     token.reset();
   }
 };
+
+}  // namespace
+
+template <class F>
+void ServerState::for_each_connection(F f) noexcept {
+  // A ConnTask is in the loop's registry exactly while its token is held:
+  // the token is let go in on_finished(), right before the task leaves it.
+  for (TaskBase* t = loop->first_task(); t; t = t->reg_next_) {
+    if (auto* ct = dynamic_cast<ConnTask*>(t)) {
+      if (StreamConn* c = ct->connection_of(this)) f(*c);
+    }
+  }
+}
+
+namespace {
 
 bool is_fd_exhaustion(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -443,23 +459,22 @@ void ServerState::begin_shutdown() noexcept {
   close();
   // Handlers in the middle of a request go on; the others see EOF now (a
   // waiting read) or at their next read, and end the usual way.
-  for (ConnToken* t = conns; t; t = t->next()) t->conn()->end_idle_reads();
+  for_each_connection([](StreamConn& c) { c.end_idle_reads(); });
 }
 
 void ServerState::end_clients(bool abort) noexcept {
-  // Closing only wakes tasks: no token leaves the list during this walk.
-  for (ConnToken* t = conns; t; t = t->next()) {
-    StreamConn* c = t->conn();
+  // Closing only wakes tasks: no task finishes during this walk.
+  for_each_connection([abort](StreamConn& c) {
     if (!abort) {
-      c->close();
-      continue;
+      c.close();
+      return;
     }
-    if (c->fd() >= 0) {
+    if (c.fd() >= 0) {
       linger l{1, 0};  // close() then sends a reset (RST), not a FIN
-      ::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
-    c->abort();
-  }
+    c.abort();
+  });
 }
 
 }  // namespace detail

@@ -24,20 +24,21 @@ bool StreamRead::start() {
 }
 
 bool StreamRead::await_suspend(std::coroutine_handle<> h) {
-  task_ = &TaskBase::current_checked(what());
-  if (task_->take_pending_cancel()) {
+  TaskBase& t = TaskBase::current_checked(what());
+  suspended_ = true;
+  if (t.take_pending_cancel()) {
     cancelled_ = true;
     return false;
   }
-  c_->park_reader(*this);
-  task_->suspend(h, this, what());
+  t.suspend(h, this, what());
+  c_->park_reader(t);  // after suspend(): the connection finds this object as t's hook
   return true;
 }
 
-bool StreamRead::on_cancel(TaskBase&) noexcept {
+bool StreamRead::on_cancel(TaskBase& t) noexcept {
   c_->unpark_reader(*this);
   cancelled_ = true;
-  task_->wake();
+  t.wake();
   return true;
 }
 
@@ -45,16 +46,17 @@ StreamRead::Resume::Resume(StreamRead& r) : r_(r) {
   // Woken because the read can finish, but a cancel came first (or after
   // the wake-up, before the task ran): the bytes stay buffered for the next
   // read, as when the wait itself was interrupted.
-  if (r.task_ && (r.cancelled_ || r.task_->take_pending_cancel())) {
+  // (await_resume runs in the task that suspended.)
+  if (r.suspended_ && (r.cancelled_ || TaskBase::current()->take_pending_cancel())) {
     r.finish();
-    r.task_->throw_cancelled();
+    TaskBase::current()->throw_cancelled();
   }
 }
 
 void StreamRead::finish() noexcept {
   // Also the destructor's job: a frame destroyed while suspended here (loop
   // teardown) must leave the connection without a parked reader.
-  if (task_) c_->unpark_reader(*this);
+  if (suspended_) c_->unpark_reader(*this);
   if (busy_) {
     busy_ = false;
     c_->end_read();
@@ -133,19 +135,48 @@ std::string ReadExactly::await_resume() {
 
 // ---- readuntil(sep) / readline() --------------------------------------------------
 
+ReadUntil::ReadUntil(StreamConn* c, std::string_view sep, bool line) : StreamRead(c), line_(line) {
+  if (sep.size() <= kInline) {
+    sep_inline_ = static_cast<std::uint8_t>(sep.size());
+    if (!sep.empty()) std::memcpy(small_, sep.data(), sep.size());
+  } else {
+    big_ = static_cast<char*>(::operator new(sizeof(std::size_t) + sep.size()));
+    sep_inline_ = kOnHeap;
+    const std::size_t n = sep.size();
+    std::memcpy(big_, &n, sizeof n);
+    std::memcpy(big_ + sizeof n, sep.data(), n);
+  }
+}
+
+ReadUntil::ReadUntil(ReadUntil&& o) noexcept
+    : StreamRead(std::move(o)), line_(o.line_), sep_inline_(o.sep_inline_), offset_(o.offset_) {
+  if (sep_inline_ == kOnHeap) {
+    big_ = o.big_;
+    o.sep_inline_ = 0;  // the moved-from object no longer owns the block
+  } else {
+    std::memcpy(small_, o.small_, sep_inline_);
+  }
+}
+
+ReadUntil::~ReadUntil() {
+  if (sep_inline_ == kOnHeap) ::operator delete(big_);
+}
+
 std::size_t ReadUntil::scan(StreamConn& c) noexcept {
-  std::string_view v = c.rbuf().view();
-  if (v.size() >= sep_.size()) {
-    std::size_t pos = v.find(sep_, offset_);
-    if (pos != std::string_view::npos) return pos > c.limit() ? kOverrunFound : pos + sep_.size();
-    offset_ = v.size() + 1 - sep_.size();
-    if (offset_ > c.limit()) return kOverrun;
+  const std::string_view v = c.rbuf().view();
+  const std::string_view s = sep();
+  if (v.size() >= s.size()) {
+    std::size_t pos = v.find(s, offset_);
+    if (pos != std::string_view::npos) return pos > c.limit() ? kOverrunFound : pos + s.size();
+    const std::size_t next = v.size() + 1 - s.size();
+    offset_ = static_cast<std::uint32_t>(std::min<std::size_t>(next, UINT32_MAX));
+    if (next > c.limit()) return kOverrun;
   }
   return c.eof() ? kEof : kNeedMore;
 }
 
 bool ReadUntil::await_ready() {
-  if (sep_.empty()) throw std::invalid_argument("readuntil: the separator must not be empty");
+  if (sep().empty()) throw std::invalid_argument("readuntil: the separator must not be empty");
   return start();
 }
 
@@ -154,11 +185,12 @@ std::string ReadUntil::await_resume() {
   const std::size_t n = scan(*c_);
   switch (n) {
     case kOverrunFound: {
-      std::size_t pos = c_->rbuf().view().find(sep_, offset_);
+      std::size_t pos = c_->rbuf().view().find(sep(), offset_);
       throw LimitOverrun("Separator is found, but chunk is longer than limit", pos);
     }
     case kOverrun:
-      throw LimitOverrun("Separator is not found, and chunk exceed the limit", offset_);
+      // scan() just looked at everything but the separator's length less one.
+      throw LimitOverrun("Separator is not found, and chunk exceed the limit", c_->rbuf().size() + 1 - sep().size());
     case kEof:
       if (c_->read_error()) c_->throw_read_error();
       if (!line_) throw IncompleteRead(c_->rbuf().take_all(), std::nullopt);

@@ -21,6 +21,8 @@
 // (BrokenPipeError, ConnectionResetError). Messages name the peer.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -75,9 +77,12 @@ class StreamRead : public ReadWaiter {
   virtual const char* what() const noexcept = 0;
   void finish() noexcept;
 
+  // Laid out for size (the object sits in the suspended frame; derived
+  // reads use the tail padding): one pointer and three bits.
   StreamConn* c_;
-  bool busy_ = false;       // this read holds the reader (begin_read)
-  bool cancelled_ = false;  // on_cancel ran
+  bool busy_ : 1 = false;       // this read holds the reader (begin_read)
+  bool cancelled_ : 1 = false;  // on_cancel ran
+  bool suspended_ : 1 = false;  // await_suspend ran: the task may be parked, a cancel may be pending
 };
 
 template <class A>
@@ -147,7 +152,9 @@ class ReadExactly final : public StreamRead {
 // readuntil(sep) and readline().
 class ReadUntil final : public StreamRead {
  public:
-  ReadUntil(StreamConn* c, std::string_view sep, bool line) : StreamRead(c), sep_(sep), line_(line) {}
+  ReadUntil(StreamConn* c, std::string_view sep, bool line);
+  ReadUntil(ReadUntil&& o) noexcept;
+  ~ReadUntil();
   bool await_ready();
   std::string await_resume();
   operator Task<std::string>() && { return read_task(std::move(*this)); }
@@ -161,9 +168,31 @@ class ReadUntil final : public StreamRead {
   bool ready(StreamConn& c) noexcept override { return scan(c) != kNeedMore; }
   std::size_t want(const StreamConn&) const noexcept override { return 0; }
   const char* what() const noexcept override { return line_ ? "readline" : "readuntil"; }
-  std::string sep_;
-  std::size_t offset_ = 0;  // where the next search starts: the bytes before were examined
-  bool line_;
+  std::string_view sep() const noexcept {
+    return sep_inline_ != kOnHeap ? std::string_view(small_, sep_inline_)
+                                  : std::string_view(big_ + sizeof(std::size_t), heap_size());
+  }
+  std::size_t heap_size() const noexcept {
+    std::size_t n;
+    std::memcpy(&n, big_, sizeof n);
+    return n;
+  }
+
+  // This object sits in the awaiting frame for as long as the read waits
+  // (a server's idle connection waits here), so it is kept to 32 bytes: the
+  // separator inline up to kInline bytes ("\r\n\r\n", "\n", "\r\n", …),
+  // else in a heap block [size][bytes]; the flags in the base's tail padding.
+  static constexpr std::size_t kInline = 8;
+  static constexpr std::uint8_t kOnHeap = 0xff;
+  bool line_ : 1;
+  std::uint8_t sep_inline_;  // the inline separator's size, or kOnHeap
+  // Where the next search starts: the bytes before were examined. Saturates
+  // (a search from an earlier start finds the same first separator).
+  std::uint32_t offset_ = 0;
+  union {
+    char small_[kInline];
+    char* big_;
+  };
 };
 
 }  // namespace detail
@@ -214,6 +243,13 @@ class StreamReader {
   // - An empty separator: std::invalid_argument.
   // Cancellation: CancelledError; everything received stays buffered.
   detail::ReadUntil readuntil(std::string_view sep = "\n") { return {c_, sep, false}; }
+  // The same for a string literal (or a char array: up to its first NUL):
+  // binds to the array, so an awaiting coroutine's frame keeps no
+  // string_view temporary for the argument.
+  template <std::size_t N>
+  detail::ReadUntil readuntil(const char (&sep)[N]) {
+    return {c_, std::string_view(sep, ::strnlen(sep, N)), false};
+  }
   // Exactly n bytes. EOF first: IncompleteRead carrying the partial bytes
   // (consumed) and expected() == n. n may exceed the limit. Task<std::string>.
   // Cancellation: CancelledError; the bytes received so far stay buffered.

@@ -25,7 +25,6 @@ constexpr std::size_t kPauseAbove = 256 * 1024;
 
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     : loop_(&EventLoop::current()),
-      read_chunk_(kMinChunk),
       limit_(opts.limit),
       high_(opts.write_high_water),
       low_(opts.write_low_water) {
@@ -44,10 +43,22 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     } catch (const OSError&) {
     }
   }
-  if (ip) std::memcpy(&peer_, peer.data(), peer.size());
-  else view_ = std::make_unique<SocketView>(sock.fd(), peer);
+  if (peer.is_ipv4()) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(peer.data());
+    peer_.family = AF_INET;
+    peer_.port = a->sin_port;
+    peer_.v4 = a->sin_addr;
+  } else if (peer.is_ipv6()) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(peer.data());
+    peer_.family = AF_INET6;
+    peer_.port = a->sin6_port;
+    peer_.scope_id = a->sin6_scope_id;
+    peer_.v6 = a->sin6_addr;
+  }
+  else extras().view = std::make_unique<SocketView>(sock.fd(), peer);
   fd_ = sock.release();  // nothing below throws
   pbufs_ = loop_->backend().provided_buffers();
+  if (!pbufs_) read_chunk_ = kMinChunk;
   read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
   read_op_.stream = true;  // a byte stream: a short recv emptied the socket (epoll skips a doomed retry)
   read_op_.fd = fd_;
@@ -56,26 +67,42 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
 }
 
 SocketAddress StreamConn::peer() const noexcept {
-  switch (peer_.sa.sa_family) {
-    case AF_INET:
-      return SocketAddress::from_sockaddr(&peer_.sa, sizeof peer_.in4);
-    case AF_INET6:
-      return SocketAddress::from_sockaddr(&peer_.sa, sizeof peer_.in6);
+  switch (peer_.family) {
+    case AF_INET: {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = peer_.port;
+      a.sin_addr = peer_.v4;
+      return SocketAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&a), sizeof a);
+    }
+    case AF_INET6: {
+      sockaddr_in6 a{};
+      a.sin6_family = AF_INET6;
+      a.sin6_port = peer_.port;
+      a.sin6_scope_id = peer_.scope_id;
+      a.sin6_addr = peer_.v6;
+      return SocketAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&a), sizeof a);
+    }
     default:
       break;
   }
-  if (view_) {
+  if (SocketView* v = view()) {
     try {
-      return view_->sock.peer_address();
+      return v->sock.peer_address();
     } catch (...) {
     }
   }
   return SocketAddress();
 }
 
+StreamConn::Extras& StreamConn::extras() const {
+  if (!x_) x_ = std::make_unique<Extras>();
+  return *x_;
+}
+
 const Socket& StreamConn::socket() const {
-  if (!view_) view_ = std::make_unique<SocketView>(fd_, peer());
-  return view_->sock;
+  if (!view()) extras().view = std::make_unique<SocketView>(fd_, peer());
+  return x_->view->sock;
 }
 
 SocketAddress StreamConn::local_address() const {
@@ -99,7 +126,7 @@ StreamConn::~StreamConn() {
 
 void StreamConn::close_socket() noexcept {
   if (fd_ < 0) return;
-  if (view_) (void)view_->sock.release();
+  if (SocketView* v = view()) (void)v->sock.release();
   corio::close_fd(std::exchange(fd_, -1));
 }
 
@@ -117,7 +144,7 @@ StreamConn::WriteState& StreamConn::write_state() {
 // ---- read side --------------------------------------------------------------
 
 void StreamConn::throw_read_error() const {
-  if (filter_) filter_->rethrow_read_error();
+  if (StreamFilter* f = filter()) f->rethrow_read_error();
   throw_os_error(read_err_, "recv", describe());
 }
 
@@ -156,10 +183,11 @@ void StreamConn::notify_reader() noexcept {
   // synchronous completions does not grow the stack.
   if (!reader_ || notifying_) return;
   notifying_ = true;
-  while (ReadWaiter* w = reader_) {
+  while (TaskBase* t = reader_) {
+    ReadWaiter* w = static_cast<ReadWaiter*>(t->hook());
     if (w->ready(*this)) {
       reader_ = nullptr;
-      w->task_->wake();
+      t->wake();
       break;
     }
     if (reading_ || eof()) break;  // the recv in flight calls again
@@ -186,7 +214,7 @@ void StreamConn::start_read(std::size_t want) {
     return;
   }
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
-  ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
+  ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
   std::uint32_t scratch_len = 0;
   char* scratch = dst.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
   in_scratch_ = scratch != nullptr;
@@ -209,17 +237,17 @@ void StreamConn::start_read(std::size_t want) {
 void StreamConn::on_read_result(int r) noexcept {
   if (r > 0) {
     // No recv is in flight any more: prepare() may move the buffer.
-    ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
+    ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
     if (in_scratch_) std::memcpy(dst.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
     dst.commit(static_cast<std::size_t>(r));
     if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
   } else if (r == 0 || r == -ECANCELED) {
     eof_ = true;  // the peer's FIN, or our own close() cancelled the recv
   } else if (r != -EAGAIN && r != -EINTR) {
-    read_err_ = -r;
+    read_err_ = static_cast<std::uint8_t>(-r);
     eof_ = true;
   }
-  if (filter_) filter_->on_input(*this);
+  if (StreamFilter* f = filter()) f->on_input(*this);
   read_side_changed();
 }
 
@@ -227,13 +255,13 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
   if (cqe_flags & kCqeBuffer) {
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
-      ByteBuffer& dst = filter_ ? filter_->raw_input() : rbuf_;
+      ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
       std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
       dst.commit(static_cast<std::size_t>(r));
       delivered_ = true;
     }
     pbufs_->recycle(cqe_flags);  // at once: the pool is shared by every socket
-    if (filter_ && r > 0) filter_->on_input(*this);  // decoded bytes count for the pause below
+    if (filter() && r > 0) filter()->on_input(*this);  // decoded bytes count for the pause below
   }
   if (r > 0) {
     if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
@@ -251,11 +279,12 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     pbufs_->disable();  // a kernel without multishot recv: plain recv from now on
     pbufs_ = nullptr;
     read_op_.kind = OpKind::recv;
+    read_chunk_ = kMinChunk;  // shares storage with pause_at_
   } else if (r != -EAGAIN && r != -EINTR) {
-    read_err_ = -r;
+    read_err_ = static_cast<std::uint8_t>(-r);
     eof_ = true;
   }
-  if (filter_ && r <= 0) filter_->on_input(*this);  // the raw stream's end or failure
+  if (filter() && r <= 0) filter()->on_input(*this);  // the raw stream's end or failure
   read_side_changed();
 }
 
@@ -283,8 +312,8 @@ void StreamConn::write(const char* p, std::size_t n) {
   if (eof_requested_) throw InvalidStateError("StreamWriter.write() after write_eof()");
   // After a failed send the connection is lost: drop the bytes, drain() reports it.
   if (write_err_ || n == 0) return;
-  if (filter_) {
-    filter_->write(*this, p, n);
+  if (StreamFilter* f = filter()) {
+    f->write(*this, p, n);
     return;
   }
   write_state().pending.append(p, n);
@@ -348,7 +377,7 @@ void StreamConn::on_send_result(int r) noexcept {
     aborted_ = true;  // abort() or loop teardown: the rest is dropped, nobody failed
     drop_write_buffers();
   } else if (r != -EAGAIN && r != -EINTR) {
-    write_err_ = -r;  // EPIPE, ECONNRESET, …: the connection is lost
+    write_err_ = static_cast<std::uint8_t>(-r);  // EPIPE, ECONNRESET, …: the connection is lost
     drop_write_buffers();
   }
 }
@@ -380,13 +409,14 @@ void StreamConn::write_eof() {
   if (closing_) return;
   if (eof_requested_) return;
   eof_requested_ = true;
-  if (filter_) filter_->on_write_eof(*this);  // queued before the FIN
+  if (StreamFilter* f = filter()) f->on_write_eof(*this);  // queued before the FIN
   if (!writing_) pump_writes();  // shuts down at once when nothing is queued
 }
 
-void StreamConn::set_filter(std::unique_ptr<StreamFilter> f) noexcept {
-  filter_ = std::move(f);
-  std::swap(filter_->raw_input(), rbuf_);
+void StreamConn::set_filter(std::unique_ptr<StreamFilter> f) {
+  Extras& x = extras();
+  x.filter = std::move(f);
+  std::swap(x.filter->raw_input(), rbuf_);
 }
 
 void StreamConn::flush_raw() noexcept {
@@ -398,7 +428,7 @@ void StreamConn::flush_raw() noexcept {
 
 void StreamConn::close() noexcept {
   if (closing_) return;
-  if (filter_ && !aborted_) filter_->on_close(*this);  // its goodbye goes out before the socket closes
+  if (filter() && !aborted_) filter()->on_close(*this);  // its goodbye goes out before the socket closes
   closing_ = true;
   if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
   read_side_changed();

@@ -76,7 +76,9 @@ class StreamConn;
 // net/stream.hpp). At most one per connection (begin_read). The connection
 // asks it at every change of the read side whether it can finish, so a
 // request arriving in pieces wakes its task once, when it is complete; until
-// then the connection keeps a recv going for it.
+// then the connection keeps a recv going for it. The connection parks the
+// waiting task, whose hook is this object (TaskBase::hook()): so the
+// awaitable, which sits in the suspended frame, needs no task pointer.
 class ReadWaiter : public CancelHook {
  public:
   // Whether the read can end now: enough bytes, EOF, an error, or a limit
@@ -90,11 +92,6 @@ class ReadWaiter : public CancelHook {
   ReadWaiter() = default;
   ReadWaiter(const ReadWaiter&) = default;
   ~ReadWaiter() = default;
-
-  TaskBase* task_ = nullptr;  // set while parked (and after, for await_resume)
-
- private:
-  friend class StreamConn;
 };
 
 class StreamConn {
@@ -141,10 +138,11 @@ class StreamConn {
   // unless one is in flight. True if the reader must wait (park it); false
   // if the stream ended or a recv completed at once (ask ready() again).
   bool need_data(std::size_t want);
-  // The reader waits until its ready() holds; then its task is woken.
-  void park_reader(ReadWaiter& w) noexcept { reader_ = &w; }
+  // The reader waits until its ready() holds; then its task is woken. `t`
+  // must be suspended with `w` as its hook (TaskBase::suspend before this).
+  void park_reader(TaskBase& t) noexcept { reader_ = &t; }
   void unpark_reader(ReadWaiter& w) noexcept {
-    if (reader_ == &w) reader_ = nullptr;
+    if (reader_ && reader_->hook() == &w) reader_ = nullptr;
   }
   std::size_t limit() const noexcept { return limit_; }
   // One reader at a time (asyncio raises RuntimeError for a second one).
@@ -197,8 +195,8 @@ class StreamConn {
   // Puts `f` between the socket and the user's buffers. Bytes received and
   // not yet read become its input (with the storage of a recv in flight:
   // the buffers swap, so the kernel's pointer stays valid).
-  void set_filter(std::unique_ptr<StreamFilter> f) noexcept;
-  StreamFilter* filter() const noexcept { return filter_.get(); }
+  void set_filter(std::unique_ptr<StreamFilter> f);
+  StreamFilter* filter() const noexcept { return x_ ? x_->filter.get() : nullptr; }
   // For the filter: queue encoded bytes / start sending them.
   void append_raw(const char* p, std::size_t n) {
     if (!write_err_ && !aborted_) write_state().pending.append(p, n);
@@ -208,7 +206,7 @@ class StreamConn {
   // failed (err: an errno for read_error(); the filter throws the details).
   void mark_eof() noexcept { eof_ = true; }
   void fail_read(int err) noexcept {
-    if (!read_err_) read_err_ = err;
+    if (!read_err_) read_err_ = static_cast<std::uint8_t>(err);
     eof_ = true;
   }
 
@@ -263,15 +261,24 @@ class StreamConn {
     ~SocketView() { (void)sock.release(); }
   };
 
+  // What few connections have: a Socket object (socket(); a non-IP
+  // socket's from the start) and a filter (TLS).
+  struct Extras {
+    std::unique_ptr<SocketView> view;
+    std::unique_ptr<StreamFilter> filter;
+  };
+  Extras& extras() const;
+  SocketView* view() const noexcept { return x_ ? x_->view.get() : nullptr; }
+
   // Laid out for size: one of these lives as long as its connection, and a
-  // server keeps tens of thousands of idle ones.
+  // server keeps tens of thousands of idle ones (216 bytes: a 224-byte
+  // malloc chunk).
   EventLoop* loop_;
   int fd_ = -1;
   std::uint32_t refs_ = 0;
   std::uint32_t handles_ = 0;
-  std::uint32_t read_chunk_;
-  int read_err_ = 0;
-  int write_err_ = 0;
+  std::uint8_t read_err_ = 0;   // an errno (Linux's are below 256)
+  std::uint8_t write_err_ = 0;  // an errno
 
   bool reading_ : 1 = false;      // read_op_ in flight (multishot: still armed)
   bool pausing_ : 1 = false;      // multishot cancelled for flow control, not for close
@@ -289,22 +296,30 @@ class StreamConn {
   bool aborted_ : 1 = false;
   bool closed_ : 1 = false;
 
-  // The peer of an IPv4/IPv6 connection (AF_UNSPEC otherwise): messages name
-  // it even after a reset, when the kernel no longer knows it.
-  union {
-    sockaddr sa;
-    sockaddr_in in4;
-    sockaddr_in6 in6;
+  // The peer of an IPv4/IPv6 connection (family 0 otherwise): messages
+  // name it even after a reset, when the kernel no longer knows it. A
+  // sockaddr_in6 less its flow label (which names no peer): 24 bytes.
+  struct PeerAddr {
+    sa_family_t family = 0;
+    in_port_t port = 0;  // network order
+    std::uint32_t scope_id = 0;
+    union {
+      in_addr v4;
+      in6_addr v6;
+    };
   } peer_{};
-  mutable std::unique_ptr<SocketView> view_;
+  mutable std::unique_ptr<Extras> x_;
 
   // Read side.
   IoOp read_op_;
   ByteBuffer rbuf_;
   ProvidedBuffers* pbufs_ = nullptr;  // non-null: read_op_ is a multishot recv
-  std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
+  union {
+    std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
+    std::uint32_t read_chunk_;  // plain recv: the next recv's size
+  };
   ParkList read_waiters_;  // wait_data() (HTTP server, TLS handshake)
-  ReadWaiter* reader_ = nullptr;  // a StreamReader read, parked
+  TaskBase* reader_ = nullptr;  // parked in a StreamReader read: its hook() is the ReadWaiter
   std::size_t limit_;
 
   // Write side.
@@ -312,9 +327,6 @@ class StreamConn {
   ParkList writer_waiters_;  // drain() and wait_closed()
   std::size_t high_;
   std::size_t low_;
-
-  // Layering: null on a plain connection.
-  std::unique_ptr<StreamFilter> filter_;
 };
 
 }  // namespace detail
