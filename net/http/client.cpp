@@ -26,6 +26,11 @@ struct ClientConn {
 class HostPool {
  public:
   explicit HostPool(std::size_t n) : slots(static_cast<std::ptrdiff_t>(n)) {}
+  // No connection, holder or waiter: the record may go. Every per-host slot
+  // free means no request holds one or was just handed one.
+  bool unused(std::size_t per_host) const noexcept {
+    return idle.empty() && slots.value() == per_host && slots.n_waiters() == 0;
+  }
   Semaphore slots;
   std::deque<std::unique_ptr<ClientConn>> idle;  // most recently used at the back
 };
@@ -258,7 +263,7 @@ void Client::close_idle() noexcept {
     open_ -= p.idle.size();
     idle_ -= p.idle.size();
     p.idle.clear();  // destroying a connection closes it
-    if (p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+    if (p.unused(opts_.max_connections_per_host)) {
       it = pools_.erase(it);
     } else {
       ++it;
@@ -270,9 +275,7 @@ void Client::forget_if_unused(const std::string& key) noexcept {
   auto it = pools_.find(key);
   if (it == pools_.end()) return;
   const detail::HostPool& p = *it->second;
-  // Every per-host slot free means no request holds or was just handed one;
-  // a waiter implies a holder, but checking both costs nothing.
-  if (p.idle.empty() && p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+  if (p.unused(opts_.max_connections_per_host)) {
     pools_.erase(it);
   }
 }
@@ -286,7 +289,7 @@ void Client::expire_idle(TimePoint now) noexcept {
       --idle_;
       --open_;
     }
-    if (p.idle.empty() && p.slots.value() == opts_.max_connections_per_host && p.slots.n_waiters() == 0) {
+    if (p.unused(opts_.max_connections_per_host)) {
       it = pools_.erase(it);
     } else {
       ++it;
