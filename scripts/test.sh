@@ -77,10 +77,13 @@ PY
 
 echo "== building (normal, asan+ubsan, tsan)"
 setup build -Dbuildtype=debugoptimized -Dbench=false -Dfault_injection=true
-setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-  -Dexamples=false -Dbench=false -Dfault_injection=true
+# The sanitizer trees build at -O1 with line tables only (-g1): stack traces
+# still name file and line, and the ASan tree compiles in about 40 % of the
+# time -O2 -g takes (it was half of CI's 30 minutes).
+sanitized=(-Doptimization=1 -Ddebug=false -Dcpp_args=-g1 -Dexamples=false -Dbench=false)
+setup build-asan "${sanitized[@]}" -Db_sanitize=address,undefined -Db_lundef=false -Dfault_injection=true
 # TSan checks the thread bridge only: build just those test programs.
-setup build-tsan bridge -- -Dbuildtype=debugoptimized -Db_sanitize=thread -Dexamples=false -Dbench=false
+setup build-tsan bridge -- "${sanitized[@]}" -Db_sanitize=thread
 
 run_pass "tests (normal build, io_uring and epoll)" build
 # The same build again with the fault-injection layer on (loop/fault_backend.hpp):
