@@ -21,10 +21,7 @@ PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
 BUILD="$ROOT/build-release"
 export PEERS_BUILD="${PEERS_BUILD:-${TMPDIR:-/tmp}/corio-peers}"
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-  meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null
-fi
-ninja -C "$BUILD" -j2 examples/http_server >&2
+"$ROOT/scripts/build_release.sh" "$BUILD" examples/http_server
 
 HS="$BUILD/examples/http_server"
 export SERVERS="${SERVERS:-c-uring c-epoll nginx asio-epoll corio-uring corio-epoll}"

@@ -14,10 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
 BUILD="${CORIO_BUILD:-$ROOT/build-release}"
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-  meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null
-fi
-ninja -C "$BUILD" -j2 examples/echo_server >&2
+"$ROOT/scripts/build_release.sh" "$BUILD" examples/echo_server
 
 ECHO="$BUILD/examples/echo_server"
 export ECHO_SERVERS="${ECHO_SERVERS:-c-uring c-epoll asio-epoll corio-uring corio-epoll}"

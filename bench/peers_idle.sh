@@ -15,10 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
 BUILD="${CORIO_BUILD:-$ROOT/build-release}"
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-  meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null
-fi
-ninja -C "$BUILD" -j2 bench/idle_http_server >&2
+"$ROOT/scripts/build_release.sh" "$BUILD" bench/idle_http_server
 
 SRV="$BUILD/bench/idle_http_server"
 export IDLE_SERVERS="${IDLE_SERVERS:-nginx asio-epoll asio-uring corio-uring corio-epoll}"

@@ -235,11 +235,9 @@ def environment():
 
 
 def build(build_dir, jobs):
-    if not (build_dir / "build.ninja").exists():
-        subprocess.run(["meson", "setup", str(build_dir), "-Dbuildtype=release", "-Dtests=false"],
-                       cwd=ROOT, check=True, stdout=sys.stderr)
     # Build chatter goes to stderr: stdout is the table.
-    subprocess.run(["ninja", "-C", str(build_dir), f"-j{jobs}"], cwd=ROOT, check=True, stdout=sys.stderr)
+    subprocess.run([str(ROOT / "scripts" / "build_release.sh"), str(build_dir), f"-j{jobs}"], cwd=ROOT, check=True,
+                   stdout=sys.stderr)
     bt = cmd_out(["meson", "introspect", str(build_dir), "--buildoptions"])
     try:
         opts = {o["name"]: o["value"] for o in json.loads(bt)}

@@ -50,10 +50,7 @@ if [[ -n ${SOAK_SERVER:-} ]]; then
   SRV=$SOAK_SERVER
 else
   BUILD="${CORIO_BUILD:-$ROOT/build-release}"
-  if [[ ! -f $BUILD/build.ninja ]]; then
-    meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false >/dev/null
-  fi
-  ninja -C "$BUILD" -j2 examples/http_server >&2
+  "$ROOT/scripts/build_release.sh" "$BUILD" examples/http_server
   SRV="$BUILD/examples/http_server"
 fi
 

@@ -22,8 +22,7 @@ SERVERS=${SERVERS:-"nginx corio-io_uring corio-epoll"}
 
 command -v nginx >/dev/null || { echo "tls_bench: nginx missing (scripts/setup.sh installs nginx-light)" >&2; exit 1; }
 if [[ ! -x $BUILD/bench/tls_server || ! -x $BUILD/bench/tls_load ]]; then
-  [[ -d $BUILD ]] || meson setup "$BUILD" -Dbuildtype=release -Dtests=false >/dev/null
-  ninja -C "$BUILD" -j2 bench/tls_server bench/tls_load >/dev/null
+  "$ROOT/scripts/build_release.sh" "$BUILD" bench/tls_server bench/tls_load >/dev/null 2>&1
 fi
 
 DIR=$(mktemp -d /tmp/corio-tls-bench-XXXXXX)

@@ -182,7 +182,10 @@ std::string reason_of(const std::exception_ptr& e, const SocketAddress& addr) {
   }
   if (attempts.size() == 1) std::rethrow_exception(attempts.front().error);
   std::string tried;
-  for (const auto& a : attempts) tried += (tried.empty() ? "" : ", ") + a.address.to_string();
+  for (const auto& a : attempts) {
+    if (!tried.empty()) tried += ", ";
+    tried += a.address.to_string();
+  }
   const std::string where = target.empty() ? tried : target + " (tried " + tried + ")";
   std::vector<int> kinds;
   for (const auto& a : attempts) kinds.push_back(kind_of(a.error));
@@ -195,7 +198,10 @@ std::string reason_of(const std::exception_ptr& e, const SocketAddress& addr) {
   }
   if (same) throw_os_error(kinds.front(), "connect", where);
   std::string list;
-  for (const auto& a : attempts) list += (list.empty() ? "" : "; ") + reason_of(a.error, a.address);
+  for (const auto& a : attempts) {
+    if (!list.empty()) list += "; ";
+    list += reason_of(a.error, a.address);
+  }
   int first = 0;
   for (int k : kinds) {
     if (k > 0) {
@@ -270,7 +276,10 @@ Task<Socket> connect_happy_eyeballs(std::vector<SocketAddress> addrs, ConnectOpt
     if (expired) {
       std::string what = target;
       if (what.empty()) {
-        for (std::size_t i = 0; i < race.addrs.size(); ++i) what += (i ? ", " : "") + race.addrs[i].to_string();
+        for (std::size_t i = 0; i < race.addrs.size(); ++i) {
+          if (i) what += ", ";
+          what += race.addrs[i].to_string();
+        }
       }
       throw ConnectTimeoutError(what, "timed out after " + millis(limit) + " ms");
     }

@@ -16,13 +16,8 @@ while (($#)); do
     *) echo "demo.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [[ -f build-release/build.ninja ]]; then
-  meson configure build-release -Dbuildtype=release -Dtests=false >/dev/null
-else
-  meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
-fi
 echo "demo: building (release)…"
-ninja -C build-release examples/http_server examples/crawler/crawler >/dev/null
+scripts/build_release.sh build-release examples/http_server examples/crawler/crawler 2>/dev/null
 
 work=$(mktemp -d /tmp/corio-demo-XXXXXX)
 server_pid=

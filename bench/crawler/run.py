@@ -22,9 +22,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--save", action="store_true", help="write bench/report/crawler.json for bench/report.py")
     a = ap.parse_args()
-    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
-        sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false"], cwd=ROOT)
-    sh(["ninja", "-C", BUILD, "examples/http_server", "examples/crawler/crawler"], cwd=ROOT)
+    sh([os.path.join(ROOT, "scripts", "build_release.sh"), BUILD, "examples/http_server", "examples/crawler/crawler"],
+       cwd=ROOT)
     tmp = tempfile.mkdtemp(prefix="corio-crawl-bench-")
     sh(["/usr/bin/python3", os.path.join(ROOT, "scripts", "gen_site.py"), os.path.join(tmp, "site"),
         "--pages", str(a.pages)])

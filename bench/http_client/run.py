@@ -17,9 +17,7 @@ from saved import BUILD, ROOT, save, sh  # noqa: E402
 
 
 def build():
-    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
-        sh(["meson", "setup", BUILD, "-Dbuildtype=release", "-Dtests=false"], cwd=ROOT)
-    sh(["ninja", "-C", BUILD, "bench/bench_http_client"], cwd=ROOT)
+    sh([os.path.join(ROOT, "scripts", "build_release.sh"), BUILD, "bench/bench_http_client"], cwd=ROOT)
     return os.path.join(BUILD, "bench", "bench_http_client")
 
 
