@@ -173,7 +173,9 @@ class EpollBackend final : public Backend {
     for (;;) {
       n = wait_events(events, 256, timeout_ns);
       if (n >= 0) break;
-      if (errno != EINTR) throw std::system_error(errno, std::system_category(), "epoll_pwait2");
+      if (errno != EINTR) {
+        throw std::system_error(errno, std::system_category(), have_pwait2_ ? "epoll_pwait2" : "epoll_pwait");
+      }
       timeout_ns = 0;  // a signal interrupted us: let the loop look around
     }
     for (int i = 0; i < n; ++i) {
