@@ -25,11 +25,11 @@ constexpr std::size_t kPauseAbove = 256 * 1024;
 
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     : loop_(&EventLoop::current()),
-      limit_(opts.limit),
-      high_(opts.write_high_water),
-      low_(opts.write_low_water) {
+      limit_(saturate(opts.limit)),
+      high_(saturate(opts.write_high_water)),
+      low_(saturate(opts.write_low_water)) {
   if (limit_ == 0) throw std::invalid_argument("StreamOptions::limit must be positive");
-  if (low_ > high_) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
+  if (opts.write_low_water > opts.write_high_water) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
   SocketAddress peer;
   try {
     peer = sock.peer_address();  // cached from now on: messages name the peer after a reset too
@@ -162,7 +162,7 @@ Waiter StreamConn::wait_data(std::size_t want) {
     start_read(want);
     if (!reading_) return read_waiters_.wait("StreamReader read", true);  // completed synchronously
   } else if (pbufs_) {
-    pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+    pause_at_ = saturate(std::max(widen(pause_at_), rbuf_.size() + want));
   }
   return read_waiters_.wait("StreamReader read");
 }
@@ -173,7 +173,7 @@ bool StreamConn::need_data(std::size_t want) {
     start_read(want);
     return reading_;  // false: completed synchronously
   }
-  if (pbufs_) pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  if (pbufs_) pause_at_ = saturate(std::max(widen(pause_at_), rbuf_.size() + want));
   return true;
 }
 
@@ -203,7 +203,7 @@ void StreamConn::notify_reader() noexcept {
 
 void StreamConn::start_read(std::size_t want) {
   if (pbufs_) {
-    pause_at_ = std::max({limit_, kPauseAbove, rbuf_.size() + want});
+    pause_at_ = saturate(std::max({limit(), kPauseAbove, rbuf_.size() + want}));
     pausing_ = false;
     if (loop_->backend().submit(read_op_)) {  // not on io_uring; handled for completeness
       on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
@@ -264,7 +264,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     if (filter() && r > 0) filter()->on_input(*this);  // decoded bytes count for the pause below
   }
   if (r > 0) {
-    if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
+    if (!final && !pausing_ && rbuf_.size() >= widen(pause_at_)) {
       pausing_ = true;  // the reader is behind: stop until it asks again
       loop_->backend().cancel(read_op_);
     }
@@ -318,14 +318,14 @@ void StreamConn::write(const char* p, std::size_t n) {
   }
   write_state().pending.append(p, n);
   if (!writing_) pump_writes();
-  if (buffered() > high_) paused_ = true;
+  if (buffered() > high_water()) paused_ = true;
 }
 
 void StreamConn::set_write_limits(std::size_t high, std::size_t low) {
   if (low > high) throw std::invalid_argument("set_write_buffer_limits: low must not exceed high");
-  high_ = high;
-  low_ = low;
-  if (buffered() > high_) paused_ = true;
+  high_ = saturate(high);
+  low_ = saturate(low);
+  if (buffered() > high_water()) paused_ = true;
   update_pause();
 }
 
@@ -390,7 +390,7 @@ void StreamConn::drop_write_buffers() noexcept {
 
 void StreamConn::update_pause() noexcept {
   if (!paused_) return;
-  if (buffered() <= low_ || write_err_ || aborted_ || closed_) {
+  if (buffered() <= low_water() || write_err_ || aborted_ || closed_) {
     paused_ = false;
     writer_waiters_.wake_all();
   }
@@ -421,7 +421,7 @@ void StreamConn::set_filter(std::unique_ptr<StreamFilter> f) {
 
 void StreamConn::flush_raw() noexcept {
   if (!writing_) pump_writes();
-  if (buffered() > high_) paused_ = true;
+  if (buffered() > high_water()) paused_ = true;
 }
 
 // ---- closing ------------------------------------------------------------------

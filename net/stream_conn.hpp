@@ -144,7 +144,7 @@ class StreamConn {
   void unpark_reader(ReadWaiter& w) noexcept {
     if (reader_ && reader_->hook() == &w) reader_ = nullptr;
   }
-  std::size_t limit() const noexcept { return limit_; }
+  std::size_t limit() const noexcept { return widen(limit_); }
   // One reader at a time (asyncio raises RuntimeError for a second one).
   void begin_read(const char* what);
   void end_read() noexcept {
@@ -167,8 +167,8 @@ class StreamConn {
   // and keeps an idle connection a list smaller.
   Waiter wait_drain() noexcept { return writer_waiters_.wait("StreamWriter.drain"); }
   void set_write_limits(std::size_t high, std::size_t low);
-  std::size_t high_water() const noexcept { return high_; }
-  std::size_t low_water() const noexcept { return low_; }
+  std::size_t high_water() const noexcept { return widen(high_); }
+  std::size_t low_water() const noexcept { return widen(low_); }
   void write_eof();
   bool eof_requested() const noexcept { return eof_requested_; }
 
@@ -235,6 +235,11 @@ class StreamConn {
   void drop_write_buffers() noexcept;
   void update_pause() noexcept;
   static void write_done(IoOp* op) noexcept;
+
+  static std::uint32_t saturate(std::size_t v) noexcept {
+    return v >= UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(v);
+  }
+  static std::size_t widen(std::uint32_t v) noexcept { return v == UINT32_MAX ? SIZE_MAX : v; }
 
   void maybe_finish_close() noexcept;
   void close_socket() noexcept;
@@ -314,19 +319,23 @@ class StreamConn {
   IoOp read_op_;
   ByteBuffer rbuf_;
   ProvidedBuffers* pbufs_ = nullptr;  // non-null: read_op_ is a multishot recv
+  // The sizes below are 32-bit, saturating: UINT32_MAX reads back as
+  // SIZE_MAX ("no limit"), so a limit of 4 GiB or more means none. Four of
+  // them share 16 bytes where size_t would take 32: with it a StreamConn is
+  // a 208-byte malloc chunk instead of 224 (one per idle connection).
   union {
-    std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
-    std::uint32_t read_chunk_;  // plain recv: the next recv's size
+    std::uint32_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
+    std::uint32_t read_chunk_;    // plain recv: the next recv's size
   };
+  std::uint32_t limit_;
+  std::uint32_t high_;
+  std::uint32_t low_;
   ParkList read_waiters_;  // wait_data() (HTTP server, TLS handshake)
   TaskBase* reader_ = nullptr;  // parked in a StreamReader read: its hook() is the ReadWaiter
-  std::size_t limit_;
 
   // Write side.
   std::unique_ptr<WriteState> w_;
   ParkList writer_waiters_;  // drain() and wait_closed()
-  std::size_t high_;
-  std::size_t low_;
 };
 
 }  // namespace detail
