@@ -684,11 +684,11 @@ TEST_CASE("an idle server connection costs the handler's frame, its task record 
 #else
     if (g_fault_injection) return;
     // 192 (frame) + 304 (task record with its StreamConn): 496, as malloc
-    // chunks. epoll adds its per-fd table, a vector of ~40-byte entries
+    // chunks. epoll adds its per-fd table, a vector of 24-byte entries
     // indexed by fd and grown by doubling, so what one batch costs depends
-    // on where the fd numbers fall (136 bytes a connection when this was
+    // on where the fd numbers fall (87 bytes a connection when this was
     // written): bounded by a few entries' worth.
-    const std::size_t bound = loop.backend_kind() == detail::BackendKind::io_uring ? 512 : 496 + 256;
+    const std::size_t bound = loop.backend_kind() == detail::BackendKind::io_uring ? 512 : 496 + 160;
     CHECK(per_conn <= bound);
 #endif
   });
