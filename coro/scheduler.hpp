@@ -15,6 +15,7 @@ using TimePoint = Clock::time_point;
 using Duration = Clock::duration;
 
 class TaskBase;
+class CancelHook;
 
 namespace detail {
 
@@ -22,7 +23,15 @@ namespace detail {
 // (no allocation per post); an item is in at most one queue at a time, which
 // each poster guarantees (a task is woken by exactly one event per suspension).
 struct Runnable {
-  Runnable* next_ready_ = nullptr;
+  // The ready queue's link, meaningful only while the item is queued. A
+  // TaskBase keeps its CancelHook in the same word (TaskBase::hook()): a task
+  // has a hook only while suspended, and is queued only once woken, which
+  // clears the hook first — so the two are never needed at once, and a task
+  // record (one per connection in a server) is a word smaller.
+  union {
+    Runnable* next_ready_ = nullptr;
+    CancelHook* task_hook_;
+  };
   virtual void run() noexcept = 0;
   // The scheduler is closing and will never run this entry: drop what the
   // queue held (a callback's reference). Tasks are torn down separately.

@@ -25,6 +25,7 @@ TaskBase::TaskBase(Scheduler& s, std::coroutine_handle<> root, detail::PromiseBa
 
 TaskBase::~TaskBase() {
   if (root_) root_.destroy();
+  delete extra_ptr();
 }
 
 void TaskBase::report_unretrieved() noexcept {
@@ -39,29 +40,33 @@ void TaskBase::report_unretrieved() noexcept {
 }
 
 std::string TaskBase::name() const {
-  if (extra_ && !extra_->name.empty()) return extra_->name;
+  if (Extra* x = extra_ptr(); x && !x->name.empty()) return x->name;
   return default_name();
 }
 
 std::string TaskBase::default_name() const { return "Task-" + std::to_string(id_); }
 
 void TaskBase::set_name(std::string name) {
-  if (name.empty() && !extra_) return;
+  if (name.empty() && !extra_ptr()) return;
   extra().name = std::move(name);
 }
 
 TaskBase::Extra& TaskBase::extra() {
-  if (!extra_) extra_ = std::make_unique<Extra>();
-  return *extra_;
+  if (Extra* x = extra_ptr()) return *x;
+  auto* x = new Extra;
+  x->waiters = waiters();  // the list moves into the Extra
+  side_ = reinterpret_cast<char*>(x) + 1;  // bit 0: an Extra
+  return *x;
 }
 
 const std::string& TaskBase::cancel_message() const noexcept {
   static const std::string empty;
-  return extra_ ? extra_->cancel_msg : empty;
+  Extra* x = extra_ptr();
+  return x ? x->cancel_msg : empty;
 }
 
 void TaskBase::set_cancel_message(std::string msg) noexcept {
-  if (msg.empty() && !extra_) return;
+  if (msg.empty() && !extra_ptr()) return;
   try {
     extra().cancel_msg = std::move(msg);
   } catch (...) {
@@ -79,7 +84,7 @@ bool TaskBase::cancel(std::string msg) {
   if (done()) return false;
   ++num_cancels_requested_;
   set_cancel_message(std::move(msg));
-  if (hook_ && hook_->on_cancel(*this)) return true;
+  if (CancelHook* h = hook(); h && h->on_cancel(*this)) return true;
   must_cancel_ = true;
   return true;
 }
@@ -118,23 +123,27 @@ void TaskBase::check_result() {
 }
 
 void TaskBase::add_done_waiter(DoneWaiter& w) noexcept {
+  DoneWaiter* head = waiters();
   w.prev_ = nullptr;
-  w.next_ = waiters_;
-  if (waiters_) waiters_->prev_ = &w;
-  waiters_ = &w;
+  w.next_ = head;
+  if (head) head->prev_ = &w;
+  set_waiters(&w);
   w.linked_ = true;
 }
 
 void TaskBase::remove_done_waiter(DoneWaiter& w) noexcept {
   if (!w.linked_) return;
   if (w.prev_) w.prev_->next_ = w.next_;
-  else waiters_ = w.next_;
+  else set_waiters(w.next_);
   if (w.next_) w.next_->prev_ = w.prev_;
   w.next_ = w.prev_ = nullptr;
   w.linked_ = false;
 }
 
 void TaskBase::run() noexcept {
+  // Out of the ready queue: the link word holds the hook again (none).
+  queued_ = false;
+  task_hook_ = nullptr;
   if (!started_) {
     started_ = true;
     if (must_cancel_) {  // cancelled before its first step: the body never runs
@@ -143,7 +152,6 @@ void TaskBase::run() noexcept {
       return;
     }
   }
-  queued_ = false;
   std::coroutine_handle<> h = std::exchange(resume_point_, {});
   TaskBase* prev = std::exchange(tls_current_, this);
   if (sched_->debug()) [[unlikely]] {
@@ -254,11 +262,13 @@ void TaskBase::finish() noexcept {
       set_state(State::finished);
     }
   }
-  hook_ = nullptr;
+  // Not while queued (loop teardown abandons tasks whose queue entry was
+  // discarded): the word is the queue's link then, and hook() is null anyway.
+  if (!queued_) task_hook_ = nullptr;
   on_finished();
   // Notify in registration order is not promised; unlink each before calling so
   // a waiter may free itself.
-  while (DoneWaiter* w = waiters_) {
+  while (DoneWaiter* w = waiters()) {
     remove_done_waiter(*w);
     w->on_task_done(*this);
   }

@@ -120,20 +120,21 @@ class TaskBase : public detail::Runnable {
   // `what` names the wait for dump_tasks() ("sleep", "read fd", "Queue.get").
   void suspend(std::coroutine_handle<> h, CancelHook* hook, const char* what = nullptr) noexcept {
     resume_point_ = h;
-    hook_ = hook;
+    task_hook_ = hook;
     waiting_on_ = what;
   }
   // The awaited event happened (or a cancel was accepted): queue the task to run.
   void wake() noexcept {
-    hook_ = nullptr;
+    task_hook_ = nullptr;
     queued_ = true;
-    sched_->post(*this);
+    sched_->post(*this);  // from here on the word holds the queue's link
   }
   // Replace the hook while staying suspended (e.g. a wait that changes phase).
-  void set_hook(CancelHook* hook) noexcept { hook_ = hook; }
+  void set_hook(CancelHook* hook) noexcept { task_hook_ = hook; }
   // The awaitable the task is suspended in (as passed to suspend()), until
-  // it is woken; nullptr otherwise.
-  CancelHook* hook() const noexcept { return hook_; }
+  // it is woken; nullptr otherwise. The hook shares its word with the ready
+  // queue's link (Runnable): while queued, that word is the link.
+  CancelHook* hook() const noexcept { return queued_ ? nullptr : task_hook_; }
   [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_message()); }
   // A hook accepted a cancel but the operation completed anyway and delivers
   // its result: keep the request so the next suspension point throws.
@@ -214,16 +215,33 @@ class TaskBase : public detail::Runnable {
   struct Extra {
     std::string name;
     std::string cancel_msg;
+    DoneWaiter* waiters = nullptr;  // the done-waiter list once the Extra exists
   };
   Extra& extra();
+  bool side_is_extra() const noexcept { return reinterpret_cast<std::uintptr_t>(side_) & 1; }
+  Extra* extra_ptr() const noexcept {
+    return side_is_extra() ? reinterpret_cast<Extra*>(static_cast<char*>(side_) - 1) : nullptr;
+  }
+  // The head of the done-waiter list, wherever it lives (see side_).
+  DoneWaiter* waiters() const noexcept {
+    if (Extra* x = extra_ptr()) return x->waiters;
+    return static_cast<DoneWaiter*>(side_);
+  }
+  void set_waiters(DoneWaiter* w) noexcept {
+    if (Extra* x = extra_ptr()) x->waiters = w;
+    else side_ = w;
+  }
 
   // Laid out for size: pointers first, then the counters and flags packed
-  // into the last word (a server keeps one record per connection).
+  // into the last word (a server keeps one record per connection). The
+  // CancelHook lives in Runnable's link word (hook()).
   Scheduler* sched_;
   std::coroutine_handle<> resume_point_;
-  CancelHook* hook_ = nullptr;
-  DoneWaiter* waiters_ = nullptr;
-  std::unique_ptr<Extra> extra_;
+  // One word for the done-waiter list and the Extra: the list's head while
+  // there is no Extra (DoneWaiter* — so add_done_waiter() never allocates and
+  // stays noexcept), else the Extra's address with bit 0 set and the head
+  // moved into it. Both are at least 8-byte aligned: bit 0 is free.
+  void* side_ = nullptr;
   const char* waiting_on_ = nullptr;
   std::uint32_t refs_ = 1;  // the scheduler's reference while pending
   int num_cancels_requested_ = 0;

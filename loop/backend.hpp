@@ -161,6 +161,11 @@ class Backend {
   // The provided-buffer pool for recv_multishot, set up on first use; nullptr
   // when this backend or kernel has none (epoll), and then plain recv is the way.
   virtual ProvidedBuffers* provided_buffers() noexcept { return nullptr; }
+  // The pool that armed recv_multishot ops draw from, also after
+  // ProvidedBuffers::disable() (which only stops offering it to new readers:
+  // ops armed before still complete with its buffers, and a reader keeps no
+  // pointer of its own to it).
+  virtual ProvidedBuffers* buffer_pool() noexcept { return provided_buffers(); }
   // A loop-wide buffer that a read/recv op may name while it waits (nullptr
   // if this backend has none: io_uring, where the kernel owns a buffer for
   // the whole op). The epoll backend touches an op's buffer only inside the

@@ -59,23 +59,36 @@ bool is_read_side(OpKind k) noexcept {
   }
 }
 
+// The ops waiting on one side of an fd, in submission order. One pointer:
+// the head's prev_ is the tail (next_ ends the list), because the per-fd
+// table has an entry per fd number, grown by doubling, and a server holds
+// tens of thousands of fds; two queues of one word keep an entry at 24 bytes
+// instead of 40.
 struct OpQueue {
   IoOp* head = nullptr;
-  IoOp* tail = nullptr;
   bool empty() const noexcept { return head == nullptr; }
   void push(IoOp* op) noexcept {
     op->next_ = nullptr;
-    op->prev_ = tail;
-    if (tail) tail->next_ = op;
-    else head = op;
-    tail = op;
+    if (head) {
+      IoOp* tail = head->prev_;
+      tail->next_ = op;
+      op->prev_ = tail;
+      head->prev_ = op;
+    } else {
+      op->prev_ = op;
+      head = op;
+    }
     op->queued_ = true;
   }
   void unlink(IoOp* op) noexcept {
-    if (op->prev_) op->prev_->next_ = op->next_;
-    else head = op->next_;
-    if (op->next_) op->next_->prev_ = op->prev_;
-    else tail = op->prev_;
+    if (op == head) {
+      head = op->next_;
+      if (head) head->prev_ = op->prev_;  // still the tail
+    } else {
+      op->prev_->next_ = op->next_;
+      if (op->next_) op->next_->prev_ = op->prev_;
+      else head->prev_ = op->prev_;  // op was the tail
+    }
     op->next_ = op->prev_ = nullptr;
     op->queued_ = false;
   }
@@ -90,6 +103,7 @@ struct FdState {
   bool write_ready = true;
   bool read_hup = false;      // EOF or an error was signalled: reads never block again
 };
+static_assert(sizeof(FdState) <= 24, "one per fd number, idle connections included");
 
 // A completed read that emptied a byte stream's receive queue.
 bool drained_stream(const IoOp& op, int r) noexcept {

@@ -224,6 +224,7 @@ class FaultBackend final : public Backend {
     return false;
   }
   ProvidedBuffers* provided_buffers() noexcept override { return inner_->provided_buffers(); }
+  ProvidedBuffers* buffer_pool() noexcept override { return inner_->buffer_pool(); }
   char* read_scratch(std::uint32_t* len) noexcept override {
     scratch_ = inner_->read_scratch(len);
     scratch_len_ = scratch_ ? *len : 0;

@@ -270,6 +270,7 @@ class UringBackend final : public Backend {
     if (!pbufs_ || pbufs_->disabled()) return nullptr;
     return pbufs_.get();
   }
+  ProvidedBuffers* buffer_pool() noexcept override { return pbufs_.get(); }
   std::size_t in_flight() const noexcept override { return in_flight_; }
   bool has_pending_work() const noexcept override { return io_uring_cq_ready(&ring_) != 0; }
   // Kernels before 5.19 reject it with -EINVAL in the CQE; callers fall back.

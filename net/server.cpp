@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "coro/task_handle.hpp"
 #include "net/dns.hpp"
@@ -15,8 +16,6 @@
 
 namespace corio {
 namespace detail {
-
-class ConnToken;
 
 // The shared state of a Server.
 //
@@ -29,7 +28,7 @@ class ConnToken;
 // - After close(), nothing re-arms: no accept, no back-off timer.
 // - connections counts the running connections; they are found (for
 //   close_clients(), abort_clients() and the shutdown) among the loop's
-//   tasks, where each is a ConnTask whose token names this state — no list
+//   tasks, where each is a ConnTask whose claim names this state — no list
 //   of its own, so a connection carries no links for it.
 // - shutdown_watch, if set, is a task waiting for the loop's shutdown token;
 //   it touches the state only after a normal wake-up, and close() (which
@@ -114,36 +113,6 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
 }  // namespace
 
-// A running connection's claim on its server: counted in connection_count(),
-// keeps the handler alive, holds a handle on the connection (so the server
-// can close it) and tells wait_closed() when it ends. Lives in the
-// connection's task record (ConnTask) and is let go when the task finishes
-// — also when it is cancelled before its first step or destroyed at loop
-// teardown.
-class ConnToken {
- public:
-  ConnToken(ServerState* s, StreamConn* c) noexcept : s_(s), c_(c) {
-    s_->add_ref();
-    ++s_->connections;
-    c_->add_handle();
-  }
-  ConnToken(const ConnToken&) = delete;
-  ~ConnToken() { reset(); }
-  void reset() noexcept {
-    if (!s_) return;
-    std::exchange(c_, nullptr)->drop_handle();
-    ServerState* s = std::exchange(s_, nullptr);
-    s->connection_ended();
-    s->release();
-  }
-  ServerState* state() const noexcept { return s_; }
-  StreamConn* conn() const noexcept { return c_; }
-
- private:
-  ServerState* s_;
-  StreamConn* c_;
-};
-
 namespace {
 
 // Waits for the loop's shutdown token, then shuts the server down gracefully.
@@ -177,27 +146,72 @@ Task<void> serve_tls(ServerState* s, StreamReader& reader, StreamWriter& writer)
   co_await t;
 }
 
-// What ConnTask needs to exist before its root frame: the handler is called
-// with references to this reader and writer.
+// What ConnTask needs to exist before its root frame (the handler is called
+// with references to this reader and writer), and the connection itself.
+//
+// `server` is the running connection's claim on its server: counted in
+// connection_count(), keeps the handler alive, holds a handle on the
+// connection (so the server can close it, whatever the handler does with
+// the reader and writer) and tells wait_closed() when it ends. It is let go
+// (release_server) when the task finishes — also when it is cancelled
+// before its first step or destroyed at loop teardown.
+//
+// The StreamConn lives in this allocation but ends on its own: it may
+// outlive the task (operations in flight, a reader or writer the handler
+// moved elsewhere), so it holds a reference on the task record
+// (StreamConn::adopt_host) and destroys itself in place when its last
+// reference goes; ConnParts keeps it in raw storage, so its own
+// destructor leaves it alone. One allocation instead of two
+// saves a malloc header and the pointer to it, per connection.
 struct ConnParts {
-  ConnParts(ServerState* s, StreamConn* c) noexcept : token(s, c), reader(c), writer(c) {}
-  ConnToken token;
+  ConnParts(ServerState* s, Socket sock) {
+    auto* c = ::new (static_cast<void*>(conn_storage)) StreamConn(std::move(sock), s->opts);
+    reader = StreamReader(c);
+    writer = StreamWriter(c);
+    s->add_ref();
+    ++s->connections;
+    c->add_handle();
+    server = s;
+  }
+  ConnParts(const ConnParts&) = delete;
+
+  StreamConn& conn() const noexcept {
+    return *std::launder(reinterpret_cast<StreamConn*>(const_cast<unsigned char*>(conn_storage)));
+  }
+
+  void release_server() noexcept {
+    if (!server) return;
+    conn().drop_handle();
+    ServerState* s = std::exchange(server, nullptr);
+    s->connection_ended();
+    s->release();
+  }
+
+  ServerState* server = nullptr;
+  alignas(StreamConn) unsigned char conn_storage[sizeof(StreamConn)];
   StreamReader reader;
   StreamWriter writer;
 };
 
-// A connection's task: the task record itself holds the reader, the writer
-// and the server's token, and its root frame is the user's handler — no
-// wrapper coroutine per connection. What a wrapper would do at the end
-// (report the handler's exception, close the streams, count the connection
-// out) happens in on_finished(), synchronously when the task ends.
+// A connection's task: the task record itself holds the connection, the
+// reader, the writer and the server's claim, and its root frame is the
+// user's handler — no wrapper coroutine per connection. What a wrapper would
+// do at the end (report the handler's exception, close the streams, count
+// the connection out) happens in on_finished(), synchronously when the task
+// ends.
 class ConnTask final : private ConnParts, public TaskBase {
  public:
-  ConnTask(ServerState* s, StreamConn* c) : ConnParts(s, c), TaskBase(*s->loop, make_root(s), std::string()) {}
+  // Nothing after ConnParts can throw (TaskBase's constructor allocates only
+  // for a name, make_root catches): once the connection exists, it is
+  // adopted; before, a throw only unwinds the StreamConn's own constructor.
+  ConnTask(ServerState* s, Socket sock)
+      : ConnParts(s, std::move(sock)), TaskBase(*s->loop, make_root(s), std::string()) {
+    conn().adopt_host(*this);
+  }
 
   // The running connection of server s this task serves, or nullptr.
   StreamConn* connection_of(const ServerState* s) const noexcept {
-    return token.state() == s ? token.conn() : nullptr;
+    return server == s ? &conn() : nullptr;
   }
 
  private:
@@ -215,13 +229,14 @@ class ConnTask final : private ConnParts, public TaskBase {
     }
   }
 
-  SocketAddress peer() const noexcept { return token.conn() ? token.conn()->peer() : SocketAddress(); }
+  // The connection may be gone once the server's claim is let go.
+  SocketAddress peer() const noexcept { return server ? conn().peer() : SocketAddress(); }
 
   // "client 127.0.0.1:5555", formatted only when someone asks.
   std::string default_name() const override { return "client " + peer().to_string(); }
 
   void on_finished() noexcept override {
-    ServerState* s = token.state();
+    ServerState* s = server;
     if (std::exception_ptr e = take_failure()) {
       try {
         s->loop->report_exception(e, "unhandled exception in client handler for " + peer().to_string());
@@ -239,16 +254,20 @@ class ConnTask final : private ConnParts, public TaskBase {
     // Closes the streams (gracefully), unless the handler moved them away.
     reader = StreamReader();
     writer = StreamWriter();
-    token.reset();
+    release_server();  // the connection's reference keeps this record until it ends
   }
 };
+
+// An idle connection costs this record plus the handler's frame: 296 bytes
+// are a 304-byte malloc chunk (the frame allocator's size classes).
+static_assert(sizeof(ConnTask) <= 296, "one per connection");
 
 }  // namespace
 
 template <class F>
 void ServerState::for_each_connection(F f) noexcept {
-  // A ConnTask is in the loop's registry exactly while its token is held:
-  // the token is let go in on_finished(), right before the task leaves it.
+  // A ConnTask is in the loop's registry exactly while its claim is held:
+  // the claim is let go in on_finished(), right before the task leaves it.
   for (TaskBase* t = loop->first_task(); t; t = t->reg_next_) {
     if (auto* ct = dynamic_cast<ConnTask*>(t)) {
       if (StreamConn* c = ct->connection_of(this)) f(*c);
@@ -391,9 +410,7 @@ void ServerState::spawn(Socket sock) noexcept {
     return;  // reset before we looked at it (ENOTCONN): nothing to serve
   }
   try {
-    auto* c = new StreamConn(std::move(sock), opts);
-    StreamWriter hold(c);  // frees the connection if the task cannot be made
-    loop->post(*new ConnTask(this, c));
+    loop->post(*new ConnTask(this, std::move(sock)));
   } catch (...) {
     loop->report_exception(std::current_exception(), "accepting a connection from " + peer.to_string());
   }

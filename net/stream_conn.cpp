@@ -24,12 +24,12 @@ constexpr std::size_t kPauseAbove = 256 * 1024;
 }  // namespace
 
 StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
-    : loop_(&EventLoop::current()),
-      limit_(opts.limit),
-      high_(opts.write_high_water),
-      low_(opts.write_low_water) {
+    : owner_(reinterpret_cast<std::uintptr_t>(&EventLoop::current())),
+      limit_(saturate(opts.limit)),
+      high_(saturate(opts.write_high_water)),
+      low_(saturate(opts.write_low_water)) {
   if (limit_ == 0) throw std::invalid_argument("StreamOptions::limit must be positive");
-  if (low_ > high_) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
+  if (opts.write_low_water > opts.write_high_water) throw std::invalid_argument("StreamOptions: write_low_water must not exceed write_high_water");
   SocketAddress peer;
   try {
     peer = sock.peer_address();  // cached from now on: messages name the peer after a reset too
@@ -56,12 +56,11 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
     peer_.v6 = a->sin6_addr;
   }
   else extras().view = std::make_unique<SocketView>(sock.fd(), peer);
-  fd_ = sock.release();  // nothing below throws
-  pbufs_ = loop_->backend().provided_buffers();
-  if (!pbufs_) read_chunk_ = kMinChunk;
-  read_op_.kind = pbufs_ ? OpKind::recv_multishot : OpKind::recv;
+  const bool pooled = loop().backend().provided_buffers() != nullptr;
+  if (!pooled) read_chunk_ = kMinChunk;
+  read_op_.kind = pooled ? OpKind::recv_multishot : OpKind::recv;
   read_op_.stream = true;  // a byte stream: a short recv emptied the socket (epoll skips a doomed retry)
-  read_op_.fd = fd_;
+  read_op_.fd = sock.release();  // nothing below throws
   read_op_.complete = &StreamConn::read_done;
   read_op_.ctx = this;
 }
@@ -101,14 +100,14 @@ StreamConn::Extras& StreamConn::extras() const {
 }
 
 const Socket& StreamConn::socket() const {
-  if (!view()) extras().view = std::make_unique<SocketView>(fd_, peer());
+  if (!view()) extras().view = std::make_unique<SocketView>(fd(), peer());
   return x_->view->sock;
 }
 
 SocketAddress StreamConn::local_address() const {
   SocketAddress a;
   socklen_t len = SocketAddress::capacity();
-  if (::getsockname(fd_, a.data(), &len) < 0) throw_os_error(errno, "getsockname", "fd " + std::to_string(fd_));
+  if (::getsockname(fd(), a.data(), &len) < 0) throw_os_error(errno, "getsockname", "fd " + std::to_string(fd()));
   a.set_size(len);
   return a;
 }
@@ -124,17 +123,28 @@ StreamConn::~StreamConn() {
   close_socket();
 }
 
+void StreamConn::destroy() noexcept {
+  TaskBase* h = host();
+  if (!h) {
+    delete this;
+    return;
+  }
+  this->~StreamConn();
+  h->release();  // may free the memory this object lived in
+}
+
 void StreamConn::close_socket() noexcept {
-  if (fd_ < 0) return;
+  // No recv is in flight (the invariant above): read_op_.fd is free to change.
+  if (read_op_.fd < 0) return;
   if (SocketView* v = view()) (void)v->sock.release();
-  corio::close_fd(std::exchange(fd_, -1));
+  corio::close_fd(std::exchange(read_op_.fd, -1));
 }
 
 StreamConn::WriteState& StreamConn::write_state() {
   if (!w_) {
     w_ = std::make_unique<WriteState>();
     w_->op.kind = OpKind::send;
-    w_->op.fd = fd_;
+    w_->op.fd = fd();
     w_->op.complete = &StreamConn::write_done;
     w_->op.ctx = this;
   }
@@ -161,8 +171,8 @@ Waiter StreamConn::wait_data(std::size_t want) {
     if (eof()) return read_waiters_.wait("StreamReader read", true);
     start_read(want);
     if (!reading_) return read_waiters_.wait("StreamReader read", true);  // completed synchronously
-  } else if (pbufs_) {
-    pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  } else if (multishot()) {
+    pause_at_ = saturate(std::max(widen(pause_at_), rbuf_.size() + want));
   }
   return read_waiters_.wait("StreamReader read");
 }
@@ -173,7 +183,7 @@ bool StreamConn::need_data(std::size_t want) {
     start_read(want);
     return reading_;  // false: completed synchronously
   }
-  if (pbufs_) pause_at_ = std::max(pause_at_, rbuf_.size() + want);
+  if (multishot()) pause_at_ = saturate(std::max(widen(pause_at_), rbuf_.size() + want));
   return true;
 }
 
@@ -202,10 +212,10 @@ void StreamConn::notify_reader() noexcept {
 }
 
 void StreamConn::start_read(std::size_t want) {
-  if (pbufs_) {
-    pause_at_ = std::max({limit_, kPauseAbove, rbuf_.size() + want});
+  if (multishot()) {
+    pause_at_ = saturate(std::max({limit(), kPauseAbove, rbuf_.size() + want}));
     pausing_ = false;
-    if (loop_->backend().submit(read_op_)) {  // not on io_uring; handled for completeness
+    if (loop().backend().submit(read_op_)) {  // not on io_uring; handled for completeness
       on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
       return;
     }
@@ -216,7 +226,7 @@ void StreamConn::start_read(std::size_t want) {
   std::size_t chunk = std::max<std::size_t>(read_chunk_, std::min<std::size_t>(want, kMaxChunk * 4));
   ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
   std::uint32_t scratch_len = 0;
-  char* scratch = dst.empty() ? loop_->backend().read_scratch(&scratch_len) : nullptr;
+  char* scratch = dst.empty() ? loop().backend().read_scratch(&scratch_len) : nullptr;
   in_scratch_ = scratch != nullptr;
   if (in_scratch_) {
     read_op_.buf = scratch;  // shared: on_read_result copies the bytes out at once
@@ -226,7 +236,7 @@ void StreamConn::start_read(std::size_t want) {
     read_op_.buf = tail;
     read_op_.len = static_cast<std::uint32_t>(std::min<std::size_t>(dst.free_tail(), kMaxLen));
   }
-  if (loop_->backend().submit(read_op_)) {
+  if (loop().backend().submit(read_op_)) {
     on_read_result(read_op_.result);
     return;
   }
@@ -256,17 +266,17 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
       ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
-      std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pbufs_->data(cqe_flags), static_cast<std::size_t>(r));
+      std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pool().data(cqe_flags), static_cast<std::size_t>(r));
       dst.commit(static_cast<std::size_t>(r));
       delivered_ = true;
     }
-    pbufs_->recycle(cqe_flags);  // at once: the pool is shared by every socket
+    pool().recycle(cqe_flags);  // at once: the pool is shared by every socket
     if (filter() && r > 0) filter()->on_input(*this);  // decoded bytes count for the pause below
   }
   if (r > 0) {
-    if (!final && !pausing_ && rbuf_.size() >= pause_at_) {
+    if (!final && !pausing_ && rbuf_.size() >= widen(pause_at_)) {
       pausing_ = true;  // the reader is behind: stop until it asks again
-      loop_->backend().cancel(read_op_);
+      loop().backend().cancel(read_op_);
     }
   } else if (r == 0) {
     eof_ = true;
@@ -276,8 +286,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
     // The pool ran dry within one batch; every buffer is back by now. The
     // woken reader re-arms (a reader-less stream stays idle and costs nothing).
   } else if (r == -EINVAL && !delivered_) {
-    pbufs_->disable();  // a kernel without multishot recv: plain recv from now on
-    pbufs_ = nullptr;
+    pool().disable();  // a kernel without multishot recv: plain recv from now on
     read_op_.kind = OpKind::recv;
     read_chunk_ = kMinChunk;  // shares storage with pause_at_
   } else if (r != -EAGAIN && r != -EINTR) {
@@ -318,14 +327,14 @@ void StreamConn::write(const char* p, std::size_t n) {
   }
   write_state().pending.append(p, n);
   if (!writing_) pump_writes();
-  if (buffered() > high_) paused_ = true;
+  if (buffered() > high_water()) paused_ = true;
 }
 
 void StreamConn::set_write_limits(std::size_t high, std::size_t low) {
   if (low > high) throw std::invalid_argument("set_write_buffer_limits: low must not exceed high");
-  high_ = high;
-  low_ = low;
-  if (buffered() > high_) paused_ = true;
+  high_ = saturate(high);
+  low_ = saturate(low);
+  if (buffered() > high_water()) paused_ = true;
   update_pause();
 }
 
@@ -333,7 +342,7 @@ void StreamConn::pump_writes() noexcept {
   // A send completing during loop teardown (partly sent, not cancelled) must
   // not start another: the loop waits for every op in flight to finish and
   // a peer that does not read would hold it for its whole grace period.
-  if (EventLoop::current_or_null() != loop_ && !writing_) {
+  if (EventLoop::current_or_null() != &loop() && !writing_) {
     aborted_ = true;
     drop_write_buffers();
   }
@@ -347,7 +356,7 @@ void StreamConn::pump_writes() noexcept {
     }
     w.op.buf = w.sending.data() + w.sent;
     w.op.len = static_cast<std::uint32_t>(std::min<std::size_t>(w.sending.size() - w.sent, kMaxLen));
-    if (!loop_->backend().submit(w.op)) {
+    if (!loop().backend().submit(w.op)) {
       writing_ = true;
       add_ref();
       break;
@@ -355,9 +364,9 @@ void StreamConn::pump_writes() noexcept {
     on_send_result(w.op.result);  // epoll sent at once
   }
   if (!writing_) {
-    if (buffered() == 0 && eof_requested_ && !eof_sent_ && !write_err_ && fd_ >= 0) {
+    if (buffered() == 0 && eof_requested_ && !eof_sent_ && !write_err_ && fd() >= 0) {
       eof_sent_ = true;
-      ::shutdown(fd_, SHUT_WR);  // an error here means the peer is gone: nothing to tell
+      ::shutdown(fd(), SHUT_WR);  // an error here means the peer is gone: nothing to tell
     }
     // Everything sent: give the send op and buffers back, so that an idle
     // connection owns no write state (with thousands of idle keep-alive
@@ -390,7 +399,7 @@ void StreamConn::drop_write_buffers() noexcept {
 
 void StreamConn::update_pause() noexcept {
   if (!paused_) return;
-  if (buffered() <= low_ || write_err_ || aborted_ || closed_) {
+  if (buffered() <= low_water() || write_err_ || aborted_ || closed_) {
     paused_ = false;
     writer_waiters_.wake_all();
   }
@@ -421,7 +430,7 @@ void StreamConn::set_filter(std::unique_ptr<StreamFilter> f) {
 
 void StreamConn::flush_raw() noexcept {
   if (!writing_) pump_writes();
-  if (buffered() > high_) paused_ = true;
+  if (buffered() > high_water()) paused_ = true;
 }
 
 // ---- closing ------------------------------------------------------------------
@@ -430,7 +439,7 @@ void StreamConn::close() noexcept {
   if (closing_) return;
   if (filter() && !aborted_) filter()->on_close(*this);  // its goodbye goes out before the socket closes
   closing_ = true;
-  if (reading_) loop_->backend().cancel(read_op_);  // its completion reads as EOF
+  if (reading_) loop().backend().cancel(read_op_);  // its completion reads as EOF
   read_side_changed();
   maybe_finish_close();
 }
@@ -440,7 +449,7 @@ void StreamConn::abort() noexcept {
   if (closed_ || aborted_) return;
   aborted_ = true;
   drop_write_buffers();
-  if (writing_) loop_->backend().cancel(w_->op);
+  if (writing_) loop().backend().cancel(w_->op);
   update_pause();
   maybe_finish_close();
 }

@@ -100,6 +100,18 @@ class StreamConn {
   StreamConn(const StreamConn&) = delete;
   StreamConn& operator=(const StreamConn&) = delete;
 
+  // For a StreamConn built inside another object's allocation (a server
+  // connection's task record, net/server.cpp), where it saves a malloc
+  // header and a pointer per connection: from now on the connection holds
+  // a reference on `host` and, when its own last reference goes, destroys
+  // itself in place and releases `host` instead of freeing its memory. The
+  // host must be a task of the loop the connection was made on, and must not
+  // destroy the StreamConn itself.
+  void adopt_host(TaskBase& host) noexcept {
+    host.add_ref();
+    owner_ = reinterpret_cast<std::uintptr_t>(&host) | kHosted;
+  }
+
   // ---- lifetime ---------------------------------------------------------
   // refs_ counts user handles and operations in flight; handles_ only the
   // StreamReader/StreamWriter objects. When the last handle goes, the stream
@@ -144,17 +156,17 @@ class StreamConn {
   void unpark_reader(ReadWaiter& w) noexcept {
     if (reader_ && reader_->hook() == &w) reader_ = nullptr;
   }
-  std::size_t limit() const noexcept { return limit_; }
+  std::size_t limit() const noexcept { return widen(limit_); }
   // One reader at a time (asyncio raises RuntimeError for a second one).
   void begin_read(const char* what);
   void end_read() noexcept {
     reader_busy_ = false;
     // Unless a recv in flight points into it, an empty buffer is given back:
     // an idle stream owns no read buffer.
-    if (rbuf_.empty() && (pbufs_ || !reading_ || in_scratch_)) rbuf_.release_memory();
+    if (rbuf_.empty() && (multishot() || !reading_ || in_scratch_)) rbuf_.release_memory();
   }
   // Whether reads use the loop's provided buffers (multishot recv).
-  bool uses_provided_buffers() const noexcept { return pbufs_ != nullptr; }
+  bool uses_provided_buffers() const noexcept { return multishot(); }
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);
@@ -167,8 +179,8 @@ class StreamConn {
   // and keeps an idle connection a list smaller.
   Waiter wait_drain() noexcept { return writer_waiters_.wait("StreamWriter.drain"); }
   void set_write_limits(std::size_t high, std::size_t low);
-  std::size_t high_water() const noexcept { return high_; }
-  std::size_t low_water() const noexcept { return low_; }
+  std::size_t high_water() const noexcept { return widen(high_); }
+  std::size_t low_water() const noexcept { return widen(low_); }
   void write_eof();
   bool eof_requested() const noexcept { return eof_requested_; }
 
@@ -182,7 +194,7 @@ class StreamConn {
   // The socket as a Socket object (asyncio's get_extra_info('socket')),
   // made on first use; fd -1 once the connection closed.
   const Socket& socket() const;
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return read_op_.fd; }
   // getsockname (OSError once closed).
   SocketAddress local_address() const;
   // The peer, cached at construction (accept's address or getpeername);
@@ -214,8 +226,25 @@ class StreamConn {
   ~StreamConn();
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
-    if (--refs_ == 0) delete this;
+    if (--refs_ == 0) destroy();
   }
+  // The last reference went: delete, or (adopt_host) end in place.
+  void destroy() noexcept;
+
+  // owner_: the loop, or the host task (adopt_host) with bit 0 set, whose
+  // scheduler is the loop. Both are at least 8-byte aligned.
+  static constexpr std::uintptr_t kHosted = 1;
+  TaskBase* host() const noexcept {
+    return (owner_ & kHosted) ? reinterpret_cast<TaskBase*>(owner_ & ~kHosted) : nullptr;
+  }
+  EventLoop& loop() const noexcept {
+    if (TaskBase* h = host()) return static_cast<EventLoop&>(h->scheduler());
+    return *reinterpret_cast<EventLoop*>(owner_);
+  }
+  // Reads use the loop's provided buffers: read_op_ is a multishot recv.
+  bool multishot() const noexcept { return read_op_.kind == OpKind::recv_multishot; }
+  // The pool a multishot recv draws from.
+  ProvidedBuffers& pool() const noexcept { return *loop().backend().buffer_pool(); }
 
   void start_read(std::size_t want);
   // The read side changed: wake the parked reader if it can finish, else
@@ -236,6 +265,11 @@ class StreamConn {
   void update_pause() noexcept;
   static void write_done(IoOp* op) noexcept;
 
+  static std::uint32_t saturate(std::size_t v) noexcept {
+    return v >= UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(v);
+  }
+  static std::size_t widen(std::uint32_t v) noexcept { return v == UINT32_MAX ? SIZE_MAX : v; }
+
   void maybe_finish_close() noexcept;
   void close_socket() noexcept;
 
@@ -252,7 +286,7 @@ class StreamConn {
   };
   WriteState& write_state();
 
-  // socket()'s object: shares fd_ without owning it. For a non-IP socket it
+  // socket()'s object: shares the fd without owning it. For a non-IP socket it
   // exists from the start and caches the peer (a Unix address is 110 bytes,
   // too many to keep inline for the rare case).
   struct SocketView {
@@ -271,12 +305,16 @@ class StreamConn {
   SocketView* view() const noexcept { return x_ ? x_->view.get() : nullptr; }
 
   // Laid out for size: one of these lives as long as its connection, and a
-  // server keeps tens of thousands of idle ones (216 bytes: a 224-byte
-  // malloc chunk).
-  EventLoop* loop_;
-  int fd_ = -1;
-  std::uint32_t refs_ = 0;
-  std::uint32_t handles_ = 0;
+  // server keeps tens of thousands of idle ones (184 bytes; a server puts it
+  // in the connection's task record). The socket's fd is read_op_.fd (-1
+  // once closed), and which reads are used is read_op_.kind, so neither is
+  // kept twice.
+  std::uintptr_t owner_;
+  // 16 bits: the handles are the StreamReader/StreamWriter objects made on
+  // this connection (two, a few more with TLS or an HTTP body), refs those
+  // plus the (at most two) operations in flight.
+  std::uint16_t refs_ = 0;
+  std::uint16_t handles_ = 0;
   std::uint8_t read_err_ = 0;   // an errno (Linux's are below 256)
   std::uint8_t write_err_ = 0;  // an errno
 
@@ -313,20 +351,23 @@ class StreamConn {
   // Read side.
   IoOp read_op_;
   ByteBuffer rbuf_;
-  ProvidedBuffers* pbufs_ = nullptr;  // non-null: read_op_ is a multishot recv
+  // The sizes below are 32-bit, saturating: UINT32_MAX reads back as
+  // SIZE_MAX ("no limit"), so a limit of 4 GiB or more means none. Four of
+  // them share 16 bytes where size_t would take 32 (one StreamConn per idle
+  // connection).
   union {
-    std::size_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
-    std::uint32_t read_chunk_;  // plain recv: the next recv's size
+    std::uint32_t pause_at_ = 0;  // multishot: cancel it once this much is buffered
+    std::uint32_t read_chunk_;    // plain recv: the next recv's size
   };
+  std::uint32_t limit_;
+  std::uint32_t high_;
+  std::uint32_t low_;
   ParkList read_waiters_;  // wait_data() (HTTP server, TLS handshake)
   TaskBase* reader_ = nullptr;  // parked in a StreamReader read: its hook() is the ReadWaiter
-  std::size_t limit_;
 
   // Write side.
   std::unique_ptr<WriteState> w_;
   ParkList writer_waiters_;  // drain() and wait_closed()
-  std::size_t high_;
-  std::size_t low_;
 };
 
 }  // namespace detail

@@ -567,14 +567,15 @@ TEST_CASE("under corio::run with SignalPolicy::request_shutdown, SIGTERM drains 
 // ---- what an idle connection costs ---------------------------------------------
 //
 // A server holding many idle keep-alive connections keeps, per connection,
-// the handler's suspended frame, the task record (with the reader, writer and
-// server token) and the StreamConn. These pin the sizes that make it cheap;
+// the handler's suspended frame and the task record (with the StreamConn, the
+// reader, the writer and the server's claim in the same block). These pin the
+// sizes that make it cheap (net/server.cpp pins the record's);
 // bench/README.md ("What an idle connection costs") has the breakdown.
 static_assert(sizeof(detail::Promise<void>) <= 40, "every frame carries its promise");
 static_assert(sizeof(detail::ReadUntil) <= 32, "a waiting readuntil() sits in the idle frame");
-static_assert(sizeof(TaskBase) <= 104, "one task record per connection");
+static_assert(sizeof(TaskBase) <= 88, "one task record per connection");
 static_assert(sizeof(detail::IoOp) <= 80, "an idle connection keeps its recv op armed");
-static_assert(sizeof(detail::StreamConn) <= 216, "one per connection: a 224-byte malloc chunk");
+static_assert(sizeof(detail::StreamConn) <= 184, "one per connection, in its task record");
 
 namespace {
 
@@ -682,12 +683,12 @@ TEST_CASE("an idle server connection costs the handler's frame, its task record 
     (void)per_conn;
 #else
     if (g_fault_injection) return;
-    // 192 (frame) + 144 (task record) + 224 (StreamConn): 560, as malloc
-    // chunks. epoll adds its per-fd table, a vector of ~40-byte entries
+    // 192 (frame) + 304 (task record with its StreamConn): 496, as malloc
+    // chunks. epoll adds its per-fd table, a vector of 24-byte entries
     // indexed by fd and grown by doubling, so what one batch costs depends
-    // on where the fd numbers fall (136 bytes a connection when this was
+    // on where the fd numbers fall (87 bytes a connection when this was
     // written): bounded by a few entries' worth.
-    const std::size_t bound = loop.backend_kind() == detail::BackendKind::io_uring ? 576 : 560 + 256;
+    const std::size_t bound = loop.backend_kind() == detail::BackendKind::io_uring ? 512 : 496 + 160;
     CHECK(per_conn <= bound);
 #endif
   });
