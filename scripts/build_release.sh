@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The release tree that scripts/demo.sh and every benchmark use:
-#   scripts/build_release.sh DIR [TARGET...]
-# configures DIR (or reconfigures it, when it already exists) and builds the
-# targets (everything when none is named); ninja's output goes to stderr.
+#   scripts/build_release.sh DIR [NINJA ARG...]
+# configures DIR (or reconfigures it, when it already exists) and runs ninja
+# there with the arguments (targets, -jN; everything when none is named);
+# ninja's output goes to stderr.
 #
 # Release means -O3 with link-time optimization and corio linked statically:
 # the hot path of a request crosses the loop, the stream engine and the HTTP
@@ -11,7 +12,7 @@
 # without LTO: 10 % less server CPU per request (30 % pipelined).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dir=${1:?usage: build_release.sh DIR [TARGET...]}
+dir=${1:?usage: build_release.sh DIR [NINJA ARG...]}
 shift
 opts=(-Dbuildtype=release -Dtests=false -Db_lto=true -Ddefault_library=static -Db_staticpic=false)
 if [[ -f $dir/build.ninja ]]; then

@@ -2,21 +2,20 @@
 
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <liburing.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <liburing.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdint>
-#include <cstdlib>
-
 #include <algorithm>
-#include <stdexcept>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -596,10 +595,9 @@ Task<void> answer_requests(StreamReader& reader, StreamWriter& writer) {
 }
 
 // The fault-injection pass (scripts/test.sh) keeps records per operation in
-// flight: its heap figure is not the connections'. Read before any loop
-// exists (the fault layer unsets the variable when it starts).
-// The fault layer unsets CORIO_FAULT_* when the first loop starts (maybe
-// before this runs); /proc/self/environ keeps the environment we started with.
+// flight: its heap figure is not the connections'. The fault layer unsets
+// CORIO_FAULT_* when the first loop starts (maybe before this runs), so the
+// environment we started with is read from /proc/self/environ.
 bool started_with_faults() {
   std::FILE* f = std::fopen("/proc/self/environ", "rb");
   if (!f) return std::getenv("CORIO_FAULT_SEED") != nullptr;
