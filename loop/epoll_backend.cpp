@@ -23,9 +23,9 @@
 // The stale-fd trap: the kernel's registration follows the open file, not the
 // number, so an fd closed behind our back leaves us believing a reused number
 // is registered. Every close in corio goes through forget_fd() first, which
-// deregisters and resets the slot; events already returned by this
-// epoll_wait are processed before any user code runs, so none can target a
-// reused number.
+// resets the slot (the close itself ends the registration); events already
+// returned by this epoll_wait are processed before any user code runs, so
+// none can target a reused number.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -102,6 +102,7 @@ struct FdState {
   bool read_ready = true;     // worth a syscall: no EAGAIN / emptying read since the last edge
   bool write_ready = true;
   bool read_hup = false;      // EOF or an error was signalled: reads never block again
+  bool nonblocking = false;   // accepted here with SOCK_NONBLOCK: register_fd() skips F_GETFL
 };
 static_assert(sizeof(FdState) <= 24, "one per fd number, idle connections included");
 
@@ -151,6 +152,7 @@ class EpollBackend final : public Backend {
       if (r != -EAGAIN) {
         if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
         op.result = r;
+        if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
         return true;
       }
       ready = false;
@@ -226,10 +228,14 @@ class EpollBackend final : public Backend {
     return ::epoll_pwait(epfd_, events, max, ms, nullptr);
   }
 
+  // No EPOLL_CTL_DEL: the close() that follows removes the registration with
+  // the open file (one syscall fewer per connection). Only a file that
+  // outlives the close, because it was duplicated (dup, fork, SCM_RIGHTS),
+  // stays registered under the old number; its events then reach whatever
+  // reuses the number as a spurious edge, which costs one EAGAIN at most.
   void forget_fd(int fd) noexcept override {
     if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
     FdState& st = fds_[fd];
-    if (st.registered && !st.always_ready) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
     for (OpQueue* q : {&st.readers, &st.writers}) {
       while (IoOp* op = q->head) {
         q->unlink(op);
@@ -255,10 +261,18 @@ class EpollBackend final : public Backend {
     return fds_[fd];
   }
 
+  // An fd accepted here is non-blocking already (accept4 SOCK_NONBLOCK): its
+  // registration skips the F_GETFL check, a syscall per connection.
+  void note_accepted(int r) {
+    if (r >= 0) state(r).nonblocking = true;
+  }
+
   int register_fd(int fd, FdState& st) noexcept {
-    int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0) return errno;
-    if (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return errno;
+    if (!st.nonblocking) {
+      int fl = ::fcntl(fd, F_GETFL);
+      if (fl < 0) return errno;
+      if (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return errno;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.fd = fd;
@@ -364,6 +378,7 @@ class EpollBackend final : public Backend {
       q.unlink(op);
       if (!op->internal) --in_flight_;
       op->result = r;
+      if (op->kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
       op->complete(op);
     }
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <vector>
 
 using namespace corio::detail;
@@ -85,4 +86,49 @@ TEST_CASE("the io_uring backend survives a full submission queue") {
   }
   for (int i = 0; i < 100 && rec.done.size() < ops.size(); ++i) b->wait(10'000'000);
   CHECK(rec.done.size() == ops.size());
+}
+
+TEST_CASE("epoll: a closed fd that lives on as a duplicate does not disturb the fd that reuses its number") {
+  // forget_fd() leaves the deregistration to close(). A duplicated file stays
+  // registered under the old number, so its events reach the number's next
+  // owner: they must cost at most a failed retry, never a wrong completion.
+  auto b = make(BackendKind::epoll);
+  REQUIRE(b->kind() == BackendKind::epoll);
+  int a[2];
+  REQUIRE(::pipe2(a, O_CLOEXEC | O_NONBLOCK) == 0);
+  Recorder rec;
+  char buf[8];
+  IoOp op;
+  op.kind = OpKind::read;
+  op.fd = a[0];
+  op.buf = buf;
+  op.len = sizeof buf;
+  op.complete = &Recorder::cb;
+  op.ctx = &rec;
+  CHECK_FALSE(b->submit(op));  // registers a[0]
+  b->cancel(op);
+  b->wait(0);
+  REQUIRE(rec.done.size() == 1);
+  int dup = ::fcntl(a[0], F_DUPFD_CLOEXEC, 100);  // a high number: a[0]'s stays free for reuse
+  REQUIRE(dup >= 0);
+  const int number = a[0];
+  b->forget_fd(number);
+  ::close(number);
+
+  int c[2];
+  REQUIRE(::pipe2(c, O_CLOEXEC | O_NONBLOCK) == 0);
+  REQUIRE(c[0] == number);  // the lowest free number is reused
+  rec.done.clear();
+  op.fd = c[0];
+  CHECK_FALSE(b->submit(op));
+  REQUIRE(::write(a[1], "old", 3) == 3);  // an edge on the old file, reported under `number`
+  for (int i = 0; i < 5; ++i) b->wait(2'000'000);
+  CHECK(rec.done.empty());  // the new pipe has nothing: the read stays pending
+  REQUIRE(::write(c[1], "new", 3) == 3);
+  for (int i = 0; i < 100 && rec.done.empty(); ++i) b->wait(10'000'000);
+  REQUIRE(rec.done.size() == 1);
+  CHECK(op.result == 3);
+  CHECK(std::string(buf, 3) == "new");
+  b->forget_fd(c[0]);
+  for (int fd : {c[0], c[1], dup, a[1]}) ::close(fd);
 }
