@@ -144,6 +144,16 @@ class Backend {
   // Start op. Returns true if it completed synchronously (op.result is set and
   // complete() will not be called); false if complete() will be called later.
   virtual bool submit(IoOp& op) noexcept = 0;
+  // Performs op now if that cannot block and no op waits before it on its fd
+  // side: returns the result (complete() is never called), or -EAGAIN when op
+  // would have to wait, in which case nothing was queued and op may live on
+  // the caller's stack. A writer with nothing buffered uses it to send
+  // straight from the caller's bytes, as asyncio's transports do. Backends
+  // that complete asynchronously (io_uring) always answer -EAGAIN.
+  virtual int try_now(IoOp& op) noexcept {
+    (void)op;
+    return -EAGAIN;
+  }
   // Ask for op to be cancelled; complete() still runs exactly once later.
   virtual void cancel(IoOp& op) noexcept = 0;
   // Flush queued submissions, wait for completions for up to timeout_ns

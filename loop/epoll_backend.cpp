@@ -162,6 +162,23 @@ class EpollBackend final : public Backend {
     return false;
   }
 
+  int try_now(IoOp& op) noexcept override {
+    // Only on a registered fd (submit() registers) whose side is idle and not
+    // known to be empty/full since the last edge.
+    if (op.fd < 0 || static_cast<std::size_t>(op.fd) >= fds_.size()) return -EAGAIN;
+    FdState& st = fds_[op.fd];
+    if (!st.registered) return -EAGAIN;
+    op.cqe_flags = 0;
+    const bool read_side = is_read_side(op.kind);
+    OpQueue& q = read_side ? st.readers : st.writers;
+    bool& ready = read_side ? st.read_ready : st.write_ready;
+    if (!q.empty() || !(ready || st.always_ready)) return -EAGAIN;
+    int r = perform(op, st.always_ready);
+    if (r == -EAGAIN) ready = false;
+    else if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
+    return r;
+  }
+
   void cancel(IoOp& op) noexcept override {
     if (!op.queued_ || op.cancel_requested_) return;
     op.cancel_requested_ = true;

@@ -169,6 +169,18 @@ class FaultBackend final : public Backend {
     return true;
   }
 
+  int try_now(IoOp& op) noexcept override {
+    if (op.kind == OpKind::nop || stopping_) return inner_->try_now(op);
+    ++stats_.ops;
+    if (trace_) std::fprintf(stderr, "corio fault: try_now %s fd %d\n", op_name(op.kind), op.fd);
+    if (int err = hard_fault(op); err || (err = fault_before(op))) return -err;
+    if (can_shorten(op) && rng_.chance(cfg_.rate / 2)) {
+      op.len = 1 + static_cast<std::uint32_t>(rng_.below(op.len - 1));
+      ++stats_.short_io;
+    }
+    return inner_->try_now(op);
+  }
+
   void cancel(IoOp& op) noexcept override {
     auto it = recs_.find(&op);
     if (it == recs_.end()) {

@@ -325,6 +325,26 @@ void StreamConn::write(const char* p, std::size_t n) {
     f->write(*this, p, n);
     return;
   }
+  if (!w_ && !aborted_) {
+    // Nothing buffered and no send in flight: send straight from the
+    // caller's bytes where the backend can do it at once (epoll; io_uring
+    // answers -EAGAIN), as asyncio's transports do. Only what the kernel
+    // did not take is copied into the write buffer.
+    IoOp op;
+    op.kind = OpKind::send;
+    op.fd = fd();
+    op.buf = const_cast<char*>(p);
+    op.len = static_cast<std::uint32_t>(std::min<std::size_t>(n, kMaxLen));
+    int r = loop().backend().try_now(op);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<std::size_t>(r);
+      if (n == 0) return;
+    } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
+      write_err_ = static_cast<std::uint8_t>(-r);  // the connection is lost: drain() reports it
+      return;
+    }
+  }
   write_state().pending.append(p, n);
   if (!writing_) pump_writes();
   if (buffered() > high_water()) paused_ = true;
