@@ -135,6 +135,26 @@ bool valid_port(std::string_view p) noexcept {
   return true;
 }
 
+// reg-name bytes of a Host (RFC 3986 unreserved, sub-delims, '%'), as a table:
+// every request's Host is checked.
+struct HostChars {
+  bool ok[256];
+  constexpr HostChars() : ok() {
+    for (int c = 0; c < 256; ++c) {
+      ok[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      switch (c) {
+        case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
+        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
+          ok[c] = true;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+};
+constexpr HostChars kHostChars;
+
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2); empty is allowed.
 bool valid_host(std::string_view h) noexcept {
   if (h.empty()) return true;
@@ -150,47 +170,41 @@ bool valid_host(std::string_view h) noexcept {
     if (rest.empty()) return true;
     return rest[0] == ':' && valid_port(rest.substr(1));
   }
-  std::size_t colon = h.find(':');
-  std::string_view name = h.substr(0, colon);
-  if (name.empty()) return false;
-  for (char c : name) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!ok) {
-      switch (c) {
-        case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
-        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
-          ok = true;
-          break;
-        default:
-          break;
-      }
-    }
-    if (!ok) return false;
-  }
-  if (colon == std::string_view::npos) return true;
-  return valid_port(h.substr(colon + 1));
+  // One pass: the name up to the first ':' (which is not a reg-name byte).
+  std::size_t i = 0;
+  while (i < h.size() && kHostChars.ok[static_cast<unsigned char>(h[i])]) ++i;
+  if (i == 0) return false;
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  return valid_port(h.substr(i + 1));
 }
 
+// Fixed-length compares: memcmp with a constant length is inlined, where
+// string_view's operator== calls the library's memcmp.
+inline bool eq3(const char* p, const char (&lit)[4]) noexcept { return std::memcmp(p, lit, 3) == 0; }
+inline bool eq4(const char* p, const char (&lit)[5]) noexcept { return std::memcmp(p, lit, 4) == 0; }
+
 Method method_from(std::string_view m) noexcept {
+  const char* p = m.data();
   switch (m.size()) {
     case 3:
-      if (m == "GET") return Method::get;
-      if (m == "PUT") return Method::put;
+      if (eq3(p, "GET")) return Method::get;
+      if (eq3(p, "PUT")) return Method::put;
       break;
     case 4:
-      if (m == "HEAD") return Method::head;
-      if (m == "POST") return Method::post;
+      if (eq4(p, "HEAD")) return Method::head;
+      if (eq4(p, "POST")) return Method::post;
       break;
     case 5:
-      if (m == "PATCH") return Method::patch;
-      if (m == "TRACE") return Method::trace;
+      if (std::memcmp(p, "PATCH", 5) == 0) return Method::patch;
+      if (std::memcmp(p, "TRACE", 5) == 0) return Method::trace;
       break;
     case 6:
-      if (m == "DELETE") return Method::delete_;
+      if (std::memcmp(p, "DELETE", 6) == 0) return Method::delete_;
       break;
     case 7:
-      if (m == "OPTIONS") return Method::options;
-      if (m == "CONNECT") return Method::connect;
+      if (std::memcmp(p, "OPTIONS", 7) == 0) return Method::options;
+      if (std::memcmp(p, "CONNECT", 7) == 0) return Method::connect;
       break;
     default:
       break;
@@ -200,7 +214,7 @@ Method method_from(std::string_view m) noexcept {
 
 // "HTTP/d.d" → the minor version (x > 1 becomes 1), -1 malformed, -2 another major.
 int parse_version(std::string_view v) noexcept {
-  if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return -1;
+  if (v.size() != 8 || std::memcmp(v.data(), "HTTP/", 5) != 0 || v[6] != '.') return -1;
   char major = v[5], minor = v[7];
   if (major < '0' || major > '9' || minor < '0' || minor > '9') return -1;
   if (major != '1') return -2;
@@ -239,17 +253,25 @@ const char* find_lf(std::string_view buf, std::size_t from) noexcept {
 
 // Finds the end of a head (past CRLF CRLF) whose start line ends at line_end,
 // scanning only bytes not seen before; 0 if not there yet. A bare CR or LF in
-// the field lines is caught later by parse_fields.
+// the field lines is caught later by parse_fields. Looks for each LF and
+// checks the three bytes around it: string_view::find would memchr for each
+// CR and then memcmp, two calls per line.
 std::size_t find_head_end(std::string_view buf, detail::HeadScanner& s) {
   if (buf.size() >= s.line_end_ + 2 && buf[s.line_end_] == '\r' && buf[s.line_end_ + 1] == '\n')
     return s.line_end_ + 2;  // no fields at all
   std::size_t from = s.scanned_ > s.line_end_ + 3 ? s.scanned_ - 3 : s.line_end_;
-  std::size_t k = buf.find("\r\n\r\n", from);
-  if (k == std::string_view::npos) {
-    s.scanned_ = buf.size();
-    return 0;
+  // The pattern's first LF is at k >= from + 1; k + 2 must be inside buf.
+  const char* b = buf.data();
+  std::size_t k = from + 1;
+  while (k + 2 < buf.size()) {
+    const void* nl = std::memchr(b + k, '\n', buf.size() - 2 - k);
+    if (!nl) break;
+    k = static_cast<std::size_t>(static_cast<const char*>(nl) - b);
+    if (b[k - 1] == '\r' && b[k + 1] == '\r' && b[k + 2] == '\n') return k + 3;
+    ++k;
   }
-  return k + 4;
+  s.scanned_ = buf.size();
+  return 0;
 }
 
 }  // namespace
@@ -377,7 +399,10 @@ std::string_view RequestHead::path() const noexcept {
   } else if (form != TargetForm::origin) {
     return {};
   }
-  return t.substr(0, t.find_first_of("?#"));
+  // One pass over the target: find_first_of("?#") runs a memchr per character.
+  std::size_t i = 0;
+  while (i < t.size() && t[i] != '?' && t[i] != '#') ++i;
+  return t.substr(0, i);
 }
 
 std::string_view RequestHead::query() const noexcept {
@@ -509,7 +534,8 @@ ParseResult RequestParser::parse(std::string_view buf) {
     std::size_t e = static_cast<std::size_t>(nl - buf.data());
     if (e == skip || buf[e - 1] != '\r') return fail(400, "bare LF in the request line");
     std::string_view line = buf.substr(skip, e - 1 - skip);
-    if (line.find('\r') != std::string_view::npos) return fail(400, "bare CR in the request line");
+    // A bare CR is rejected by parse_request_line: it is neither a method
+    // (tchar), target (VCHAR) nor version byte.
     if (parse_request_line(line) == ParseResult::error) return ParseResult::error;
     line_done_ = true;
     base_ = buf.data();
