@@ -82,6 +82,11 @@ struct RequestHead : MessageHead {
   TargetForm form = TargetForm::origin;
   std::string_view host;       // the Host field ("" when absent, HTTP/1.0 only)
   bool expect_continue = false;  // "Expect: 100-continue"
+  // Set by the parser for an origin-form target: where its path ends (the
+  // first '?' or '#', or the target's size), so that path() and query(),
+  // which handlers call on every request, need not scan it again. npos:
+  // not known (path() scans).
+  std::size_t path_size = std::string_view::npos;
 
   // The path and query of an origin- or absolute-form target ("" for the others).
   std::string_view path() const noexcept;

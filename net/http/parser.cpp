@@ -398,6 +398,8 @@ std::string_view RequestHead::path() const noexcept {
     t.remove_prefix(slash);
   } else if (form != TargetForm::origin) {
     return {};
+  } else if (path_size <= t.size()) {
+    return t.substr(0, path_size);
   }
   // One pass over the target: find_first_of("?#") runs a memchr per character.
   std::size_t i = 0;
@@ -407,7 +409,13 @@ std::string_view RequestHead::path() const noexcept {
 
 std::string_view RequestHead::query() const noexcept {
   if (form != TargetForm::origin && form != TargetForm::absolute) return {};
-  std::size_t q = target.find('?');
+  std::size_t q;
+  if (form == TargetForm::origin && path_size <= target.size()) {
+    if (path_size == target.size()) return {};
+    q = target[path_size] == '?' ? path_size : target.find('?', path_size);  // '#' came first
+  } else {
+    q = target.find('?');
+  }
   if (q == std::string_view::npos) return {};
   std::string_view rest = target.substr(q + 1);
   return rest.substr(0, rest.find('#'));
@@ -421,6 +429,7 @@ void RequestHead::clear() noexcept {
   form = TargetForm::origin;
   host = {};
   expect_continue = false;
+  path_size = std::string_view::npos;
 }
 
 void RequestHead::rebase(const char* old_base, const char* new_base) noexcept {
@@ -468,9 +477,11 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
   }
   head_.method = line.substr(0, i);
   std::size_t t0 = ++i;
+  std::size_t path_end = std::string_view::npos;  // the first '?' or '#'
   while (i < line.size() && line[i] != ' ') {
     unsigned char c = static_cast<unsigned char>(line[i]);
     if (c <= 0x20 || c >= 0x7f) return fail(400, "invalid character in the request target");
+    if ((c == '?' || c == '#') && path_end == std::string_view::npos) path_end = i;
     ++i;
   }
   head_.target = line.substr(t0, i - t0);
@@ -493,6 +504,7 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     head_.form = TargetForm::authority;
   } else if (t[0] == '/') {
     head_.form = TargetForm::origin;
+    head_.path_size = path_end == std::string_view::npos ? t.size() : path_end - t0;
   } else if (t == "*") {
     if (head_.method_id != Method::options) return fail(400, "asterisk-form target is only for OPTIONS");
     head_.form = TargetForm::asterisk;

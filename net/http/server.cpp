@@ -133,16 +133,20 @@ void append_hex(OutBuf& out, std::uint64_t v) {
 }
 
 // A response field a handler set must not split the response.
-bool valid_field(std::string_view name, std::string_view value) noexcept {
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (c <= 0x20 || c >= 0x7f || c == ':') return false;
-  }
+bool valid_value(std::string_view value) noexcept {
   for (char c : value) {
     unsigned char u = static_cast<unsigned char>(c);
     if ((u < 0x20 && u != '\t') || u == 0x7f) return false;
   }
   return true;
+}
+
+bool valid_field(std::string_view name, std::string_view value) noexcept {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (c <= 0x20 || c >= 0x7f || c == ':') return false;
+  }
+  return valid_value(value);
 }
 
 // Pre-built response heads for the answers a server sends most: the status
@@ -194,7 +198,7 @@ const std::string* HeadCache::get(int status, const std::string& content_type, s
   for (Entry& e : entries_) {
     if (e.status == status && e.content_type == content_type) return &e.prefix;
   }
-  if (!valid_field("Content-Type", content_type)) return nullptr;
+  if (!valid_value(content_type)) return nullptr;
   Entry& e = entries_[next_++ % std::size(entries_)];
   e.status = status;
   e.content_type = content_type;
@@ -618,7 +622,7 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
     for (const auto& [n, v] : resp.headers) {
       if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
     }
-    if (!resp.content_type.empty() && !valid_field("Content-Type", resp.content_type))
+    if (!valid_value(resp.content_type))
       throw std::invalid_argument("response Content-Type is not a valid field value");
   } catch (...) {
     return std::current_exception();
