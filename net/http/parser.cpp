@@ -22,10 +22,14 @@ constexpr bool is_tchar(unsigned char c) noexcept {
 struct CharTables {
   bool tchar[256];
   bool value[256];  // field-content bytes: HTAB, SP, VCHAR, obs-text
-  constexpr CharTables() : tchar(), value() {
+  bool vchar[256];  // request-target bytes: VCHAR
+  bool path[256];   // request-target bytes before a query or fragment: VCHAR but '?' and '#'
+  constexpr CharTables() : tchar(), value(), vchar(), path() {
     for (int c = 0; c < 256; ++c) {
       tchar[c] = is_tchar(static_cast<unsigned char>(c));
       value[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
+      vchar[c] = c > 0x20 && c < 0x7f;
+      path[c] = vchar[c] && c != '?' && c != '#';
     }
   }
 };
@@ -477,13 +481,14 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
   }
   head_.method = line.substr(0, i);
   std::size_t t0 = ++i;
-  std::size_t path_end = std::string_view::npos;  // the first '?' or '#'
-  while (i < line.size() && line[i] != ' ') {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c <= 0x20 || c >= 0x7f) return fail(400, "invalid character in the request target");
-    if ((c == '?' || c == '#') && path_end == std::string_view::npos) path_end = i;
-    ++i;
+  // The path up to the first '?' or '#' (path_size), then the rest of the
+  // target; one table lookup per byte.
+  while (i < line.size() && kChars.path[static_cast<unsigned char>(line[i])]) ++i;
+  const std::size_t path_end = i;
+  if (i < line.size() && (line[i] == '?' || line[i] == '#')) {
+    while (i < line.size() && kChars.vchar[static_cast<unsigned char>(line[i])]) ++i;
   }
+  if (i < line.size() && line[i] != ' ') return fail(400, "invalid character in the request target");
   head_.target = line.substr(t0, i - t0);
   if (head_.target.size() > limits_.max_target) return fail(414, "request target longer than the limit");
   if (head_.target.empty()) return fail(400, "empty request target");
@@ -504,7 +509,7 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     head_.form = TargetForm::authority;
   } else if (t[0] == '/') {
     head_.form = TargetForm::origin;
-    head_.path_size = path_end == std::string_view::npos ? t.size() : path_end - t0;
+    head_.path_size = path_end - t0;
   } else if (t == "*") {
     if (head_.method_id != Method::options) return fail(400, "asterisk-form target is only for OPTIONS");
     head_.form = TargetForm::asterisk;
