@@ -54,6 +54,9 @@ enum class BodyKind : std::uint8_t {
 bool iequals(std::string_view a, std::string_view b) noexcept;
 // Whether a comma-separated list field value contains `token` (case-insensitive).
 bool has_token(std::string_view list, std::string_view token) noexcept;
+// Whether every byte is field-content (RFC 9110 §5.5): HTAB, SP, VCHAR or
+// obs-text; no other control byte (CR and LF would split a message).
+bool valid_field_value(std::string_view value) noexcept;
 // The standard reason phrase ("Not Found"), or "Unknown".
 std::string_view reason_phrase(int status) noexcept;
 std::string_view method_name(Method m) noexcept;
