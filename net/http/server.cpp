@@ -87,7 +87,7 @@ class OutBuf {
   std::size_t size() const noexcept { return n_; }
   const char* data() const noexcept { return p_; }
   void clear() noexcept { n_ = 0; }
-  // Room for at least `more` bytes at end(); write them, then commit(end).
+  // Room for at least `more` bytes after the data; write them, then commit(end).
   char* reserve_tail(std::size_t more) {
     if (cap_ - n_ < more) grow(more);
     return p_ + n_;
@@ -109,7 +109,9 @@ class OutBuf {
 
  private:
   void grow(std::size_t more) {
-    std::size_t cap = cap_ ? cap_ : 256;
+    // The first allocation fits what is asked (rounded up): an idle
+    // connection keeps these buffers, so no generous minimum.
+    std::size_t cap = cap_ ? cap_ : (more + 63) / 64 * 64;
     while (cap - n_ < more) cap *= 2;
     char* p = static_cast<char*>(std::realloc(p_, cap));
     if (!p) throw std::bad_alloc();
@@ -132,16 +134,13 @@ void append_hex(OutBuf& out, std::uint64_t v) {
   out.commit(std::to_chars(t, t + 24, v, 16).ptr);
 }
 
-// A response field a handler set must not split the response
-// (valid_field_value: no control byte but HTAB).
-bool valid_value(std::string_view value) noexcept { return valid_field_value(value); }
-
+// A response field a handler set must not split the response.
 bool valid_field(std::string_view name, std::string_view value) noexcept {
   if (name.empty()) return false;
   for (char c : name) {
     if (c <= 0x20 || c >= 0x7f || c == ':') return false;
   }
-  return valid_value(value);
+  return valid_field_value(value);  // no control byte but HTAB
 }
 
 // Pre-built response heads for the answers a server sends most: the status
@@ -193,7 +192,7 @@ const std::string* HeadCache::get(int status, const std::string& content_type, s
   for (Entry& e : entries_) {
     if (e.status == status && e.content_type == content_type) return &e.prefix;
   }
-  if (!valid_value(content_type)) return nullptr;
+  if (!valid_field_value(content_type)) return nullptr;
   Entry& e = entries_[next_++ % std::size(entries_)];
   e.status = status;
   e.content_type = content_type;
@@ -617,7 +616,7 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
     for (const auto& [n, v] : resp.headers) {
       if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
     }
-    if (!valid_value(resp.content_type))
+    if (!valid_field_value(resp.content_type))
       throw std::invalid_argument("response Content-Type is not a valid field value");
   } catch (...) {
     return std::current_exception();
