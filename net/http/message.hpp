@@ -54,6 +54,9 @@ enum class BodyKind : std::uint8_t {
 bool iequals(std::string_view a, std::string_view b) noexcept;
 // Whether a comma-separated list field value contains `token` (case-insensitive).
 bool has_token(std::string_view list, std::string_view token) noexcept;
+// Whether every byte is field-content (RFC 9110 §5.5): HTAB, SP, VCHAR or
+// obs-text; no other control byte (CR and LF would split a message).
+bool valid_field_value(std::string_view value) noexcept;
 // The standard reason phrase ("Not Found"), or "Unknown".
 std::string_view reason_phrase(int status) noexcept;
 std::string_view method_name(Method m) noexcept;
@@ -82,6 +85,11 @@ struct RequestHead : MessageHead {
   TargetForm form = TargetForm::origin;
   std::string_view host;       // the Host field ("" when absent, HTTP/1.0 only)
   bool expect_continue = false;  // "Expect: 100-continue"
+  // Set by the parser for an origin-form target: where its path ends (the
+  // first '?' or '#', or the target's size), so that path() and query(),
+  // which handlers call on every request, need not scan it again. npos:
+  // not known (path() scans).
+  std::size_t path_size = std::string_view::npos;
 
   // The path and query of an origin- or absolute-form target ("" for the others).
   std::string_view path() const noexcept;

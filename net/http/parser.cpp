@@ -22,10 +22,14 @@ constexpr bool is_tchar(unsigned char c) noexcept {
 struct CharTables {
   bool tchar[256];
   bool value[256];  // field-content bytes: HTAB, SP, VCHAR, obs-text
-  constexpr CharTables() : tchar(), value() {
+  bool vchar[256];  // request-target bytes: VCHAR
+  bool path[256];   // request-target bytes before a query or fragment: VCHAR but '?' and '#'
+  constexpr CharTables() : tchar(), value(), vchar(), path() {
     for (int c = 0; c < 256; ++c) {
       tchar[c] = is_tchar(static_cast<unsigned char>(c));
       value[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
+      vchar[c] = c > 0x20 && c < 0x7f;
+      path[c] = vchar[c] && c != '?' && c != '#';
     }
   }
 };
@@ -53,10 +57,11 @@ const char* parse_field_line(std::string_view line, Header& h) noexcept {
   if (i == 0) return "empty field name";
   h.name = line.substr(0, i);
   std::string_view v = line.substr(i + 1);
-  for (char c : v) {
-    if (!kChars.value[static_cast<unsigned char>(c)]) {
-      return c == '\r' ? "bare CR in a field value" : "control character in a field value";
+  if (!valid_field_value(v)) {
+    for (char c : v) {
+      if (c == '\r') return "bare CR in a field value";
     }
+    return "control character in a field value";
   }
   h.value = trim(v);
   return nullptr;
@@ -135,6 +140,26 @@ bool valid_port(std::string_view p) noexcept {
   return true;
 }
 
+// reg-name bytes of a Host (RFC 3986 unreserved, sub-delims, '%'), as a table:
+// every request's Host is checked.
+struct HostChars {
+  bool ok[256];
+  constexpr HostChars() : ok() {
+    for (int c = 0; c < 256; ++c) {
+      ok[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      switch (c) {
+        case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
+        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
+          ok[c] = true;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+};
+constexpr HostChars kHostChars;
+
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2); empty is allowed.
 bool valid_host(std::string_view h) noexcept {
   if (h.empty()) return true;
@@ -150,47 +175,41 @@ bool valid_host(std::string_view h) noexcept {
     if (rest.empty()) return true;
     return rest[0] == ':' && valid_port(rest.substr(1));
   }
-  std::size_t colon = h.find(':');
-  std::string_view name = h.substr(0, colon);
-  if (name.empty()) return false;
-  for (char c : name) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!ok) {
-      switch (c) {
-        case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
-        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
-          ok = true;
-          break;
-        default:
-          break;
-      }
-    }
-    if (!ok) return false;
-  }
-  if (colon == std::string_view::npos) return true;
-  return valid_port(h.substr(colon + 1));
+  // One pass: the name up to the first ':' (which is not a reg-name byte).
+  std::size_t i = 0;
+  while (i < h.size() && kHostChars.ok[static_cast<unsigned char>(h[i])]) ++i;
+  if (i == 0) return false;
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  return valid_port(h.substr(i + 1));
 }
 
+// Fixed-length compares: memcmp with a constant length is inlined, where
+// string_view's operator== calls the library's memcmp.
+inline bool eq3(const char* p, const char (&lit)[4]) noexcept { return std::memcmp(p, lit, 3) == 0; }
+inline bool eq4(const char* p, const char (&lit)[5]) noexcept { return std::memcmp(p, lit, 4) == 0; }
+
 Method method_from(std::string_view m) noexcept {
+  const char* p = m.data();
   switch (m.size()) {
     case 3:
-      if (m == "GET") return Method::get;
-      if (m == "PUT") return Method::put;
+      if (eq3(p, "GET")) return Method::get;
+      if (eq3(p, "PUT")) return Method::put;
       break;
     case 4:
-      if (m == "HEAD") return Method::head;
-      if (m == "POST") return Method::post;
+      if (eq4(p, "HEAD")) return Method::head;
+      if (eq4(p, "POST")) return Method::post;
       break;
     case 5:
-      if (m == "PATCH") return Method::patch;
-      if (m == "TRACE") return Method::trace;
+      if (std::memcmp(p, "PATCH", 5) == 0) return Method::patch;
+      if (std::memcmp(p, "TRACE", 5) == 0) return Method::trace;
       break;
     case 6:
-      if (m == "DELETE") return Method::delete_;
+      if (std::memcmp(p, "DELETE", 6) == 0) return Method::delete_;
       break;
     case 7:
-      if (m == "OPTIONS") return Method::options;
-      if (m == "CONNECT") return Method::connect;
+      if (std::memcmp(p, "OPTIONS", 7) == 0) return Method::options;
+      if (std::memcmp(p, "CONNECT", 7) == 0) return Method::connect;
       break;
     default:
       break;
@@ -200,7 +219,7 @@ Method method_from(std::string_view m) noexcept {
 
 // "HTTP/d.d" → the minor version (x > 1 becomes 1), -1 malformed, -2 another major.
 int parse_version(std::string_view v) noexcept {
-  if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return -1;
+  if (v.size() != 8 || std::memcmp(v.data(), "HTTP/", 5) != 0 || v[6] != '.') return -1;
   char major = v[5], minor = v[7];
   if (major < '0' || major > '9' || minor < '0' || minor > '9') return -1;
   if (major != '1') return -2;
@@ -239,22 +258,53 @@ const char* find_lf(std::string_view buf, std::size_t from) noexcept {
 
 // Finds the end of a head (past CRLF CRLF) whose start line ends at line_end,
 // scanning only bytes not seen before; 0 if not there yet. A bare CR or LF in
-// the field lines is caught later by parse_fields.
+// the field lines is caught later by parse_fields. Looks for each LF and
+// checks the three bytes around it: string_view::find would memchr for each
+// CR and then memcmp, two calls per line.
 std::size_t find_head_end(std::string_view buf, detail::HeadScanner& s) {
   if (buf.size() >= s.line_end_ + 2 && buf[s.line_end_] == '\r' && buf[s.line_end_ + 1] == '\n')
     return s.line_end_ + 2;  // no fields at all
   std::size_t from = s.scanned_ > s.line_end_ + 3 ? s.scanned_ - 3 : s.line_end_;
-  std::size_t k = buf.find("\r\n\r\n", from);
-  if (k == std::string_view::npos) {
-    s.scanned_ = buf.size();
-    return 0;
+  // The pattern's first LF is at k >= from + 1; k + 2 must be inside buf.
+  const char* b = buf.data();
+  std::size_t k = from + 1;
+  while (k + 2 < buf.size()) {
+    const void* nl = std::memchr(b + k, '\n', buf.size() - 2 - k);
+    if (!nl) break;
+    k = static_cast<std::size_t>(static_cast<const char*>(nl) - b);
+    if (b[k - 1] == '\r' && b[k + 1] == '\r' && b[k + 2] == '\n') return k + 3;
+    ++k;
   }
-  return k + 4;
+  s.scanned_ = buf.size();
+  return 0;
 }
 
 }  // namespace
 
 // ---- message.hpp helpers -------------------------------------------------------
+
+// Eight bytes at a time (every field value of every request and response
+// passes here): a word with no byte below 0x20 and none equal to 0x7f is
+// fine (bytes >= 0x80, obs-text, are never flagged); a flagged word (a tab,
+// or a real error) is checked byte by byte.
+bool valid_field_value(std::string_view value) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  std::size_t i = 0;
+  for (; i + 8 <= value.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, value.data() + i, 8);
+    const std::uint64_t below_20 = (x - ones * 0x20) & ~x & highs;
+    const std::uint64_t y = x ^ (ones * 0x7f);
+    const std::uint64_t is_7f = (y - ones) & ~y & highs;
+    if ((below_20 | is_7f) != 0) {
+      for (std::size_t k = i; k < i + 8; ++k)
+        if (!kChars.value[static_cast<unsigned char>(value[k])]) return false;
+    }
+  }
+  for (; i < value.size(); ++i)
+    if (!kChars.value[static_cast<unsigned char>(value[i])]) return false;
+  return true;
+}
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
@@ -376,13 +426,24 @@ std::string_view RequestHead::path() const noexcept {
     t.remove_prefix(slash);
   } else if (form != TargetForm::origin) {
     return {};
+  } else if (path_size <= t.size()) {
+    return t.substr(0, path_size);
   }
-  return t.substr(0, t.find_first_of("?#"));
+  // One pass over the target: find_first_of("?#") runs a memchr per character.
+  std::size_t i = 0;
+  while (i < t.size() && t[i] != '?' && t[i] != '#') ++i;
+  return t.substr(0, i);
 }
 
 std::string_view RequestHead::query() const noexcept {
   if (form != TargetForm::origin && form != TargetForm::absolute) return {};
-  std::size_t q = target.find('?');
+  std::size_t q;
+  if (form == TargetForm::origin && path_size <= target.size()) {
+    if (path_size == target.size()) return {};
+    q = target[path_size] == '?' ? path_size : target.find('?', path_size);  // '#' came first
+  } else {
+    q = target.find('?');
+  }
   if (q == std::string_view::npos) return {};
   std::string_view rest = target.substr(q + 1);
   return rest.substr(0, rest.find('#'));
@@ -396,6 +457,7 @@ void RequestHead::clear() noexcept {
   form = TargetForm::origin;
   host = {};
   expect_continue = false;
+  path_size = std::string_view::npos;
 }
 
 void RequestHead::rebase(const char* old_base, const char* new_base) noexcept {
@@ -443,11 +505,14 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
   }
   head_.method = line.substr(0, i);
   std::size_t t0 = ++i;
-  while (i < line.size() && line[i] != ' ') {
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c <= 0x20 || c >= 0x7f) return fail(400, "invalid character in the request target");
-    ++i;
+  // The path up to the first '?' or '#' (path_size), then the rest of the
+  // target; one table lookup per byte.
+  while (i < line.size() && kChars.path[static_cast<unsigned char>(line[i])]) ++i;
+  const std::size_t path_end = i;
+  if (i < line.size() && (line[i] == '?' || line[i] == '#')) {
+    while (i < line.size() && kChars.vchar[static_cast<unsigned char>(line[i])]) ++i;
   }
+  if (i < line.size() && line[i] != ' ') return fail(400, "invalid character in the request target");
   head_.target = line.substr(t0, i - t0);
   if (head_.target.size() > limits_.max_target) return fail(414, "request target longer than the limit");
   if (head_.target.empty()) return fail(400, "empty request target");
@@ -468,6 +533,7 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     head_.form = TargetForm::authority;
   } else if (t[0] == '/') {
     head_.form = TargetForm::origin;
+    head_.path_size = path_end - t0;
   } else if (t == "*") {
     if (head_.method_id != Method::options) return fail(400, "asterisk-form target is only for OPTIONS");
     head_.form = TargetForm::asterisk;
@@ -509,7 +575,8 @@ ParseResult RequestParser::parse(std::string_view buf) {
     std::size_t e = static_cast<std::size_t>(nl - buf.data());
     if (e == skip || buf[e - 1] != '\r') return fail(400, "bare LF in the request line");
     std::string_view line = buf.substr(skip, e - 1 - skip);
-    if (line.find('\r') != std::string_view::npos) return fail(400, "bare CR in the request line");
+    // A bare CR is rejected by parse_request_line: it is neither a method
+    // (tchar), target (VCHAR) nor version byte.
     if (parse_request_line(line) == ParseResult::error) return ParseResult::error;
     line_done_ = true;
     base_ = buf.data();

@@ -250,6 +250,39 @@ TEST_CASE("persistence follows the HTTP/1.0 and HTTP/1.1 rules") {
   CHECK_FALSE(ka("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
 }
 
+TEST_CASE("a control byte anywhere in a field value is rejected, HTAB and obs-text are not") {
+  const std::string base = "abcdefghijklmnopqrstu";  // 21 bytes: two words and a tail
+  for (std::size_t at = 0; at <= base.size(); ++at) {
+    for (char c : {'\0', '\x01', '\x1f', '\x7f', '\r', '\x0b', '\t', '\x80', '\xff', ' '}) {
+      std::string v = base.substr(0, at) + c + base.substr(at);
+      CAPTURE(at);
+      CAPTURE(static_cast<int>(static_cast<unsigned char>(c)));
+      const bool ok = c == '\t' || c == ' ' || static_cast<unsigned char>(c) >= 0x80;
+      CHECK(valid_field_value(v) == ok);
+      CHECK(request_status("GET / HTTP/1.1\r\nHost: a\r\nX: " + v + "\r\n\r\n") == (ok ? 0 : 400));
+    }
+  }
+  CHECK(valid_field_value(""));
+}
+
+TEST_CASE("path and query of a parsed origin-form target match a head built by hand") {
+  const char* targets[] = {"/", "/a/b", "/a?x=1", "/a?x=1#f", "/a#f?x", "/a#f", "/?", "/a??b", "/a?#"};
+  for (const char* t : targets) {
+    CAPTURE(t);
+    RequestParser p;
+    std::string raw = std::string("GET ") + t + " HTTP/1.1\r\nHost: a\r\n\r\n";
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    RequestHead by_hand;  // no path_size: path() and query() scan the target
+    by_hand.target = p.head().target;
+    CHECK(p.head().path() == by_hand.path());
+    CHECK(p.head().query() == by_hand.query());
+  }
+  RequestParser p;
+  REQUIRE(p.parse("GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: a\r\n\r\n") == ParseResult::done);
+  CHECK(p.head().path() == "/a/b");
+  CHECK(p.head().query() == "x=1&y=2");
+}
+
 TEST_CASE("request forms, body framing and Expect are reported") {
   RequestParser p;
   REQUIRE(p.parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == ParseResult::done);

@@ -48,6 +48,21 @@ Task<http::Response> test_handler(http::Request& req) {
     if (req.query().substr(0, 1) == "c") r.status = 201;
     co_return r;
   }
+  if (p == "/rawtype") {  // Content-Type: the query with %XX decoded (control bytes included)
+    std::string t;
+    std::string_view q = req.query();
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      if (q[i] == '%' && i + 2 < q.size()) {
+        t += static_cast<char>(std::stoi(std::string(q.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        t += q[i];
+      }
+    }
+    http::Response r = http::Response::text("typed");
+    r.content_type = t;
+    co_return r;
+  }
   if (p == "/stream") {
     http::Response r;
     r.content_type = "text/plain";
@@ -451,6 +466,27 @@ Task<void> head_cache_main() {
   co_await stop(&run);
 }
 
+// A Content-Type with a control byte (but HTAB) would split the response:
+// 500 instead, wherever the byte sits (the check reads eight bytes at a time).
+Task<void> bad_content_type_main() {
+  ServerRun run;
+  co_await start(&run);
+  const std::string base = "text/plain;a=b;c=d";  // 18 bytes: two words and a tail
+  for (std::size_t at = 0; at <= base.size(); ++at) {
+    for (const char* bad : {"%0a", "%0d", "%00", "%7f", "%1f", "%09"}) {
+      std::string q = base.substr(0, at) + bad + base.substr(at);
+      CAPTURE(q);
+      Exchange ex = co_await exchange(run.port, "GET /rawtype?" + q + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                      1, http::Method::get, 0ms);
+      REQUIRE(ex.replies.size() == 1);
+      const bool tab = std::string_view(bad) == "%09";
+      CHECK(ex.replies[0].status == (tab ? 200 : 500));
+      if (tab) CHECK(ex.replies[0].body == "typed");
+    }
+  }
+  co_await stop(&run);
+}
+
 // Sixteen pipelined requests cut at awkward places (mid request line, mid
 // CRLF CRLF) and sent in pieces: the receive buffer grows and moves between
 // the pieces, and every request is still answered, in order, with its own target.
@@ -660,6 +696,13 @@ TEST_CASE("pipelined requests that arrive together are answered together") {
 
 TEST_CASE("cached response heads carry each response's own status, type and length") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, head_cache_main()); });
+}
+
+TEST_CASE("a response Content-Type with a control byte becomes 500, a tab is kept") {
+  test::on_each_backend([](EventLoop& loop) {
+    loop.set_exception_handler([](std::exception_ptr, std::string_view) {});  // the 500s report here
+    test::run_bounded(loop, bad_content_type_main());
+  });
 }
 
 TEST_CASE("pipelined requests cut at awkward places are all answered in order") {
