@@ -319,6 +319,7 @@ class Connection {
   }
 
   Task<void> run();
+  Task<void> finish_sending();
 
   // ---- used by Request / BodyWriter ----
   Task<std::string> read_body_piece();
@@ -515,6 +516,33 @@ Task<void> Connection::lingering_close() {
   }
   c_->rbuf().consume(c_->rbuf().size());
   c_->close();
+}
+
+// After run() closed the connection: close() sends what is still queued in
+// the background, and the task (with its slot) lasts until that is done, so a
+// graceful shutdown cannot end the loop, which cancels the sends in flight,
+// under an answer half sent. A peer that stops reading gets the keep-alive
+// timeout, then the connection is aborted.
+Task<void> Connection::finish_sending() {
+  if (!c_->closing() || c_->closed() || c_->buffered() == 0) co_return;
+  c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer (or the close)
+  arm(Phase::linger, s_->opts.keep_alive_timeout);
+  waiter_ = TaskBase::current();
+  bool cancelled = false;
+  try {
+    while (!c_->closed() && c_->buffered() > 0 && !c_->write_error()) co_await c_->wait_drain();
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  phase_ = Phase::busy;
+  TaskBase* t = std::exchange(waiter_, nullptr);
+  if (timed_out_) {
+    timed_out_ = false;
+    t->uncancel();
+    c_->abort();
+    co_return;
+  }
+  if (cancelled) t->throw_cancelled();
 }
 
 Task<std::string> Connection::read_body_piece() {
@@ -869,6 +897,7 @@ Task<void> run_connection(Slot slot, Socket sock) {
   Connection conn(slot.state(), std::move(sock));
   try {
     co_await conn.run();
+    co_await conn.finish_sending();
   } catch (const OSError&) {
     // A failed connection (reset, broken pipe) ends quietly.
   } catch (const InvalidStateError&) {
