@@ -144,20 +144,13 @@ class EpollBackend final : public Backend {
         return true;
       }
     }
-    const bool read_side = is_read_side(op.kind);
-    OpQueue& q = read_side ? st.readers : st.writers;
-    bool& ready = read_side ? st.read_ready : st.write_ready;
-    if (q.empty() && (ready || st.always_ready)) {
-      int r = perform(op, st.always_ready);
-      if (r != -EAGAIN) {
-        if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
-        op.result = r;
-        if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
-        return true;
-      }
-      ready = false;
+    int r = attempt(st, op);
+    if (r != -EAGAIN) {
+      op.result = r;
+      if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
+      return true;
     }
-    q.push(&op);
+    (is_read_side(op.kind) ? st.readers : st.writers).push(&op);
     if (!op.internal) ++in_flight_;
     return false;
   }
@@ -169,14 +162,7 @@ class EpollBackend final : public Backend {
     FdState& st = fds_[op.fd];
     if (!st.registered) return -EAGAIN;
     op.cqe_flags = 0;
-    const bool read_side = is_read_side(op.kind);
-    OpQueue& q = read_side ? st.readers : st.writers;
-    bool& ready = read_side ? st.read_ready : st.write_ready;
-    if (!q.empty() || !(ready || st.always_ready)) return -EAGAIN;
-    int r = perform(op, st.always_ready);
-    if (r == -EAGAIN) ready = false;
-    else if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
-    return r;
+    return attempt(st, op);
   }
 
   void cancel(IoOp& op) noexcept override {
@@ -276,6 +262,20 @@ class EpollBackend final : public Backend {
   FdState& state(int fd) {
     if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(static_cast<std::size_t>(fd) * 2 + 16);
     return fds_[fd];
+  }
+
+  // The syscall at once if op's side of the fd has no queue and is not known
+  // to be empty (or full) since its last edge; -EAGAIN if it was not tried or
+  // would block (the side is then marked not ready). Queues nothing.
+  int attempt(FdState& st, IoOp& op) noexcept {
+    const bool read_side = is_read_side(op.kind);
+    OpQueue& q = read_side ? st.readers : st.writers;
+    bool& ready = read_side ? st.read_ready : st.write_ready;
+    if (!q.empty() || !(ready || st.always_ready)) return -EAGAIN;
+    int r = perform(op, st.always_ready);
+    if (r == -EAGAIN) ready = false;
+    else if (read_side && !st.read_hup && drained_stream(op, r)) ready = false;
+    return r;
   }
 
   // An fd accepted here is non-blocking already (accept4 SOCK_NONBLOCK): its

@@ -141,10 +141,7 @@ class FaultBackend final : public Backend {
       return false;
     }
     // ---- the op runs, maybe shortened, maybe delayed --------------------------
-    if (can_shorten(op) && rng_.chance(cfg_.rate / 2)) {
-      op.len = 1 + static_cast<std::uint32_t>(rng_.below(op.len - 1));
-      ++stats_.short_io;
-    }
+    maybe_shorten(op);
     if (op.kind == OpKind::connect && rng_.chance(cfg_.rate / 4)) rec.eintr_after = true;
     rec.forwarded = true;
     Rec& r = recs_.insert_or_assign(&op, rec).first->second;
@@ -174,10 +171,7 @@ class FaultBackend final : public Backend {
     ++stats_.ops;
     if (trace_) std::fprintf(stderr, "corio fault: try_now %s fd %d\n", op_name(op.kind), op.fd);
     if (int err = hard_fault(op); err || (err = fault_before(op))) return -err;
-    if (can_shorten(op) && rng_.chance(cfg_.rate / 2)) {
-      op.len = 1 + static_cast<std::uint32_t>(rng_.below(op.len - 1));
-      ++stats_.short_io;
-    }
+    maybe_shorten(op);
     return inner_->try_now(op);
   }
 
@@ -328,6 +322,14 @@ class FaultBackend final : public Backend {
     }
     ++stats_.eintr;
     return EINTR;
+  }
+
+  // Short I/O: a read or write asks for less than its caller did.
+  void maybe_shorten(IoOp& op) noexcept {
+    if (can_shorten(op) && rng_.chance(cfg_.rate / 2)) {
+      op.len = 1 + static_cast<std::uint32_t>(rng_.below(op.len - 1));
+      ++stats_.short_io;
+    }
   }
 
   bool can_shorten(const IoOp& op) noexcept {

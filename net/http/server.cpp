@@ -340,6 +340,7 @@ class Connection {
   void on_timer() noexcept;
   void arm(Phase p, std::chrono::milliseconds d);
   Task<bool> wait_input();
+  bool end_wait(bool cancelled);
   void flush();
   Task<void> wait_sent();
   void send_error(int status);
@@ -415,17 +416,23 @@ Task<bool> Connection::wait_input() {
   } catch (const CancelledError&) {
     cancelled = true;
   }
+  co_return end_wait(cancelled);
+}
+
+// Ends a wait begun with waiter_ set (the phase's timer may cancel it): false
+// if the timer did, rethrows any other cancellation.
+bool Connection::end_wait(bool cancelled) {
   phase_ = Phase::busy;
   TaskBase* t = std::exchange(waiter_, nullptr);
   if (timed_out_) {
     // Ours: take the request back (uncancel drops it if it was not delivered
-    // yet because data woke the task first).
+    // yet because the awaited event woke the task first).
     timed_out_ = false;
     t->uncancel();
-    co_return false;
+    return false;
   }
   if (cancelled) t->throw_cancelled();
-  co_return true;
+  return true;
 }
 
 // Nagle's algorithm holds back a small send while an earlier one is not
@@ -534,15 +541,7 @@ Task<void> Connection::finish_sending() {
   } catch (const CancelledError&) {
     cancelled = true;
   }
-  phase_ = Phase::busy;
-  TaskBase* t = std::exchange(waiter_, nullptr);
-  if (timed_out_) {
-    timed_out_ = false;
-    t->uncancel();
-    c_->abort();
-    co_return;
-  }
-  if (cancelled) t->throw_cancelled();
+  if (!end_wait(cancelled)) c_->abort();
 }
 
 Task<std::string> Connection::read_body_piece() {
