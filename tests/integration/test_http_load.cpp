@@ -47,6 +47,17 @@ Task<std::string> try_request(std::uint16_t port) {
   co_return head;
 }
 
+// http::serve(slow_or_fast) with workers = 2 on 127.0.0.1, started into
+// `server`; returns once it listens on `port` (both outlive the server).
+Task<void> serve_on_two_loops(TaskHandle<void>& server, std::uint16_t& port) {
+  http::ServeOptions o;
+  o.workers = 2;
+  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
+  server = create_task(http::serve(slow_or_fast, "127.0.0.1", 0, o), "http server");
+  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(port != 0);
+}
+
 // With workers = 2, the main loop's shutdown must reach the worker loop at
 // once. It used to reach it only after the main loop had drained: the worker
 // went on accepting and answering new connections while the main loop's slow
@@ -54,12 +65,8 @@ Task<std::string> try_request(std::uint16_t port) {
 // period of corio::run, which then cancels what it accepted).
 Task<void> workers_stop_accepting_main() {
   std::uint16_t port = 0;
-  http::ServeOptions o;
-  o.workers = 2;
-  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
-  TaskHandle<void> server = create_task(http::serve(slow_or_fast, "127.0.0.1", 0, o), "http server");
-  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(port != 0);
+  TaskHandle<void> server;
+  co_await serve_on_two_loops(server, port);
 
   // Slow requests on both loops (SO_REUSEPORT spreads 16 connections over the
   // two listeners; all on one has odds of 2^-15).
@@ -109,12 +116,8 @@ namespace {
 // with answers larger than the socket buffers.
 Task<void> last_answer_survives_shutdown_main() {
   std::uint16_t port = 0;
-  http::ServeOptions o;
-  o.workers = 2;
-  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
-  TaskHandle<void> server = create_task(http::serve(slow_or_fast, "127.0.0.1", 0, o), "http server");
-  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(port != 0);
+  TaskHandle<void> server;
+  co_await serve_on_two_loops(server, port);
   std::vector<StreamPair> clients;
   for (int i = 0; i < 4; ++i) {  // on both loops, most likely
     clients.push_back(co_await wait_for(open_connection("127.0.0.1", port), 3s));

@@ -24,6 +24,17 @@ std::unique_ptr<Backend> make(BackendKind k) {
   return make_backend(o, &notice);
 }
 
+// A read of buf on fd that reports to rec.
+template <std::size_t N>
+void prepare_read(IoOp& op, int fd, char (&buf)[N], Recorder& rec) {
+  op.kind = OpKind::read;
+  op.fd = fd;
+  op.buf = buf;
+  op.len = N;
+  op.complete = &Recorder::cb;
+  op.ctx = &rec;
+}
+
 }  // namespace
 
 TEST_CASE("both backends complete a pending pipe read when data arrives, and cancel it when asked") {
@@ -35,12 +46,7 @@ TEST_CASE("both backends complete a pending pipe read when data arrives, and can
     Recorder rec;
     char buf[8];
     IoOp op;
-    op.kind = OpKind::read;
-    op.fd = fds[0];
-    op.buf = buf;
-    op.len = sizeof buf;
-    op.complete = &Recorder::cb;
-    op.ctx = &rec;
+    prepare_read(op, fds[0], buf, rec);
     CHECK_FALSE(b->submit(op));
     b->wait(0);
     CHECK(rec.done.empty());
@@ -99,12 +105,7 @@ TEST_CASE("epoll: a closed fd that lives on as a duplicate does not disturb the 
   Recorder rec;
   char buf[8];
   IoOp op;
-  op.kind = OpKind::read;
-  op.fd = a[0];
-  op.buf = buf;
-  op.len = sizeof buf;
-  op.complete = &Recorder::cb;
-  op.ctx = &rec;
+  prepare_read(op, a[0], buf, rec);
   CHECK_FALSE(b->submit(op));  // registers a[0]
   b->cancel(op);
   b->wait(0);
