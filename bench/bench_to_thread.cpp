@@ -18,6 +18,10 @@
 //                     CPU back promptly although W threads want it.
 //   timer_under_load_background  the same with the load on a pool of
 //                     WorkerPriority::background (SCHED_IDLE) workers.
+//   timer_under_load_realtime  the first test again (default executor, normal
+//                     workers) on a loop with LoopOptions::realtime_priority = 1
+//                     (SCHED_FIFO; needs CAP_SYS_NICE or RLIMIT_RTPRIO, else
+//                     the row carries the error).
 //   timer_floor, timer_floor_background  the same measurement without corio,
 //                     in the same run: W plain std::threads burn (at normal
 //                     priority / SCHED_IDLE) while a plain thread sleeps with
@@ -35,6 +39,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -268,10 +273,30 @@ int main(int argc, char** argv) {
   else if (a.backend == "io_uring") opts.loop.backend = corio::detail::BackendKind::io_uring;
   else usage(2);
   if (a.n <= 0 || a.calls <= 0 || a.in_flight <= 0 || a.timer_samples <= 0) usage(2);
+  int rc = 0;
   try {
-    return corio::run(bench_main(a), opts);
+    rc = corio::run(bench_main(a), opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_to_thread: %s\n", e.what());
     return 1;
   }
+  if (rc == 0 && wanted(a, "timer_under_load")) {
+    // A second loop, real-time this time; its default executor is new, and
+    // its workers start with the normal policy.
+    opts.loop.realtime_priority = 1;
+    try {
+      rc = corio::run(
+          [](const Args& args) -> Task<int> {
+            co_await bench_timer_under_load(args, &corio::EventLoop::current().default_executor(),
+                                            "timer_under_load_realtime");
+            co_return 0;
+          }(a),
+          opts);
+    } catch (const std::system_error& e) {
+      std::printf("{\"bench\": \"timer_under_load_realtime\", \"impl\": \"corio\", \"backend\": \"%s\", "
+                  "\"error\": \"%s\"}\n",
+                  g_backend, e.what());
+    }
+  }
+  return rc;
 }

@@ -150,7 +150,8 @@ BENCHES = [
             "to_thread": BenchKey([Metric("p50_us", LOWER), Metric("p99_us", LOWER), Metric("calls_per_s", HIGHER)]),
             **{k: BenchKey([Metric("p50_lateness_us", LOWER), Metric("p99_lateness_us", LOWER),
                             Metric("max_lateness_us", LOWER)])
-               for k in ("timer_under_load", "timer_under_load_background", "timer_floor", "timer_floor_background")},
+               for k in ("timer_under_load", "timer_under_load_background", "timer_under_load_realtime", "timer_floor",
+                      "timer_floor_background")},
         },
         cpus="0,1",
     ),

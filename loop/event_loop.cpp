@@ -1,5 +1,6 @@
 #include "loop/event_loop.hpp"
 
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <system_error>
 #include <thread>
 
+#include "coro/errors.hpp"
 #include "loop/thread_pool.hpp"
 
 #include "loop/signals.hpp"
@@ -102,6 +104,11 @@ EventLoop::EventLoop(LoopOptions opts) {
   bo.force_uring_error = opts.force_uring_error;
   bo.refuse_multishot_accept = opts.refuse_multishot_accept;
   debug_ = opts.debug ? *opts.debug : debug_from_env();
+  if (opts.realtime_priority < 0 || opts.realtime_priority > 99) {
+    throw ValueError("LoopOptions::realtime_priority must be 0 (off) or 1-99, got " +
+                     std::to_string(opts.realtime_priority));
+  }
+  realtime_priority_ = opts.realtime_priority;
   backend_ = detail::make_loop_backend(bo, &fallback_notice_);
   wake_fd_ = open_internal_eventfd(wake_op_, &wake_buf_, &EventLoop::on_wake, "eventfd (wake-up)");
   now_ = Clock::now();
@@ -294,9 +301,51 @@ bool EventLoop::spin_for_threadsafe(std::int64_t timeout_ns) noexcept {
   return false;
 }
 
+namespace {
+
+// LoopOptions::realtime_priority: SCHED_FIFO for this thread while the loop
+// runs, then the policy it had before.
+class RealtimeScope {
+ public:
+  explicit RealtimeScope(int priority) {
+    if (priority == 0) return;
+    old_policy_ = ::sched_getscheduler(0);
+    if (old_policy_ < 0 || ::sched_getparam(0, &old_param_) != 0) {
+      throw std::system_error(errno, std::system_category(), "sched_getscheduler (event loop thread)");
+    }
+    old_policy_ &= ~SCHED_RESET_ON_FORK;
+    sched_param p{};
+    p.sched_priority = priority;
+    // RESET_ON_FORK: threads this one creates (executor workers) start with
+    // the normal policy instead of inheriting real-time priority.
+    if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &p) != 0) {
+      int e = errno;
+      throw std::system_error(e, std::system_category(),
+                              "SCHED_FIFO priority " + std::to_string(priority) +
+                                  " for the event loop thread (LoopOptions::realtime_priority; needs "
+                                  "CAP_SYS_NICE or RLIMIT_RTPRIO >= " + std::to_string(priority) + ")");
+    }
+    active_ = true;
+  }
+  ~RealtimeScope() {
+    // Lowering one's own priority is always allowed.
+    if (active_) ::sched_setscheduler(0, old_policy_, &old_param_);
+  }
+  RealtimeScope(const RealtimeScope&) = delete;
+  RealtimeScope& operator=(const RealtimeScope&) = delete;
+
+ private:
+  int old_policy_ = SCHED_OTHER;
+  sched_param old_param_{};
+  bool active_ = false;
+};
+
+}  // namespace
+
 void EventLoop::run_forever() {
   if (running_) throw InvalidStateError("this event loop is already running");
   if (tls_loop_) throw InvalidStateError("another event loop is running in this thread");
+  RealtimeScope realtime(realtime_priority_);
   running_ = true;
   tls_loop_ = this;
   Scheduler::set_current(this);

@@ -91,6 +91,23 @@ struct LoopOptions {
   // Test hook (io_uring): the kernel rejects multishot accepts (-EINVAL), as
   // before Linux 5.19, so servers fall back to one accept per connection.
   bool refuse_multishot_accept = false;
+  // SCHED_FIFO priority (1-99) for the thread while it runs this loop; 0, the
+  // default, leaves the thread's scheduling alone. Why: with the normal
+  // policy, a loop that shares the cores with CPU-bound threads (a busy
+  // executor) can wake up to one scheduler tick late (4 ms at HZ=250; the
+  // kernel does the same to any thread, see bench_to_thread timer_floor).
+  // A real-time loop thread preempts them at once: a 10 ms timer then fires
+  // within ~0.1 ms at p99 while every executor thread burns CPU.
+  // - Threads the loop thread creates (executor workers, std::thread) start
+  //   with the normal policy (SCHED_RESET_ON_FORK); the previous policy is
+  //   restored when run_forever() returns.
+  // - Needs CAP_SYS_NICE or RLIMIT_RTPRIO >= the priority; without it
+  //   run_forever() throws std::system_error (EPERM) before running anything.
+  // - The price: while the loop is busy it keeps its core; the kernel's RT
+  //   throttling (kernel.sched_rt_runtime_us, 95 % by default) is what leaves
+  //   other threads on that core a share. Use it for latency-sensitive
+  //   loops, not for a loop that computes.
+  int realtime_priority = 0;
 };
 
 using ExceptionHandler = std::function<void(std::exception_ptr, std::string_view context)>;
@@ -293,6 +310,7 @@ class EventLoop final : public Scheduler {
   std::vector<std::function<void()>> shutdown_hooks_;
   std::uint64_t iterations_ = 0;
   std::uint64_t sleeps_ = 0;
+  int realtime_priority_ = 0;
   bool stopping_ = false;
   bool running_ = false;
   bool closing_ = false;

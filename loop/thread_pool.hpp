@@ -261,10 +261,13 @@ class MapResults {
 //   can then delay the loop by a scheduler slice: a 10 ms timer fired up to
 //   ~4 ms late at p99 here (bench_to_thread timer_under_load).
 // - background: SCHED_IDLE. The threads still use every cycle nobody else
-//   wants, but any normal thread that wakes (the loop) preempts them at once:
-//   the same timer then fires within ~0.1-1.2 ms at p99. The price: while
-//   other programs keep every core busy, background work waits. Use it for
-//   CPU-heavy pools; keep blocking I/O (DNS, files) on a normal pool.
+//   wants, and a normal thread that wakes (the loop) usually preempts them:
+//   the same timer fired within 0.06-3.3 ms at p99 over six runs (the kernel
+//   still lets a woken thread that it deems ahead of its share wait for the
+//   tick). The price: while other programs keep every core busy, background
+//   work waits. Use it for CPU-heavy pools; keep blocking I/O (DNS, files) on
+//   a normal pool. For a firm bound, give the loop thread real-time priority
+//   instead (LoopOptions::realtime_priority).
 enum class WorkerPriority { normal, background };
 
 class ThreadPoolExecutor {

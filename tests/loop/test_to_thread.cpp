@@ -4,9 +4,15 @@
 #include "loop/to_thread.hpp"
 
 #include <doctest/doctest.h>
+#include <linux/capability.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -539,4 +545,97 @@ TEST_CASE("corio::run shuts the default executor down at exit, cancelling queued
     CHECK_FALSE(a.cancelled());
     CHECK(b.cancelled());
   }
+}
+
+namespace {
+
+int policy_of_this_thread() { return ::sched_getscheduler(0) & ~SCHED_RESET_ON_FORK; }
+
+struct Policies {
+  int loop = -1, worker = -1, spawned = -1;
+};
+
+Task<void> read_policies(Policies& p) {
+  p.loop = policy_of_this_thread();
+  p.worker = co_await to_thread(policy_of_this_thread);
+  std::thread t([&p] { p.spawned = policy_of_this_thread(); });
+  t.join();
+}
+
+// Drops CAP_SYS_NICE from this thread's effective set (capabilities are per
+// thread), so a real-time request depends on RLIMIT_RTPRIO alone.
+bool drop_sys_nice_here() {
+  __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct d[2]{};
+  if (::syscall(SYS_capget, &h, d) != 0) return false;
+  d[0].effective &= ~(1u << CAP_SYS_NICE);
+  return ::syscall(SYS_capset, &h, d) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("realtime_priority: the loop thread runs SCHED_FIFO, threads it creates start normal, the old policy returns") {
+  // In a thread of its own, so the test runner's policy cannot be touched.
+  std::thread([] {
+    sched_param p{};
+    p.sched_priority = 1;
+    if (::sched_setscheduler(0, SCHED_FIFO, &p) != 0) {
+      MESSAGE("no CAP_SYS_NICE or RLIMIT_RTPRIO here: only the refusal is tested");
+      return;
+    }
+    p.sched_priority = 0;
+    if (::sched_setscheduler(0, SCHED_OTHER, &p) != 0) {
+      FAIL_CHECK("could not return to SCHED_OTHER");  // (REQUIRE would throw out of the thread)
+      return;
+    }
+    for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+      LoopOptions o = test::options_for(kind);
+      o.realtime_priority = 3;
+      EventLoop loop(o);
+      Policies seen;
+      loop.run_until_complete(read_policies(seen));
+      CHECK(seen.loop == SCHED_FIFO);
+      CHECK(seen.worker == SCHED_OTHER);   // the default executor's thread
+      CHECK(seen.spawned == SCHED_OTHER);  // a std::thread made by a task
+      CHECK(policy_of_this_thread() == SCHED_OTHER);
+    }
+  }).join();
+}
+
+TEST_CASE("realtime_priority without the privilege raises system_error(EPERM) naming the option; bad values raise ValueError") {
+  std::thread([] {
+    rlimit rt{};
+    if (::getrlimit(RLIMIT_RTPRIO, &rt) != 0 || !drop_sys_nice_here()) {
+      FAIL_CHECK("getrlimit or capset failed");  // (REQUIRE would throw out of the thread)
+      return;
+    }
+    for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+      LoopOptions o = test::options_for(kind);
+      o.realtime_priority = 99;
+      EventLoop loop(o);
+      bool ran = false;
+      auto body = [](bool& r) -> Task<void> {
+        r = true;
+        co_return;
+      };
+      if (rt.rlim_cur >= 99) {
+        MESSAGE("RLIMIT_RTPRIO allows priority 99 here: the refusal cannot be provoked");
+        break;
+      }
+      try {
+        loop.run_until_complete(body(ran));
+        FAIL_CHECK("no exception");
+      } catch (const std::system_error& e) {
+        CHECK(e.code().value() == EPERM);
+        CHECK(std::string(e.what()).find("realtime_priority") != std::string::npos);
+      }
+      CHECK_FALSE(ran);
+      CHECK(policy_of_this_thread() == SCHED_OTHER);
+    }
+    LoopOptions bad;
+    bad.realtime_priority = 100;
+    CHECK_THROWS_AS(EventLoop{bad}, ValueError);
+    bad.realtime_priority = -1;
+    CHECK_THROWS_AS(EventLoop{bad}, ValueError);
+  }).join();
 }
