@@ -236,8 +236,7 @@ StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
   return *this;
 }
 
-Task<void> StreamWriter::drain() {
-  detail::StreamConn* c = c_;
+Task<void> detail::Drain::drain_wait(StreamConn* c) {
   for (;;) {
     if (c->write_error()) c->throw_write_error();
     if (!c->paused()) co_return;

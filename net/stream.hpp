@@ -270,6 +270,41 @@ class StreamReader {
   detail::StreamConn* c_ = nullptr;
 };
 
+namespace detail {
+
+// What StreamWriter::drain() returns. The usual case (below the high-water
+// mark, no failed send) is ready at once and costs no coroutine frame; only
+// a drain that must wait runs drain_wait() as a Task. Converts to a Task
+// (`Task<void> t = writer.drain();`) where a Task is wanted.
+class Drain {
+ public:
+  explicit Drain(StreamConn* c) noexcept : c_(c) {}
+  Drain(Drain&& o) noexcept : c_(o.c_), wait_(std::move(o.wait_)) {}
+  Drain& operator=(Drain&&) = delete;
+  bool await_ready() {
+    if (!c_->write_error() && !c_->paused()) return true;
+    wait_ = drain_wait(c_);
+    return false;
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) noexcept {
+    typename Task<void>::Awaiter{wait_.handle()}.await_suspend(h);
+  }
+  void await_resume() {
+    if (wait_.valid()) wait_.handle().promise().take();
+  }
+  operator Task<void>() && { return drain_wait(c_); }
+
+  // The waiting drain (and what a Task made from a Drain runs).
+  static Task<void> drain_wait(StreamConn* c);
+
+ private:
+  StreamConn* c_;
+  Task<void> wait_;
+};
+
+}  // namespace detail
+
 class StreamWriter {
  public:
   StreamWriter() noexcept = default;
@@ -298,7 +333,7 @@ class StreamWriter {
   // Returns at once below the high-water mark. Throws the connection's
   // error (BrokenPipeError, ConnectionResetError) if a send failed.
   // Cancellation: CancelledError; the buffered bytes are still sent.
-  Task<void> drain();
+  detail::Drain drain() noexcept { return detail::Drain(c_); }
   // Sends EOF (shutdown SHUT_WR) once the buffered bytes are out; the peer
   // reads EOF and can still answer. Further write() calls throw.
   void write_eof() { c_->write_eof(); }

@@ -8,6 +8,7 @@
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -279,6 +280,47 @@ TEST_CASE("drain really blocks while the peer does not read, and resumes when it
       CHECK(prog.done);
       CHECK(got.size() == 64u * 256 * 1024);
       CHECK(got.find_first_not_of('z') == std::string::npos);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("drain() as a Task, in create_task and in wait_for: returns at once below the mark, times out while blocked") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TcpPeers p = co_await tcp_peers();
+      StreamWriter& w = p.streams.writer;
+      w.set_write_buffer_limits(64 * 1024, 16 * 1024);
+      w.write("small");
+      Task<void> t = w.drain();  // below the high-water mark: done without waiting
+      co_await std::move(t);
+      co_await create_task(w.drain());
+      co_await wait_for(w.drain(), 1s);
+      // Past the mark, with a peer that does not read: it blocks (wait_for
+      // times out) once the kernel's buffers are full too.
+      std::string chunk(256 * 1024, 'd');
+      std::size_t written = 5;
+      bool timed_out = false;
+      for (int i = 0; i < 64 && !timed_out; ++i) {  // 16 MiB: far more than the kernel buffers
+        w.write(chunk);
+        written += chunk.size();
+        try {
+          co_await wait_for(w.drain(), 50ms);
+        } catch (const TimeoutError&) {
+          timed_out = true;
+        }
+      }
+      REQUIRE(timed_out);
+      auto blocked = create_task(w.drain());
+      co_await sleep(20ms);
+      CHECK_FALSE(blocked.done());
+      // The peer reads everything: the spawned drain finishes.
+      auto r = create_task(recv_all(p.peer));
+      co_await blocked;
+      CHECK(w.write_buffer_size() <= 16u * 1024);
+      w.close();
+      co_await w.wait_closed();
+      CHECK((co_await r).size() == written);
     };
     test::run_bounded(loop, main());
   });
