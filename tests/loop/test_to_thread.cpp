@@ -475,16 +475,21 @@ TEST_CASE("wrap_future awaits a thread-safe future; cancelling the task cancels 
 namespace {
 
 Task<void> abandon_and_return(std::atomic<bool>& returned, std::atomic<int>& destroyed) {
+  std::atomic<bool> started{false};
   auto t = create_task(
-      [](std::atomic<bool>& ret, std::atomic<int>& d) -> Task<void> {
-        co_await to_thread([&ret, &d] {
+      [](std::atomic<bool>& st, std::atomic<bool>& ret, std::atomic<int>& d) -> Task<void> {
+        co_await to_thread([&st, &ret, &d] {
+          st = true;
           std::this_thread::sleep_for(100ms);
           ret = true;
           return Tracked(&d);
         });
-      }(returned, destroyed),
+      }(started, returned, destroyed),
       "abandoned");
-  co_await sleep(10ms);
+  // Cancel while the call runs (a slow thread start under TSan must not
+  // turn this into a cancel before the start).
+  for (int i = 0; i < 5000 && !started; ++i) co_await sleep(1ms);
+  REQUIRE(started.load());
   t.cancel();
   try {
     co_await t;
