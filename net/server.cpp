@@ -24,7 +24,8 @@ namespace detail {
 //   timer and each running connection (a ConnToken); the state is freed when
 //   all are gone, so no completion or timer ever sees freed memory.
 // - A listener's socket is closed only with no accept in flight on it: close()
-//   cancels the accept and the completion closes the socket.
+//   shuts it down (no new connections from then on), cancels the accept, and
+//   the completion closes the socket.
 // - After close(), nothing re-arms: no accept, no back-off timer.
 // - connections counts the running connections; they are found (for
 //   close_clients(), abort_clients() and the shutdown) among the loop's
@@ -384,6 +385,7 @@ bool ServerState::handle_result(Listener& l, int r) noexcept {
   }
   const int err = -r;
   if (err == ECANCELED) return false;  // close() or loop teardown
+  if (closed) return false;  // close() shut the socket down: the accept fails (EINVAL) on its way out
   if (is_transient(err)) return true;
   if (is_fd_exhaustion(err)) {
     if (!warned_exhaustion) {
@@ -457,8 +459,17 @@ void ServerState::close() noexcept {
       loop->cancel_timer(l->backoff);
       release();
     }
-    if (l->armed) loop->backend().cancel(l->op);  // the completion closes the socket
-    else l->sock.close();
+    if (l->armed) {
+      // Stop listening now, as closing the socket would (asyncio closes it
+      // here): connects from this point are refused, and connections waiting
+      // in the backlog are reset. The socket itself is closed by the
+      // accept's completion, which may come later (the kernel holds the
+      // socket while the accept is in flight).
+      ::shutdown(l->sock.fd(), SHUT_RD);
+      loop->backend().cancel(l->op);
+    } else {
+      l->sock.close();
+    }
   }
   if (!unix_path.empty()) {
     struct stat st {};
