@@ -93,6 +93,10 @@ struct IoOp {
   // accept/accept_multishot: the submitter pauses and retries on EMFILE
   // (a server's accept loop), so the fault-injection layer may fail it so.
   bool backs_off_on_emfile : 1 = false;
+  // recv_multishot: complete once, like a plain recv that picks a provided
+  // buffer (one completion, never kCqeMore). Nothing stays armed after it, so
+  // a connection that reads one message and closes has no recv to cancel.
+  bool oneshot : 1 = false;
   int fd = -1;
   void* buf = nullptr;
   std::uint32_t len = 0;

@@ -205,7 +205,8 @@ class UringBackend final : public Backend {
         io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
         break;
       case OpKind::recv_multishot:
-        io_uring_prep_recv_multishot(sqe, op.fd, nullptr, 0, op.msg_flags);
+        if (op.oneshot) io_uring_prep_recv(sqe, op.fd, nullptr, 0, op.msg_flags);
+        else io_uring_prep_recv_multishot(sqe, op.fd, nullptr, 0, op.msg_flags);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BufferRing::kGroup;
         break;

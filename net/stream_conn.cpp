@@ -59,6 +59,10 @@ StreamConn::StreamConn(Socket sock, const StreamOptions& opts)
   const bool pooled = loop().backend().provided_buffers() != nullptr;
   if (!pooled) read_chunk_ = kMinChunk;
   read_op_.kind = pooled ? OpKind::recv_multishot : OpKind::recv;
+  // The first read completes once: a connection that sends one request and
+  // is closed after the answer (HTTP "Connection: close") then has no armed
+  // recv to cancel before its close. Later reads stay armed (multishot).
+  read_op_.oneshot = pooled;
   read_op_.stream = true;  // a byte stream: a short recv emptied the socket (epoll skips a doomed retry)
   read_op_.fd = sock.release();  // nothing below throws
   read_op_.complete = &StreamConn::read_done;
@@ -216,7 +220,9 @@ void StreamConn::start_read(std::size_t want) {
     pause_at_ = saturate(std::max({limit(), kPauseAbove, rbuf_.size() + want}));
     pausing_ = false;
     if (loop().backend().submit(read_op_)) {  // not on io_uring; handled for completeness
-      on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
+      const bool oneshot = read_op_.oneshot;
+      read_op_.oneshot = false;
+      on_multishot_result(read_op_.result, read_op_.cqe_flags, true, oneshot);
       return;
     }
     reading_ = true;
@@ -261,14 +267,14 @@ void StreamConn::on_read_result(int r) noexcept {
   read_side_changed();
 }
 
-void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
+void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final, bool oneshot) noexcept {
   if (cqe_flags & kCqeBuffer) {
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
       ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
       std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pool().data(cqe_flags), static_cast<std::size_t>(r));
       dst.commit(static_cast<std::size_t>(r));
-      delivered_ = true;
+      if (!oneshot) delivered_ = true;  // the kernel does have multishot recv
     }
     pool().recycle(cqe_flags);  // at once: the pool is shared by every socket
     if (filter() && r > 0) filter()->on_input(*this);  // decoded bytes count for the pause below
@@ -303,8 +309,15 @@ void StreamConn::read_done(IoOp* op) noexcept {
   // the op (and drops its reference).
   const bool final = !(op->cqe_flags & kCqeMore);
   if (final) self->reading_ = false;
-  if (op->kind == OpKind::recv_multishot) self->on_multishot_result(op->result, op->cqe_flags, final);
-  else self->on_read_result(op->result);
+  if (op->kind == OpKind::recv_multishot) {
+    // The first read (oneshot) is over: the next one, which the reader may
+    // start from in here, stays armed.
+    const bool oneshot = op->oneshot;
+    op->oneshot = false;
+    self->on_multishot_result(op->result, op->cqe_flags, final, oneshot);
+  } else {
+    self->on_read_result(op->result);
+  }
   if (!final) return;
   self->maybe_finish_close();
   self->release();  // the recv's reference; may free self

@@ -5,7 +5,8 @@
 // Reads are pulled: a receive is started only when a reader needs more bytes
 // than are buffered, so the buffer never holds much more than the reader
 // asked for (readuntil stops at the limit). Two ways, chosen per backend:
-// - io_uring: one multishot recv into the loop's provided buffers, each chunk
+// - io_uring: one multishot recv into the loop's provided buffers (the
+//   first read of a connection completes once, see IoOp::oneshot), each chunk
 //   copied into the receive buffer and its provided buffer recycled at once.
 //   It stays armed while data flows, is cancelled (paused) when the buffer
 //   grows well past what the reader wants (an unread stream holds at most
@@ -256,7 +257,8 @@ class StreamConn {
     notify_reader();
   }
   void on_read_result(int r) noexcept;
-  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
+  // oneshot: the completion of a single-shot recv (IoOp::oneshot, the first read).
+  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final, bool oneshot) noexcept;
   static void read_done(IoOp* op) noexcept;
 
   void pump_writes() noexcept;
