@@ -220,9 +220,7 @@ void StreamConn::start_read(std::size_t want) {
     pause_at_ = saturate(std::max({limit(), kPauseAbove, rbuf_.size() + want}));
     pausing_ = false;
     if (loop().backend().submit(read_op_)) {  // not on io_uring; handled for completeness
-      const bool oneshot = read_op_.oneshot;
-      read_op_.oneshot = false;
-      on_multishot_result(read_op_.result, read_op_.cqe_flags, true, oneshot);
+      on_multishot_result(read_op_.result, read_op_.cqe_flags, true);
       return;
     }
     reading_ = true;
@@ -267,7 +265,11 @@ void StreamConn::on_read_result(int r) noexcept {
   read_side_changed();
 }
 
-void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final, bool oneshot) noexcept {
+void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept {
+  // The first read (oneshot) is over: the next one, which the reader may
+  // start from in here (read_side_changed), stays armed.
+  const bool oneshot = read_op_.oneshot;
+  read_op_.oneshot = false;
   if (cqe_flags & kCqeBuffer) {
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
@@ -309,15 +311,8 @@ void StreamConn::read_done(IoOp* op) noexcept {
   // the op (and drops its reference).
   const bool final = !(op->cqe_flags & kCqeMore);
   if (final) self->reading_ = false;
-  if (op->kind == OpKind::recv_multishot) {
-    // The first read (oneshot) is over: the next one, which the reader may
-    // start from in here, stays armed.
-    const bool oneshot = op->oneshot;
-    op->oneshot = false;
-    self->on_multishot_result(op->result, op->cqe_flags, final, oneshot);
-  } else {
-    self->on_read_result(op->result);
-  }
+  if (op->kind == OpKind::recv_multishot) self->on_multishot_result(op->result, op->cqe_flags, final);
+  else self->on_read_result(op->result);
   if (!final) return;
   self->maybe_finish_close();
   self->release();  // the recv's reference; may free self

@@ -257,8 +257,7 @@ class StreamConn {
     notify_reader();
   }
   void on_read_result(int r) noexcept;
-  // oneshot: the completion of a single-shot recv (IoOp::oneshot, the first read).
-  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final, bool oneshot) noexcept;
+  void on_multishot_result(int r, std::uint32_t cqe_flags, bool final) noexcept;
   static void read_done(IoOp* op) noexcept;
 
   void pump_writes() noexcept;
