@@ -577,6 +577,17 @@ bool drop_sys_nice_here() {
   return ::syscall(SYS_capset, &h, d) == 0;
 }
 
+// body(loop) on a loop asking for SCHED_FIFO `priority`, on each backend.
+template <class F>
+void on_each_realtime_loop(int priority, F&& body) {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    LoopOptions o = test::options_for(kind);
+    o.realtime_priority = priority;
+    EventLoop loop(o);
+    body(loop);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("realtime_priority: the loop thread runs SCHED_FIFO, threads it creates start normal, the old policy returns") {
@@ -593,17 +604,14 @@ TEST_CASE("realtime_priority: the loop thread runs SCHED_FIFO, threads it create
       FAIL_CHECK("could not return to SCHED_OTHER");  // (REQUIRE would throw out of the thread)
       return;
     }
-    for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-      LoopOptions o = test::options_for(kind);
-      o.realtime_priority = 3;
-      EventLoop loop(o);
+    on_each_realtime_loop(3, [](EventLoop& loop) {
       Policies seen;
       loop.run_until_complete(read_policies(seen));
       CHECK(seen.loop == SCHED_FIFO);
       CHECK(seen.worker == SCHED_OTHER);   // the default executor's thread
       CHECK(seen.spawned == SCHED_OTHER);  // a std::thread made by a task
       CHECK(policy_of_this_thread() == SCHED_OTHER);
-    }
+    });
   }).join();
 }
 
@@ -614,28 +622,25 @@ TEST_CASE("realtime_priority without the privilege raises system_error(EPERM) na
       FAIL_CHECK("getrlimit or capset failed");  // (REQUIRE would throw out of the thread)
       return;
     }
-    for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-      LoopOptions o = test::options_for(kind);
-      o.realtime_priority = 99;
-      EventLoop loop(o);
-      bool ran = false;
-      auto body = [](bool& r) -> Task<void> {
-        r = true;
-        co_return;
-      };
-      if (rt.rlim_cur >= 99) {
-        MESSAGE("RLIMIT_RTPRIO allows priority 99 here: the refusal cannot be provoked");
-        break;
-      }
-      try {
-        loop.run_until_complete(body(ran));
-        FAIL_CHECK("no exception");
-      } catch (const std::system_error& e) {
-        CHECK(e.code().value() == EPERM);
-        CHECK(std::string(e.what()).find("realtime_priority") != std::string::npos);
-      }
-      CHECK_FALSE(ran);
-      CHECK(policy_of_this_thread() == SCHED_OTHER);
+    if (rt.rlim_cur >= 99) {
+      MESSAGE("RLIMIT_RTPRIO allows priority 99 here: the refusal cannot be provoked");
+    } else {
+      on_each_realtime_loop(99, [](EventLoop& loop) {
+        bool ran = false;
+        auto body = [](bool& r) -> Task<void> {
+          r = true;
+          co_return;
+        };
+        try {
+          loop.run_until_complete(body(ran));
+          FAIL_CHECK("no exception");
+        } catch (const std::system_error& e) {
+          CHECK(e.code().value() == EPERM);
+          CHECK(std::string(e.what()).find("realtime_priority") != std::string::npos);
+        }
+        CHECK_FALSE(ran);
+        CHECK(policy_of_this_thread() == SCHED_OTHER);
+      });
     }
     LoopOptions bad;
     bad.realtime_priority = 100;
