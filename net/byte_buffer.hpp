@@ -9,12 +9,18 @@
 //
 // One pointer wide: the sizes live in a header in front of the bytes, so an
 // empty buffer (every idle connection's) costs 8 bytes and no allocation.
+// The storage comes from the thread's frame allocator (size classes with a
+// per-thread free list): a connection that gives its buffer back after
+// every message (an idle stream owns none) and takes one for the next costs
+// no malloc and free per message, and the capacity is the whole block.
 #include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "coro/frame_allocator.hpp"
 
 namespace corio::detail {
 
@@ -28,7 +34,7 @@ class ByteBuffer {
   }
   ByteBuffer(const ByteBuffer&) = delete;
   ByteBuffer& operator=(const ByteBuffer&) = delete;
-  ~ByteBuffer() { ::operator delete(h_); }
+  ~ByteBuffer() { free_block(h_); }
 
   std::size_t size() const noexcept { return h_ ? h_->end - h_->begin : 0; }
   bool empty() const noexcept { return !h_ || h_->end == h_->begin; }
@@ -47,6 +53,12 @@ class ByteBuffer {
     return s;
   }
   std::string take_all() { return take(size()); }
+  // Appends n bytes (growing as prepare() does).
+  void append(const char* p, std::size_t n) {
+    if (n == 0) return;
+    std::memcpy(prepare(n), p, n);
+    commit(n);
+  }
 
   // A tail of at least `want` free bytes to receive into. Compacts, grows, or
   // (when the buffer is empty and oversized) shrinks. No recv may be in flight.
@@ -86,7 +98,7 @@ class ByteBuffer {
   // Gives the memory back (an idle stream with nothing buffered). No recv in flight.
   void release_memory() noexcept {
     if (h_ && h_->begin == h_->end) {
-      ::operator delete(h_);
+      free_block(h_);
       h_ = nullptr;
     }
   }
@@ -103,15 +115,20 @@ class ByteBuffer {
   };
 
   void reallocate(std::size_t new_cap) {
-    // Not zeroed: the kernel or a memcpy fills what is used.
-    auto* h = static_cast<Header*>(::operator new(sizeof(Header) + new_cap));
+    // Not zeroed: the kernel or a memcpy fills what is used. The capacity is
+    // what the block really has (its size class), not just what was asked.
+    const std::size_t block = frame_block_size(sizeof(Header) + new_cap);
+    auto* h = static_cast<Header*>(frame_alloc(block));
     std::size_t n = size();
     if (n) std::memcpy(h->bytes(), data(), n);
-    h->cap = new_cap;
+    h->cap = block - sizeof(Header);
     h->begin = 0;
     h->end = n;
-    ::operator delete(h_);
+    free_block(h_);
     h_ = h;
+  }
+  static void free_block(Header* h) noexcept {
+    if (h) frame_free(h, sizeof(Header) + h->cap);
   }
 
   Header* h_ = nullptr;

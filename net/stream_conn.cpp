@@ -376,14 +376,12 @@ void StreamConn::pump_writes() noexcept {
   }
   while (w_ && !writing_ && !write_err_ && !aborted_) {
     WriteState& w = *w_;
-    if (w.sent == w.sending.size()) {
-      w.sending.clear();
-      w.sent = 0;
+    if (w.sending.empty()) {
       if (w.pending.empty()) break;
-      w.sending.swap(w.pending);
+      std::swap(w.sending, w.pending);  // the emptied block takes the next writes
     }
-    w.op.buf = w.sending.data() + w.sent;
-    w.op.len = static_cast<std::uint32_t>(std::min<std::size_t>(w.sending.size() - w.sent, kMaxLen));
+    w.op.buf = const_cast<char*>(w.sending.data());
+    w.op.len = static_cast<std::uint32_t>(std::min<std::size_t>(w.sending.size(), kMaxLen));
     if (!loop().backend().submit(w.op)) {
       writing_ = true;
       add_ref();
@@ -409,7 +407,7 @@ void StreamConn::pump_writes() noexcept {
 
 void StreamConn::on_send_result(int r) noexcept {
   if (r >= 0) {
-    w_->sent += static_cast<std::size_t>(r);
+    w_->sending.consume(static_cast<std::size_t>(r));
   } else if (r == -ECANCELED) {
     aborted_ = true;  // abort() or loop teardown: the rest is dropped, nobody failed
     drop_write_buffers();

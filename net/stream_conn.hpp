@@ -31,7 +31,7 @@
 //   holds a reference, so the connection outlives the kernel's use of its
 //   buffers even when both user handles are gone. w_ is not freed while its
 //   send is in flight.
-// - The bytes a send points into (w_->sending[sent..]) are never modified
+// - The bytes a send points into (w_->sending) are never modified
 //   until its completion arrives; write() appends to w_->pending, and the
 //   two swap only when sending is fully sent. Bytes stay in order.
 // - The receive buffer does not move while a plain recv is in flight
@@ -171,7 +171,7 @@ class StreamConn {
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);
-  std::size_t buffered() const noexcept { return w_ ? (w_->sending.size() - w_->sent) + w_->pending.size() : 0; }
+  std::size_t buffered() const noexcept { return w_ ? w_->sending.size() + w_->pending.size() : 0; }
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
@@ -279,9 +279,8 @@ class StreamConn {
   // first write(), freed once everything was sent).
   struct WriteState {
     IoOp op;
-    std::string sending;  // owned by the kernel from `sent` on while writing_
-    std::size_t sent = 0;
-    std::string pending;
+    ByteBuffer sending;  // owned by the kernel while writing_ (sent bytes are consumed)
+    ByteBuffer pending;
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
   };
