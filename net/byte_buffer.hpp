@@ -53,6 +53,23 @@ class ByteBuffer {
     return s;
   }
   std::string take_all() { return take(size()); }
+  // Puts n bytes back in front of the data (a read cancelled after its bytes
+  // were copied out). No recv may be in flight into this buffer.
+  void prepend(const char* p, std::size_t n) {
+    if (n == 0) return;
+    if (h_ && h_->begin >= n) {
+      h_->begin -= n;
+      std::memcpy(h_->bytes() + h_->begin, p, n);
+      return;
+    }
+    ByteBuffer b;
+    const std::size_t old = size();
+    char* t = b.prepare(n + old);
+    std::memcpy(t, p, n);
+    if (old) std::memcpy(t + n, data(), old);
+    b.commit(n + old);
+    std::swap(h_, b.h_);
+  }
   // Appends n bytes (growing as prepare() does).
   void append(const char* p, std::size_t n) {
     if (n == 0) return;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "net/dns.hpp"
@@ -48,6 +50,7 @@ StreamRead::Resume::Resume(StreamRead& r) : r_(r) {
   // read, as when the wait itself was interrupted.
   // (await_resume runs in the task that suspended.)
   if (r.suspended_ && (r.cancelled_ || TaskBase::current()->take_pending_cancel())) {
+    r.give_back();
     r.finish();
     TaskBase::current()->throw_cancelled();
   }
@@ -81,13 +84,30 @@ std::string ReadSome::await_resume() {
 
 // ---- readinto(buf) ------------------------------------------------------------
 
-bool ReadInto::ready(StreamConn& c) noexcept { return !c.rbuf().empty() || c.eof(); }
+bool ReadInto::ready(StreamConn& c) noexcept { return taken_ > 0 || !c.rbuf().empty() || c.eof(); }
 
 bool ReadInto::await_ready() { return buf_.empty() || start(); }
+
+std::size_t ReadInto::take(const char* p, std::size_t n) noexcept {
+  if (taken_ > 0) return 0;  // woken already: later bytes queue behind these
+  taken_ = std::min(n, buf_.size());
+  std::memcpy(buf_.data(), p, taken_);
+  return taken_;
+}
+
+void ReadInto::give_back() noexcept {
+  if (taken_ == 0) return;
+  try {
+    c_->unread(reinterpret_cast<const char*>(buf_.data()), std::exchange(taken_, 0));
+  } catch (const std::bad_alloc&) {
+    c_->fail_read(ENOMEM);  // cannot keep them: the stream ends with an error rather than skip bytes
+  }
+}
 
 std::size_t ReadInto::await_resume() {
   if (!busy_) return 0;  // an empty buffer
   Resume r(*this);
+  if (taken_ > 0) return taken_;
   if (c_->rbuf().empty()) {
     if (c_->read_error()) c_->throw_read_error();
     return 0;

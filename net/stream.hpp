@@ -75,6 +75,9 @@ class StreamRead : public ReadWaiter {
   };
   // "readuntil", "read", … (messages and dump_tasks()).
   virtual const char* what() const noexcept = 0;
+  // The wait was cancelled: bytes this read took (ReadWaiter::take) go back
+  // to the connection, for the next read.
+  virtual void give_back() noexcept {}
   void finish() noexcept;
 
   // Laid out for size (the object sits in the suspended frame; derived
@@ -116,8 +119,11 @@ class ReadInto final : public StreamRead {
  private:
   bool ready(StreamConn& c) noexcept override;
   std::size_t want(const StreamConn&) const noexcept override { return buf_.size(); }
+  std::size_t take(const char* p, std::size_t n) noexcept override;
+  void give_back() noexcept override;
   const char* what() const noexcept override { return "readinto"; }
   std::span<std::byte> buf_;
+  std::size_t taken_ = 0;  // bytes the connection put straight into buf_
 };
 
 // read(): everything until EOF.

@@ -252,8 +252,8 @@ void StreamConn::on_read_result(int r) noexcept {
   if (r > 0) {
     // No recv is in flight any more: prepare() may move the buffer.
     ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
-    if (in_scratch_) std::memcpy(dst.prepare(static_cast<std::size_t>(r)), read_op_.buf, static_cast<std::size_t>(r));
-    dst.commit(static_cast<std::size_t>(r));
+    if (in_scratch_) receive(dst, static_cast<const char*>(read_op_.buf), static_cast<std::size_t>(r));
+    else dst.commit(static_cast<std::size_t>(r));
     if (static_cast<std::uint32_t>(r) == read_op_.len && read_chunk_ < kMaxChunk) read_chunk_ *= 2;
   } else if (r == 0 || r == -ECANCELED) {
     eof_ = true;  // the peer's FIN, or our own close() cancelled the recv
@@ -273,9 +273,7 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
   if (cqe_flags & kCqeBuffer) {
     if (r > 0) {
       // The receive buffer is ours alone in this mode: prepare() may move it.
-      ByteBuffer& dst = filter() ? filter()->raw_input() : rbuf_;
-      std::memcpy(dst.prepare(static_cast<std::size_t>(r)), pool().data(cqe_flags), static_cast<std::size_t>(r));
-      dst.commit(static_cast<std::size_t>(r));
+      receive(filter() ? filter()->raw_input() : rbuf_, pool().data(cqe_flags), static_cast<std::size_t>(r));
       if (!oneshot) delivered_ = true;  // the kernel does have multishot recv
     }
     pool().recycle(cqe_flags);  // at once: the pool is shared by every socket
@@ -303,6 +301,13 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
   }
   if (filter() && r <= 0) filter()->on_input(*this);  // the raw stream's end or failure
   read_side_changed();
+}
+
+void StreamConn::receive(ByteBuffer& dst, const char* p, std::size_t n) {
+  std::size_t k = 0;
+  // Only in front of nothing: bytes stay in order.
+  if (reader_ && &dst == &rbuf_ && rbuf_.empty()) k = static_cast<ReadWaiter*>(reader_->hook())->take(p, n);
+  dst.append(p + k, n - k);
 }
 
 void StreamConn::read_done(IoOp* op) noexcept {

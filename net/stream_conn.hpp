@@ -88,6 +88,11 @@ class ReadWaiter : public CancelHook {
   virtual bool ready(StreamConn& c) noexcept = 0;
   // Bytes wanted beyond those buffered (sizes the next recv).
   virtual std::size_t want(const StreamConn& c) const noexcept = 0;
+  // Bytes that arrive while this reader waits and nothing is buffered: how
+  // many of them it copies straight to where it wants them (readinto's
+  // buffer), saving a copy through the receive buffer. The rest is buffered.
+  // Called from completions: no throwing, no allocation.
+  virtual std::size_t take(const char*, std::size_t) noexcept { return 0; }
 
  protected:
   ReadWaiter() = default;
@@ -154,6 +159,9 @@ class StreamConn {
   // The reader waits until its ready() holds; then its task is woken. `t`
   // must be suspended with `w` as its hook (TaskBase::suspend before this).
   void park_reader(TaskBase& t) noexcept { reader_ = &t; }
+  // Bytes a reader took (ReadWaiter::take) but gives back: its wait was
+  // cancelled after they arrived. They go in front of what is buffered.
+  void unread(const char* p, std::size_t n) { rbuf_.prepend(p, n); }
   void unpark_reader(ReadWaiter& w) noexcept {
     if (reader_ && reader_->hook() == &w) reader_ = nullptr;
   }
@@ -284,6 +292,8 @@ class StreamConn {
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
   };
+  // Bytes the kernel received into a provided buffer or the scratch buffer.
+  void receive(ByteBuffer& dst, const char* p, std::size_t n);
   WriteState& write_state();
 
   // socket()'s object: shares the fd without owning it. For a non-IP socket it

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <string>
 
 using corio::detail::ByteBuffer;
 
@@ -54,4 +55,32 @@ TEST_CASE("prepare compacts little live data, grows for more, and shrinks a huge
   CHECK(big.capacity() < (1u << 20));
   big.release_memory();
   CHECK(big.capacity() == 0u);
+}
+
+TEST_CASE("prepend puts bytes back in front, in the room before the data or in a new block") {
+  ByteBuffer b;
+  b.prepend("xyz", 3);  // into an empty buffer
+  CHECK(b.view() == "xyz");
+  put(b, "abcdef");
+  b.consume(5);  // "cdef" left, 5 bytes of room in front
+  b.prepend("12", 2);
+  CHECK(b.view() == "12cdef");
+  b.prepend("0123456789", 10);  // more than the room in front: a new block
+  CHECK(b.view() == "012345678912cdef");
+  b.append("!", 1);
+  CHECK(b.view() == "012345678912cdef!");
+}
+
+TEST_CASE("the capacity is the whole allocator block, and an emptied buffer reuses it") {
+  ByteBuffer b;
+  b.prepare(10);
+  const std::size_t cap = b.capacity();
+  CHECK(cap >= 10u);
+  const std::string fill(cap, 'x');
+  b.append(fill.data(), fill.size());  // fits without growing
+  CHECK(b.capacity() == cap);
+  b.consume(cap);
+  b.prepare(cap);
+  CHECK(b.capacity() == cap);
+  CHECK(b.size() == 0u);
 }

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <netdb.h>
 
+#include <array>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -445,6 +447,59 @@ TEST_CASE("cancelling a task blocked in a stream read loses no bytes") {
       CHECK(Clock::now() - t0 < 1s);
       co_await b.send_all("67890");
       CHECK(co_await reader.readexactly(10) == "1234567890");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("readinto takes arriving bytes straight into its buffer, and gives them back when cancelled before it ran") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto [a, b] = Socket::pair();
+      auto [reader, writer] = make_streams(std::move(a));
+      std::array<std::byte, 64> buf{};
+      bool resumed = false;
+      auto blocked = [&]() -> Task<std::size_t> {
+        std::size_t n = co_await reader.readinto(buf);
+        resumed = true;
+        co_return n;
+      };
+
+      // The plain case: the bytes land in the waiting read's buffer.
+      auto t1 = create_task(blocked());
+      co_await sleep(5ms);
+      co_await b.send_all("hello");
+      CHECK(co_await t1 == 5u);
+      CHECK(std::memcmp(buf.data(), "hello", 5) == 0);
+      CHECK(reader.buffered() == 0u);
+
+      // Cancelled after the bytes reached its buffer but before the task
+      // ran: this task runs first in the round where the completion wakes
+      // the reader (sleep(0) queued it ahead), sees the bytes and cancels.
+      buf.fill(std::byte{0});
+      resumed = false;
+      auto t2 = create_task(blocked());
+      co_await sleep(5ms);
+      CHECK(::send(b.fd(), "abc", 3, MSG_NOSIGNAL) == 3);
+      bool taken = false;
+      for (int i = 0; i < 10'000 && !taken && !resumed; ++i) {
+        co_await sleep(0ms);
+        taken = buf[0] == std::byte{'a'};
+      }
+      REQUIRE(taken);  // both backends deliver a waiting readinto directly
+      CHECK_FALSE(resumed);
+      t2.cancel();
+      bool cancelled = false;
+      try {
+        (void)co_await t2;
+      } catch (const CancelledError&) {
+        cancelled = true;
+      }
+      CHECK(cancelled);
+      CHECK_FALSE(resumed);
+      // The bytes are back in the stream, ahead of those sent later.
+      co_await b.send_all("def");
+      CHECK(co_await reader.readexactly(6) == "abcdef");
     };
     test::run_bounded(loop, main());
   });
