@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "coro/errors.hpp"
+#include "coro/frame_allocator.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "loop/event_loop.hpp"
@@ -71,17 +72,26 @@ const StatusLines& status_lines() {
   return lines;
 }
 
-// Response bytes of a connection not yet handed to its StreamConn. A plain
-// growable byte array rather than a std::string: a response is assembled
-// from a handful of pieces, and here each is one memcpy into reserved room
-// (fixed-length pieces are inlined) instead of an out-of-line append with
-// its own capacity check. Keeps its capacity across clear(), as the string did.
+// Response bytes of a connection not yet handed to its StreamConn (and the
+// copy of a request head). A plain growable byte array rather than a
+// std::string: a response is assembled from a handful of pieces, and here
+// each is one memcpy into reserved room (fixed-length pieces are inlined)
+// instead of an out-of-line append with its own capacity check. Keeps its
+// capacity across clear(); release_memory() gives it back to the thread's
+// frame allocator, whose recently freed blocks are still in the cache when
+// the next connection takes one (a block kept by each of a thousand idle
+// connections would not be).
 class OutBuf {
  public:
   OutBuf() noexcept = default;
   OutBuf(const OutBuf&) = delete;
   OutBuf& operator=(const OutBuf&) = delete;
-  ~OutBuf() { std::free(p_); }
+  ~OutBuf() { release_memory(); }
+  void release_memory() noexcept {
+    if (p_) corio::detail::frame_free(p_, cap_);
+    p_ = nullptr;
+    n_ = cap_ = 0;
+  }
 
   bool empty() const noexcept { return n_ == 0; }
   std::size_t size() const noexcept { return n_; }
@@ -109,12 +119,12 @@ class OutBuf {
 
  private:
   void grow(std::size_t more) {
-    // The first allocation fits what is asked (rounded up): an idle
-    // connection keeps these buffers, so no generous minimum.
-    std::size_t cap = cap_ ? cap_ : (more + 63) / 64 * 64;
+    std::size_t cap = cap_ ? cap_ : more;
     while (cap - n_ < more) cap *= 2;
-    char* p = static_cast<char*>(std::realloc(p_, cap));
-    if (!p) throw std::bad_alloc();
+    cap = corio::detail::frame_block_size(cap);  // the whole block is usable
+    char* p = static_cast<char*>(corio::detail::frame_alloc(cap));
+    if (n_) std::memcpy(p, p_, n_);
+    if (p_) corio::detail::frame_free(p_, cap_);
     p_ = p;
     cap_ = cap;
   }
@@ -339,7 +349,8 @@ class Connection {
   static void fired(TimerNode* n) noexcept { static_cast<Connection*>(n->ctx)->on_timer(); }
   void on_timer() noexcept;
   void arm(Phase p, std::chrono::milliseconds d);
-  Task<bool> wait_input();
+  class InputWait;
+  InputWait wait_input();
   bool end_wait(bool cancelled);
   void flush();
   Task<void> wait_sent();
@@ -407,17 +418,33 @@ void Connection::arm(Phase p, std::chrono::milliseconds d) {
   s_->loop->add_timer(timer_);
 }
 
-// Waits for more input (or EOF) in the current phase; false when its deadline passed.
-Task<bool> Connection::wait_input() {
-  waiter_ = TaskBase::current();
-  bool cancelled = false;
-  try {
-    co_await c_->wait_data(0);
-  } catch (const CancelledError&) {
-    cancelled = true;
+// Waits for more input (or EOF) in the current phase; `co_await` gives
+// false when the phase's deadline passed. An awaitable rather than a
+// coroutine: the wait lives in the waiting frame, which is resumed anyway,
+// instead of in a frame of its own per request (with a thousand connections
+// each frame touched is a cache miss).
+class Connection::InputWait {
+ public:
+  explicit InputWait(Connection* c) : c_(c), w_(c->c_->wait_data(0)) { c->waiter_ = TaskBase::current(); }
+  InputWait(const InputWait&) = delete;
+  bool await_ready() const noexcept { return w_.await_ready(); }
+  bool await_suspend(std::coroutine_handle<> h) { return w_.await_suspend(h); }
+  bool await_resume() {
+    bool cancelled = false;
+    try {
+      w_.await_resume();
+    } catch (const CancelledError&) {
+      cancelled = true;
+    }
+    return c_->end_wait(cancelled);
   }
-  co_return end_wait(cancelled);
-}
+
+ private:
+  Connection* c_;
+  corio::detail::Waiter w_;
+};
+
+Connection::InputWait Connection::wait_input() { return InputWait(this); }
 
 // Ends a wait begun with waiter_ set (the phase's timer may cancel it): false
 // if the timer did, rethrows any other cancellation.
@@ -772,8 +799,12 @@ Task<void> Connection::run() {
       flush();
       if (idle) {
         // An idle connection owns no receive buffer (multishot recv: the
-        // kernel's provided buffers hold whatever arrives next).
+        // kernel's provided buffers hold whatever arrives next), and no
+        // head or response buffer (flushed above; the next request takes
+        // warm blocks from the allocator).
         if (c_->uses_provided_buffers()) c_->rbuf().release_memory();
+        head_buf_.release_memory();
+        out_.release_memory();
         arm(Phase::idle, o.keep_alive_timeout);
       } else if (!head_started) {
         // The header timeout runs from the head's first byte, not from each
