@@ -179,6 +179,15 @@ class StreamConn {
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);
+  // For a writer that assembles bytes in place (the HTTP server): while
+  // writes_open(), the queue's tail is free to append to (prepare/commit on
+  // write_queue()); flush_raw() then starts sending. What is appended is
+  // sent in order after everything queued before, once flushed or when a
+  // send in flight completes. Not with a filter (its bytes must be encoded).
+  bool writes_open() const noexcept {
+    return !closing_ && !eof_requested_ && !write_err_ && !aborted_ && !filter();
+  }
+  ByteBuffer& write_queue() { return write_state().pending; }
   std::size_t buffered() const noexcept { return w_ ? w_->sending.size() + w_->pending.size() : 0; }
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }

@@ -134,12 +134,64 @@ class OutBuf {
   std::size_t cap_ = 0;
 };
 
-void append_uint(OutBuf& out, std::uint64_t v) {
+// Response bytes of a connection, written straight into its StreamConn's
+// write queue (no copy through a buffer of our own), where they wait for
+// flush(): responses to pipelined requests that arrived together leave in
+// one send. Bytes written while the stream takes no more (closing, failed)
+// are dropped, as a write() then would be.
+class ConnOut {
+ public:
+  explicit ConnOut(corio::detail::StreamConn* c) noexcept : c_(c) {}
+  ConnOut(const ConnOut&) = delete;
+  ConnOut& operator=(const ConnOut&) = delete;
+
+  bool empty() const noexcept { return n_ == 0; }
+  std::size_t size() const noexcept { return n_; }  // since the last flush
+  // Room for at least `more` bytes; write them, then commit(end).
+  char* reserve_tail(std::size_t more) {
+    dst_ = c_->writes_open() ? &c_->write_queue() : &dropped_;
+    if (dst_ == &dropped_) dropped_.consume(dropped_.size());
+    tail_ = dst_->prepare(more);
+    return tail_;
+  }
+  void commit(const char* end) noexcept {
+    const auto k = static_cast<std::size_t>(end - tail_);
+    dst_->commit(k);
+    if (dst_ != &dropped_) n_ += k;
+  }
+  void append(const char* d, std::size_t n) {
+    if (n == 0) return;
+    char* t = reserve_tail(n);
+    std::memcpy(t, d, n);
+    commit(t + n);
+  }
+  ConnOut& operator+=(std::string_view v) {
+    append(v.data(), v.size());
+    return *this;
+  }
+  // Starts sending what was written.
+  void flush() noexcept {
+    if (n_ == 0) return;
+    n_ = 0;
+    if (c_->writes_open()) c_->flush_raw();
+  }
+
+ private:
+  corio::detail::StreamConn* c_;
+  corio::detail::ByteBuffer* dst_ = nullptr;
+  char* tail_ = nullptr;
+  std::size_t n_ = 0;
+  corio::detail::ByteBuffer dropped_;
+};
+
+template <class Out>
+void append_uint(Out& out, std::uint64_t v) {
   char* t = out.reserve_tail(24);
   out.commit(std::to_chars(t, t + 24, v).ptr);
 }
 
-void append_hex(OutBuf& out, std::uint64_t v) {
+template <class Out>
+void append_hex(Out& out, std::uint64_t v) {
   char* t = out.reserve_tail(24);
   out.commit(std::to_chars(t, t + 24, v, 16).ptr);
 }
@@ -296,10 +348,12 @@ struct ServerState {
 // - head_buf_ holds a copy of the current request's head and every view of
 //   parser_.head() points into it (the receive buffer may move while the
 //   handler runs: a multishot recv appends to it at any completion).
-// - out_ holds response bytes not yet handed to the StreamConn; they are
-//   handed over (flush) before any wait for input, so pipelined requests that
-//   arrived together are answered with one send, and nothing waits on a
-//   response that sits in out_.
+// - out_ writes responses into the StreamConn's write queue, where they
+//   start going out at flush(), which comes before any wait for input: so
+//   pipelined requests that arrived together are answered with one send, and
+//   nothing waits on a response that was not flushed. (A send in flight that
+//   completes while a handler runs may take them along earlier; the order
+//   of bytes never changes.)
 // - The timer is armed only while phase_ != busy, or lazily past it: a fire
 //   during `busy` does nothing and the next wait re-arms. The deadline moves
 //   without touching the timer heap when it only moves later.
@@ -308,10 +362,7 @@ class Connection {
   enum class Phase : std::uint8_t { busy, idle, header, body, linger };
 
   Connection(std::shared_ptr<ServerState> s, Socket sock)
-      : s_(std::move(s)), parser_(s_->opts.limits) {
-    StreamOptions so;
-    so.nodelay = false;  // set_nodelay(): only once a second send can follow an unacknowledged one
-    c_ = new StreamConn(std::move(sock), so);
+      : s_(std::move(s)), c_(open(std::move(sock))), parser_(s_->opts.limits), out_(c_) {
     c_->add_handle();
     timer_.fire = &Connection::fired;
     timer_.ctx = this;
@@ -346,6 +397,11 @@ class Connection {
   }
 
  private:
+  static StreamConn* open(Socket sock) {
+    StreamOptions so;
+    so.nodelay = false;  // set_nodelay(): only once a second send can follow an unacknowledged one
+    return new StreamConn(std::move(sock), so);
+  }
   static void fired(TimerNode* n) noexcept { static_cast<Connection*>(n->ctx)->on_timer(); }
   void on_timer() noexcept;
   void arm(Phase p, std::chrono::milliseconds d);
@@ -374,7 +430,7 @@ class Connection {
   RequestParser parser_;
   BodyDecoder body_;
   OutBuf head_buf_;
-  OutBuf out_;
+  ConnOut out_;
   TimerNode timer_;
   TimePoint deadline_{};
   Phase phase_ = Phase::busy;
@@ -477,11 +533,7 @@ void Connection::set_nodelay() noexcept {
   (void)::setsockopt(c_->socket().fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void Connection::flush() {
-  if (out_.empty()) return;
-  if (!c_->closing() && !c_->write_error()) c_->write(out_.data(), out_.size());
-  out_.clear();
-}
+void Connection::flush() { out_.flush(); }
 
 // Until the StreamConn handed every byte to the kernel (before sendfile).
 Task<void> Connection::wait_sent() {
@@ -804,7 +856,6 @@ Task<void> Connection::run() {
         // warm blocks from the allocator).
         if (c_->uses_provided_buffers()) c_->rbuf().release_memory();
         head_buf_.release_memory();
-        out_.release_memory();
         arm(Phase::idle, o.keep_alive_timeout);
       } else if (!head_started) {
         // The header timeout runs from the head's first byte, not from each
