@@ -6,7 +6,9 @@
 //   std::vector<int> v = co_await gather(std::move(tasks));      // vector<Task<int>>
 //   auto [ra, rb] = co_await gather(return_exceptions, f(), g()); // Outcome<T> each
 //
-// Arguments are Task<T> (rvalues) and/or TaskHandle<T>. Each Task is spawned
+// Arguments are Task<T> (rvalues) and/or TaskHandle<T>, and other awaiter
+// objects as rvalues (gather(reader.readline(), writer.drain()), each run as
+// its own task as create_task(awaiter) does). Each Task is spawned
 // with create_task() when gather() is called — not when the result is
 // awaited — and in argument order, as asyncio's ensure_future does; a
 // TaskHandle is waited on as it is. A void child yields std::monostate.
@@ -66,11 +68,21 @@ struct gather_traits<TaskHandle<T>> : std::true_type {
   using value_type = T;
 };
 
-// Task<T> rvalues and TaskHandle<T>s.
+// Another awaiter object, as an rvalue (a stream read, StreamWriter::drain(),
+// shield(...)): gathered as its own task, as create_task(awaiter) runs it.
 template <class A>
-concept Gatherable = gather_traits<std::remove_cvref_t<A>>::value &&
-                     (!std::is_same_v<std::remove_cvref_t<A>, Task<typename gather_traits<std::remove_cvref_t<A>>::value_type>> ||
-                      !std::is_lvalue_reference_v<A>);
+  requires SpawnableAwaiter<A&&>
+struct gather_traits<A> : std::true_type {
+  using value_type = decltype(std::declval<A&>().await_resume());
+};
+
+// Task<T> rvalues, TaskHandle<T>s, and other awaiter rvalues.
+template <class A>
+concept Gatherable =
+    SpawnableAwaiter<A&&> ||
+    (is_task_or_handle<std::remove_cvref_t<A>>::value &&
+     (!std::is_same_v<std::remove_cvref_t<A>, Task<typename gather_traits<std::remove_cvref_t<A>>::value_type>> ||
+      !std::is_lvalue_reference_v<A>));
 
 template <class A>
 using gathered_t = typename gather_traits<std::remove_cvref_t<A>>::value_type;
@@ -90,6 +102,11 @@ GatherChild<T> gather_child(Task<T>&& t) {
 template <class T>
 GatherChild<T> gather_child(const TaskHandle<T>& h) {
   return {h, false};
+}
+template <class A>
+  requires SpawnableAwaiter<A&&>
+GatherChild<gathered_t<A>> gather_child(A&& a) {
+  return {create_task(std::move(a)), true};
 }
 
 // Waits for a set of spawned tasks by asyncio's gather rules; the templates

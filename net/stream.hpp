@@ -218,8 +218,9 @@ class StreamReader {
   }
   explicit operator bool() const noexcept { return c_ != nullptr; }
 
-  // The reads return awaitables (co_await them; each also converts to the
-  // Task named in its comment, e.g. for create_task or gather). A read that
+  // The reads return awaitables (co_await them, or pass them to create_task
+  // or gather as they are; each also converts to the Task named in its
+  // comment, where a Task variable is wanted). A read that
   // must wait keeps its state in the awaiting coroutine's frame and
   // allocates nothing.
 

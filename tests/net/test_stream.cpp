@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "coro/gather.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "coro/timeout.hpp"
@@ -323,6 +324,33 @@ TEST_CASE("drain() as a Task, in create_task and in wait_for: returns at once be
       w.close();
       co_await w.wait_closed();
       CHECK((co_await r).size() == written);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("gather() takes stream reads and drain() as they are, as asyncio.gather takes any awaitable") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto [a, b] = Socket::pair();
+      auto [reader, writer] = make_streams(std::move(a));
+      auto [peer_reader, peer_writer] = make_streams(std::move(b));
+      writer.write(std::string_view("ping\n"));
+      peer_writer.write(std::string_view("pong\n"));
+      auto [line, drained, answer] = co_await gather(peer_reader.readline(), writer.drain(), reader.readexactly(5));
+      CHECK(line == "ping\n");
+      CHECK(answer == "pong\n");
+      (void)drained;  // std::monostate: drain() returns nothing
+      // With return_exceptions a read that fails comes back as its Outcome.
+      peer_writer.write(std::string_view("abc"));
+      peer_writer.close();
+      auto [partial] = co_await gather(return_exceptions, reader.readexactly(10));
+      REQUIRE(partial.has_exception<IncompleteRead>());
+      try {
+        std::rethrow_exception(partial.exception());
+      } catch (const IncompleteRead& e) {
+        CHECK(e.partial() == "abc");
+      }
     };
     test::run_bounded(loop, main());
   });
