@@ -595,20 +595,8 @@ Task<void> answer_requests(StreamReader& reader, StreamWriter& writer) {
 }
 
 // The fault-injection pass (scripts/test.sh) keeps records per operation in
-// flight: its heap figure is not the connections'. The fault layer unsets
-// CORIO_FAULT_* when the first loop starts (maybe before this runs), so the
-// environment we started with is read from /proc/self/environ.
-bool started_with_faults() {
-  std::FILE* f = std::fopen("/proc/self/environ", "rb");
-  if (!f) return std::getenv("CORIO_FAULT_SEED") != nullptr;
-  std::string env;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) env.append(buf, n);
-  std::fclose(f);
-  return env.rfind("CORIO_FAULT_SEED=", 0) == 0 || env.find(std::string("\0CORIO_FAULT_SEED=", 18)) != std::string::npos;
-}
-const bool g_fault_injection = started_with_faults();
+// flight: its heap figure is not the connections'.
+const bool g_fault_injection = test::started_with_faults();
 
 // Heap bytes in use, less the frame allocator's cached free blocks (what the
 // transient per-request allocations leave there depends on their peak).

@@ -660,6 +660,9 @@ TEST_CASE("open_connection honours its connect timeout against a full backlog") 
 }
 
 TEST_CASE("io_uring: a stream's first read completes once (nothing left armed to cancel); later reads stay armed") {
+  // Injected faults (a failed first recv is retried as a multishot one)
+  // change what is in flight; the reads themselves are tested elsewhere.
+  if (test::started_with_faults()) return;
   test::on_each_backend([](EventLoop& loop) {
     auto main = [](EventLoop& lp) -> Task<void> {
       auto [a, b] = Socket::pair();
