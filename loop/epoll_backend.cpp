@@ -2,7 +2,12 @@
 //
 // Each fd is registered once, edge-triggered, for EPOLLIN|EPOLLOUT|EPOLLRDHUP,
 // on its first operation (re-arming per operation costs a quarter of the
-// throughput). The fd is switched to O_NONBLOCK then, as asyncio does.
+// throughput). The fd is switched to O_NONBLOCK then, as asyncio does. An fd
+// accepted here (non-blocking from accept4) is registered only when one of its
+// operations must wait: a connection whose request is already there, answered
+// and closed, never costs an epoll_ctl. EPOLL_CTL_ADD reports the readiness
+// the fd has at that moment, so bytes that arrive between the failed try and
+// the registration still raise an event.
 // An operation is tried at once when no other op waits on the same side of
 // its fd (speculative, as Boost.Asio does): most reads on a busy socket and
 // nearly all writes complete without waiting. Otherwise it queues, FIFO, on
@@ -137,7 +142,7 @@ class EpollBackend final : public Backend {
       return true;
     }
     FdState& st = state(op.fd);
-    if (!st.registered) {
+    if (!st.registered && !st.nonblocking) {
       int err = register_fd(op.fd, st);
       if (err) {
         op.result = -err;
@@ -150,17 +155,24 @@ class EpollBackend final : public Backend {
       if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
       return true;
     }
+    if (!st.registered) {  // accepted here: registered once an op has to wait
+      int err = register_fd(op.fd, st);
+      if (err) {
+        op.result = -err;
+        return true;
+      }
+    }
     (is_read_side(op.kind) ? st.readers : st.writers).push(&op);
     if (!op.internal) ++in_flight_;
     return false;
   }
 
   int try_now(IoOp& op) noexcept override {
-    // Only on a registered fd (submit() registers) whose side is idle and not
-    // known to be empty/full since the last edge.
+    // Only on a registered (or accepted, non-blocking) fd whose side is idle
+    // and not known to be empty/full since the last edge.
     if (op.fd < 0 || static_cast<std::size_t>(op.fd) >= fds_.size()) return -EAGAIN;
     FdState& st = fds_[op.fd];
-    if (!st.registered) return -EAGAIN;
+    if (!st.registered && !st.nonblocking) return -EAGAIN;
     op.cqe_flags = 0;
     return attempt(st, op);
   }
