@@ -19,12 +19,12 @@
 #include <thread>
 
 #include "coro/errors.hpp"
-#include "coro/frame_allocator.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "loop/event_loop.hpp"
 #include "loop/fd_io.hpp"
 #include "loop/to_thread.hpp"
+#include "net/byte_buffer.hpp"
 #include "net/dns.hpp"
 #include "net/errors.hpp"
 #include "net/socket.hpp"
@@ -71,68 +71,6 @@ const StatusLines& status_lines() {
   static const StatusLines lines;
   return lines;
 }
-
-// Response bytes of a connection not yet handed to its StreamConn (and the
-// copy of a request head). A plain growable byte array rather than a
-// std::string: a response is assembled from a handful of pieces, and here
-// each is one memcpy into reserved room (fixed-length pieces are inlined)
-// instead of an out-of-line append with its own capacity check. Keeps its
-// capacity across clear(); release_memory() gives it back to the thread's
-// frame allocator, whose recently freed blocks are still in the cache when
-// the next connection takes one (a block kept by each of a thousand idle
-// connections would not be).
-class OutBuf {
- public:
-  OutBuf() noexcept = default;
-  OutBuf(const OutBuf&) = delete;
-  OutBuf& operator=(const OutBuf&) = delete;
-  ~OutBuf() { release_memory(); }
-  void release_memory() noexcept {
-    if (p_) corio::detail::frame_free(p_, cap_);
-    p_ = nullptr;
-    n_ = cap_ = 0;
-  }
-
-  bool empty() const noexcept { return n_ == 0; }
-  std::size_t size() const noexcept { return n_; }
-  const char* data() const noexcept { return p_; }
-  void clear() noexcept { n_ = 0; }
-  // Room for at least `more` bytes after the data; write them, then commit(end).
-  char* reserve_tail(std::size_t more) {
-    if (cap_ - n_ < more) grow(more);
-    return p_ + n_;
-  }
-  void commit(const char* end) noexcept { n_ = static_cast<std::size_t>(end - p_); }
-  void append(const char* d, std::size_t n) {
-    char* t = reserve_tail(n);
-    if (n) std::memcpy(t, d, n);
-    n_ += n;
-  }
-  OutBuf& operator+=(std::string_view v) {
-    append(v.data(), v.size());
-    return *this;
-  }
-  void assign(const char* d, std::size_t n) {
-    n_ = 0;
-    append(d, n);
-  }
-
- private:
-  void grow(std::size_t more) {
-    std::size_t cap = cap_ ? cap_ : more;
-    while (cap - n_ < more) cap *= 2;
-    cap = corio::detail::frame_block_size(cap);  // the whole block is usable
-    char* p = static_cast<char*>(corio::detail::frame_alloc(cap));
-    if (n_) std::memcpy(p, p_, n_);
-    if (p_) corio::detail::frame_free(p_, cap_);
-    p_ = p;
-    cap_ = cap;
-  }
-
-  char* p_ = nullptr;
-  std::size_t n_ = 0;
-  std::size_t cap_ = 0;
-};
 
 // Response bytes of a connection, written straight into its StreamConn's
 // write queue (no copy through a buffer of our own), where they wait for
@@ -429,7 +367,10 @@ class Connection {
   Connection* next_ = nullptr;
   RequestParser parser_;
   BodyDecoder body_;
-  OutBuf head_buf_;
+  // From the frame allocator, given back when the connection goes idle:
+  // the next request takes a block that is still in the cache (a block kept
+  // by each of a thousand idle connections would not be).
+  corio::detail::ByteBuffer head_buf_;
   ConnOut out_;
   TimerNode timer_;
   TimePoint deadline_{};
@@ -852,9 +793,10 @@ Task<void> Connection::run() {
       if (idle) {
         // An idle connection owns no receive buffer (multishot recv: the
         // kernel's provided buffers hold whatever arrives next), and no
-        // head or response buffer (flushed above; the next request takes
-        // warm blocks from the allocator).
+        // head copy (responses were flushed above into the StreamConn, which
+        // frees its write buffers once they are sent).
         if (c_->uses_provided_buffers()) c_->rbuf().release_memory();
+        head_buf_.consume(head_buf_.size());  // the last request's, answered
         head_buf_.release_memory();
         arm(Phase::idle, o.keep_alive_timeout);
       } else if (!head_started) {
@@ -886,7 +828,8 @@ Task<void> Connection::run() {
     // handler runs; one copy of a few hundred bytes.
     RequestHead& h = parser_.head();
     const char* base = c_->rbuf().data();
-    head_buf_.assign(base, h.head_size);
+    head_buf_.consume(head_buf_.size());
+    head_buf_.append(base, h.head_size);
     h.rebase(base, head_buf_.data());
     c_->rbuf().consume(h.head_size);
 
