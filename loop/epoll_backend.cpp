@@ -142,26 +142,21 @@ class EpollBackend final : public Backend {
       return true;
     }
     FdState& st = state(op.fd);
-    if (!st.registered && !st.nonblocking) {
+    // Registers st's fd unless it is; false (op failed) if epoll refuses it.
+    auto registered = [&] {
+      if (st.registered) return true;
       int err = register_fd(op.fd, st);
-      if (err) {
-        op.result = -err;
-        return true;
-      }
-    }
+      if (err) op.result = -err;
+      return err == 0;
+    };
+    if (!st.nonblocking && !registered()) return true;
     int r = attempt(st, op);
     if (r != -EAGAIN) {
       op.result = r;
       if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
       return true;
     }
-    if (!st.registered) {  // accepted here: registered once an op has to wait
-      int err = register_fd(op.fd, st);
-      if (err) {
-        op.result = -err;
-        return true;
-      }
-    }
+    if (!registered()) return true;  // accepted here: registered once an op has to wait
     (is_read_side(op.kind) ? st.readers : st.writers).push(&op);
     if (!op.internal) ++in_flight_;
     return false;

@@ -46,6 +46,8 @@ class ByteBuffer {
   void consume(std::size_t n) noexcept {
     if (n) h_->begin += n;
   }
+  // Drops everything buffered (the storage stays).
+  void clear() noexcept { consume(size()); }
   // Removes and returns the first n bytes (n <= size()).
   std::string take(std::size_t n) {
     std::string s(data(), n);

@@ -83,12 +83,10 @@ class ConnOut {
   ConnOut(const ConnOut&) = delete;
   ConnOut& operator=(const ConnOut&) = delete;
 
-  bool empty() const noexcept { return n_ == 0; }
   std::size_t size() const noexcept { return n_; }  // since the last flush
   // Room for at least `more` bytes; write them, then commit(end).
   char* reserve_tail(std::size_t more) {
-    dst_ = c_->writes_open() ? &c_->write_queue() : &dropped_;
-    if (dst_ == &dropped_) dropped_.consume(dropped_.size());
+    dst_ = &target();
     tail_ = dst_->prepare(more);
     return tail_;
   }
@@ -98,10 +96,9 @@ class ConnOut {
     if (dst_ != &dropped_) n_ += k;
   }
   void append(const char* d, std::size_t n) {
-    if (n == 0) return;
-    char* t = reserve_tail(n);
-    std::memcpy(t, d, n);
-    commit(t + n);
+    corio::detail::ByteBuffer& t = target();
+    t.append(d, n);
+    if (&t != &dropped_) n_ += n;
   }
   ConnOut& operator+=(std::string_view v) {
     append(v.data(), v.size());
@@ -115,6 +112,13 @@ class ConnOut {
   }
 
  private:
+  // Where the next bytes go: the write queue, or (emptied) dropped_.
+  corio::detail::ByteBuffer& target() {
+    if (c_->writes_open()) return c_->write_queue();
+    dropped_.clear();
+    return dropped_;
+  }
+
   corio::detail::StreamConn* c_;
   corio::detail::ByteBuffer* dst_ = nullptr;
   char* tail_ = nullptr;
@@ -537,11 +541,11 @@ Task<void> Connection::lingering_close() {
   phase_ = Phase::busy;
   while (!c_->eof() && dropped < (1u << 20)) {
     dropped += c_->rbuf().size();
-    c_->rbuf().consume(c_->rbuf().size());
+    c_->rbuf().clear();
     phase_ = Phase::linger;
     if (!co_await wait_input()) break;
   }
-  c_->rbuf().consume(c_->rbuf().size());
+  c_->rbuf().clear();
   c_->close();
 }
 
@@ -796,7 +800,7 @@ Task<void> Connection::run() {
         // head copy (responses were flushed above into the StreamConn, which
         // frees its write buffers once they are sent).
         if (c_->uses_provided_buffers()) c_->rbuf().release_memory();
-        head_buf_.consume(head_buf_.size());  // the last request's, answered
+        head_buf_.clear();  // the last request's, answered
         head_buf_.release_memory();
         arm(Phase::idle, o.keep_alive_timeout);
       } else if (!head_started) {
@@ -828,7 +832,7 @@ Task<void> Connection::run() {
     // handler runs; one copy of a few hundred bytes.
     RequestHead& h = parser_.head();
     const char* base = c_->rbuf().data();
-    head_buf_.consume(head_buf_.size());
+    head_buf_.clear();
     head_buf_.append(base, h.head_size);
     h.rebase(base, head_buf_.data());
     c_->rbuf().consume(h.head_size);
