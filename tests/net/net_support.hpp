@@ -35,6 +35,18 @@ T run_bounded(EventLoop& loop, Task<T> main, std::chrono::seconds limit = std::c
   if constexpr (!std::is_void_v<T>) return T{};
 }
 
+// Awaits t, which is expected to end cancelled: true if it raised
+// CancelledError (any other exception propagates).
+template <class T>
+Task<bool> ends_cancelled(TaskHandle<T>& t) {
+  try {
+    (void)co_await t;
+  } catch (const CancelledError&) {
+    co_return true;
+  }
+  co_return false;
+}
+
 // Whether this process runs under injected faults (scripts/test.sh's
 // CORIO_FAULT_SEED pass), where a test of exact kernel-side counts cannot
 // hold. The fault layer unsets CORIO_FAULT_* when the first loop starts

@@ -140,13 +140,7 @@ TEST_CASE("serve_forever returns after close(), and closes the server when cance
         auto f = create_task(forever(server));
         co_await sleep(5ms);
         f.cancel();
-        bool cancelled = false;
-        try {
-          co_await f;
-        } catch (const CancelledError&) {
-          cancelled = true;
-        }
-        CHECK(cancelled);
+        CHECK(co_await test::ends_cancelled(f));
         CHECK_FALSE(server.is_serving());
         CHECK_THROWS_AS(co_await open_connection("127.0.0.1", port), ConnectionRefusedError);
         CHECK_THROWS_AS(co_await server.serve_forever(), InvalidStateError);
