@@ -25,6 +25,8 @@
 //   idle keep-alive connection closed after keep_alive_timeout; a body stalled
 //   for body_timeout → 408 and close;
 // - at most max_connections at once (accepting pauses at the limit);
+// - connections handed over by the kernel once their first bytes arrived
+//   (defer_accept, TCP_DEFER_ACCEPT), so a connection costs one wake-up;
 // - graceful shutdown on the loop's shutdown token (EventLoop::shutdown_event):
 //   stop accepting, let requests in flight finish (their responses say
 //   "Connection: close"), close idle connections; serve() then returns;
@@ -164,6 +166,17 @@ struct ServeOptions {
   std::chrono::milliseconds body_timeout{30'000};        // no body byte for this long: 408
   int workers = 1;                    // loops, each on its own thread (this one included)
   int backlog = SOMAXCONN;  // listen(2) queue (capped at net.core.somaxconn)
+  // TCP_DEFER_ACCEPT, as Apache (AcceptFilter http data) and Bun do on Linux:
+  // the kernel hands a connection over only once its first bytes arrived (an
+  // HTTP client speaks first), so accepting it and reading its request is one
+  // wake-up, not two. A client that connects and stays silent is handed over
+  // after about this long (the kernel rounds up to its SYN-ACK retransmission
+  // schedule: 1 s → about 1 s) and is then an idle connection like any other;
+  // until then the server does not see it: it holds no slot under
+  // max_connections, and a shutdown that closes the listener meanwhile leaves
+  // it to the kernel, which resets it when it sends. 0 s: off (every
+  // connection is accepted at once).
+  std::chrono::seconds defer_accept{1};
   bool reuse_port = false;            // SO_REUSEPORT (always on with workers > 1)
   std::string server_name = "corio";  // the Server field ("" leaves it out)
   // Called on the calling loop's thread once listening, with the bound address.

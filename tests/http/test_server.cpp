@@ -604,12 +604,26 @@ Task<void> idle_timeout_main() {
   co_await stop(&run);
 }
 
-// Graceful shutdown: an idle connection is closed, a request in flight is
-// answered (with Connection: close), and serve() returns.
+// Graceful shutdown: idle connections are closed (one kept alive after a
+// request, and one that never spoke, accepted at once with defer_accept off),
+// a request in flight is answered (with Connection: close), and serve()
+// returns.
 Task<void> shutdown_main() {
   ServerRun run;
-  co_await start(&run);
+  run.task = create_task(
+      [](std::uint16_t* port) -> Task<void> {
+        http::ServeOptions o = test_options(port);
+        o.defer_accept = 0s;
+        co_await http::serve(test_handler, "127.0.0.1", 0, o);
+      }(&run.port),
+      "http server");
+  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(run.port != 0);
   auto [idle_r, idle_w] = co_await open_connection("127.0.0.1", run.port);
+  auto [kept_r, kept_w] = co_await open_connection("127.0.0.1", run.port);
+  kept_w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  co_await wait_for(kept_r.readuntil("\r\n\r\n"), 5s);
+  co_await wait_for(kept_r.readexactly(2), 5s);
   auto [r, w] = co_await open_connection("127.0.0.1", run.port);
   co_await sleep(20ms);
   w.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -619,6 +633,7 @@ Task<void> shutdown_main() {
   CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
   CHECK(head.find("Connection: close\r\n") != std::string::npos);
   CHECK(co_await wait_for(idle_r.read(10), 5s) == "");
+  CHECK(co_await wait_for(kept_r.read(10), 5s) == "");
   co_await wait_for(run.task, 5s);
   CHECK(run.task.done());
   // Nobody listens any more.
@@ -631,13 +646,15 @@ Task<void> shutdown_main() {
   CHECK(refused);
 }
 
-// max_connections: the third client waits until one of the first two leaves.
+// max_connections: the third client waits until one of the first two leaves
+// (silent ones: defer_accept is off, so they are accepted at once).
 Task<void> max_connections_main() {
   ServerRun run;
   run.task = create_task(
       [](std::uint16_t* port) -> Task<void> {
         http::ServeOptions o = test_options(port);
         o.max_connections = 2;
+        o.defer_accept = 0s;
         co_await http::serve(test_handler, "127.0.0.1", 0, o);
       }(&run.port),
       "http server");
@@ -655,6 +672,45 @@ Task<void> max_connections_main() {
   CHECK(timed_out);
   w1.close();
   std::string head = co_await wait_for(r3.readuntil("\r\n\r\n"), 5s);
+  CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+  co_await stop(&run);
+}
+
+// defer_accept (on by default): a client that connects and says nothing is
+// not handed to the server yet, so with max_connections = 1 it holds no slot
+// and a client that sends a request is answered at once. Handed over after
+// about a second, the silent one then waits for the slot like any other
+// connection and is answered once the first one leaves.
+Task<void> defer_accept_main() {
+  ServerRun run;
+  run.task = create_task(
+      [](std::uint16_t* port) -> Task<void> {
+        http::ServeOptions o = test_options(port);
+        o.max_connections = 1;
+        CHECK(o.defer_accept == 1s);  // the default
+        co_await http::serve(test_handler, "127.0.0.1", 0, o);
+      }(&run.port),
+      "http server");
+  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(run.port != 0);
+  auto [silent_r, silent_w] = co_await open_connection("127.0.0.1", run.port);
+  auto [r, w] = co_await open_connection("127.0.0.1", run.port);
+  w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  // Well before the kernel hands the silent connection over (about 1 s).
+  std::string head = co_await wait_for(r.readuntil("\r\n\r\n"), 700ms);
+  CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(co_await wait_for(r.readexactly(2), 5s) == "ok");
+  co_await sleep(1500ms);  // the silent connection is handed over and waits for the slot
+  silent_w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  bool timed_out = false;
+  try {
+    co_await wait_for(silent_r.readuntil("\r\n\r\n"), 300ms);
+  } catch (const TimeoutError&) {
+    timed_out = true;
+  }
+  CHECK(timed_out);  // the slot is still taken
+  w.close();
+  head = co_await wait_for(silent_r.readuntil("\r\n\r\n"), 5s);
   CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
   co_await stop(&run);
 }
@@ -727,6 +783,10 @@ TEST_CASE("shutdown closes idle connections, finishes requests in flight and sto
 
 TEST_CASE("accepting pauses at max_connections and resumes when a connection ends") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, max_connections_main()); });
+}
+
+TEST_CASE("defer_accept: a client that says nothing holds no connection slot until the kernel hands it over") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, defer_accept_main()); });
 }
 
 TEST_CASE("workers run several loops on one port") {

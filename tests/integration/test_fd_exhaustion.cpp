@@ -149,6 +149,7 @@ Task<void> http_scenario(std::vector<std::string>& warnings) {
   std::uint16_t port = 0;
   http::ServeOptions o;
   o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
+  o.defer_accept = std::chrono::seconds(0);  // the silent clients below must reach accept(2)
   TaskHandle<void> server = create_task(http::serve(hello, "127.0.0.1", 0, o), "http server");
   for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
   REQUIRE(port != 0);
