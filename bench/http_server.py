@@ -50,7 +50,7 @@ http {{
   keepalive_timeout 300s;
   keepalive_requests 1000000000;
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port} backlog=4096{listen_extra};
     location /plaintext {{
       default_type text/plain;
       return 200 'Hello, World!';
@@ -74,10 +74,14 @@ def server_cmd(name, port, work):
         return ["env", "CORIO_BACKEND=io_uring", hs, "--port", str(port)]
     if name == "corio-epoll":
         return ["env", "CORIO_BACKEND=epoll", hs, "--port", str(port)]
-    if name == "nginx":
-        d = os.path.join(work, f"nginx-{port}")
+    if name in ("nginx", "nginx-deferred"):
+        # nginx-deferred: `listen … deferred` (TCP_DEFER_ACCEPT), what corio's
+        # http::serve does by default (ServeOptions::defer_accept); the peer
+        # as ../shared/peers configures it (nginx) does not.
+        d = os.path.join(work, f"{name}-{port}")
         os.makedirs(d, exist_ok=True)
-        open(os.path.join(d, "nginx.conf"), "w").write(NGINX_CONF.format(d=d, port=port))
+        extra = " deferred" if name == "nginx-deferred" else ""
+        open(os.path.join(d, "nginx.conf"), "w").write(NGINX_CONF.format(d=d, port=port, listen_extra=extra))
         return ["nginx", "-p", d + "/", "-e", d + "/error.log", "-c", d + "/nginx.conf"]
     if name == "c-uring":
         return [os.path.join(PEERS_BUILD, "uring_server"), "http", str(port)]
@@ -230,7 +234,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix="corio-http-bench-")
     vals, rows = load_runsh(a.results)
-    closes, close_errors = measure_close(["nginx", "corio-uring", "corio-epoll"], a.rounds, int(a.dur), work)
+    closes, close_errors = measure_close(["nginx", "nginx-deferred", "corio-uring", "corio-epoll"], a.rounds,
+                                         int(a.dur), work)
     for s, v in closes.items():
         vals[(s, "close-c64")] = median(v)
     sc = measure_syscalls(["corio-uring", "corio-epoll", "c-uring", "c-epoll"], int(a.strace_dur), work)
@@ -268,6 +273,14 @@ def main():
             if peer in goals:
                 checks.append(f"{'PASS' if x and x >= goals[peer] else 'FAIL'} {s} {LABEL[t]}: ÷ {peer} "
                               f"{x:.2f} (goal ≥ {goals[peer]})" if x else f"n/a {s} {LABEL[t]} ÷ {peer}")
+    nd = vals.get(("nginx-deferred", "close-c64"))
+    if nd:
+        cu, ce = vals.get(("corio-uring", "close-c64")), vals.get(("corio-epoll", "close-c64"))
+        lines += ["", "Connection per request, like for like: corio hands a connection over once its request "
+                  "arrived (TCP_DEFER_ACCEPT, `ServeOptions::defer_accept`, on by default); nginx as configured "
+                  "above does not. nginx with `listen … deferred`: "
+                  f"{fmt(nd)} requests per CPU-second; uring ÷ it "
+                  f"{ratio(cu, nd) or 0:.2f}, epoll ÷ it {ratio(ce, nd) or 0:.2f}."]
     lines += ["", "Syscalls per request (strace -c -f on the server, wrk -c256 keep-alive, "
               f"{int(a.strace_dur)} s):", "",
               "| server | syscalls/request | most frequent |", "|---|---|---|"]
