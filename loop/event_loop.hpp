@@ -146,6 +146,11 @@ class EventLoop final : public Scheduler {
   // iteration has run. Firing compares deadlines with the time read after
   // waking, so a timer never fires before its deadline.
   TimePoint time() const noexcept { return Clock::now(); }
+  // The time read when this iteration woke up (the cached clock of uvloop's
+  // loop.time() and of nginx's timers): no clock read, but behind time() by
+  // however long the iteration has run so far. For coarse deadlines, such as
+  // a server's protocol timeouts, that may end that much early.
+  TimePoint iteration_time() const noexcept { return now_; }
 
   // ---- running ------------------------------------------------------------
   void run_forever();

@@ -410,7 +410,9 @@ void Connection::on_timer() noexcept {
 
 void Connection::arm(Phase p, std::chrono::milliseconds d) {
   phase_ = p;
-  deadline_ = s_->loop->now() + d;
+  // The iteration's clock (no clock read per request): a timeout of seconds
+  // may end the few microseconds this iteration has run early.
+  deadline_ = s_->loop->iteration_time() + d;
   if (timer_.armed()) {
     if (timer_.deadline <= deadline_) return;  // fires early and re-arms itself for deadline_
     s_->loop->cancel_timer(timer_);
