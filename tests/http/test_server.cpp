@@ -180,8 +180,11 @@ struct ServerRun {
   std::uint16_t port = 0;
 };
 
-Task<void> start(ServerRun* run) {
-  run->task = create_task(http::serve(test_handler, "127.0.0.1", 0, test_options(&run->port)), "http server");
+// Starts the test server with test_options(), changed first by `adjust`.
+Task<void> start(ServerRun* run, void (*adjust)(http::ServeOptions&) = nullptr) {
+  http::ServeOptions o = test_options(&run->port);
+  if (adjust) adjust(o);
+  run->task = create_task(http::serve(test_handler, "127.0.0.1", 0, std::move(o)), "http server");
   for (int i = 0; i < 500 && run->port == 0; ++i) co_await sleep(2ms);
   REQUIRE(run->port != 0);
 }
@@ -585,14 +588,7 @@ Task<void> body_timeout_main() {
 
 Task<void> idle_timeout_main() {
   ServerRun run;
-  run.task = create_task(
-      [](std::uint16_t* port) -> Task<void> {
-        http::ServeOptions o = test_options(port);
-        o.keep_alive_timeout = 300ms;
-        co_await http::serve(test_handler, "127.0.0.1", 0, o);
-      }(&run.port),
-      "http server");
-  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  co_await start(&run, [](http::ServeOptions& o) { o.keep_alive_timeout = 300ms; });
   auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
   writer.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
   co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
@@ -610,15 +606,7 @@ Task<void> idle_timeout_main() {
 // returns.
 Task<void> shutdown_main() {
   ServerRun run;
-  run.task = create_task(
-      [](std::uint16_t* port) -> Task<void> {
-        http::ServeOptions o = test_options(port);
-        o.defer_accept = 0s;
-        co_await http::serve(test_handler, "127.0.0.1", 0, o);
-      }(&run.port),
-      "http server");
-  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(run.port != 0);
+  co_await start(&run, [](http::ServeOptions& o) { o.defer_accept = 0s; });
   auto [idle_r, idle_w] = co_await open_connection("127.0.0.1", run.port);
   auto [kept_r, kept_w] = co_await open_connection("127.0.0.1", run.port);
   kept_w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -646,30 +634,29 @@ Task<void> shutdown_main() {
   CHECK(refused);
 }
 
+// True when no response head arrives on r within d: its request waits.
+Task<bool> no_head_within(StreamReader& r, std::chrono::milliseconds d) {
+  try {
+    co_await wait_for(r.readuntil("\r\n\r\n"), d);
+  } catch (const TimeoutError&) {
+    co_return true;
+  }
+  co_return false;
+}
+
 // max_connections: the third client waits until one of the first two leaves
 // (silent ones: defer_accept is off, so they are accepted at once).
 Task<void> max_connections_main() {
   ServerRun run;
-  run.task = create_task(
-      [](std::uint16_t* port) -> Task<void> {
-        http::ServeOptions o = test_options(port);
-        o.max_connections = 2;
-        o.defer_accept = 0s;
-        co_await http::serve(test_handler, "127.0.0.1", 0, o);
-      }(&run.port),
-      "http server");
-  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
+  co_await start(&run, [](http::ServeOptions& o) {
+    o.max_connections = 2;
+    o.defer_accept = 0s;
+  });
   auto [r1, w1] = co_await open_connection("127.0.0.1", run.port);
   auto [r2, w2] = co_await open_connection("127.0.0.1", run.port);
   auto [r3, w3] = co_await open_connection("127.0.0.1", run.port);  // queued by the kernel
   w3.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
-  bool timed_out = false;
-  try {
-    co_await wait_for(r3.readuntil("\r\n\r\n"), 300ms);
-  } catch (const TimeoutError&) {
-    timed_out = true;
-  }
-  CHECK(timed_out);
+  CHECK(co_await no_head_within(r3, 300ms));
   w1.close();
   std::string head = co_await wait_for(r3.readuntil("\r\n\r\n"), 5s);
   CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
@@ -683,16 +670,8 @@ Task<void> max_connections_main() {
 // connection and is answered once the first one leaves.
 Task<void> defer_accept_main() {
   ServerRun run;
-  run.task = create_task(
-      [](std::uint16_t* port) -> Task<void> {
-        http::ServeOptions o = test_options(port);
-        o.max_connections = 1;
-        CHECK(o.defer_accept == 1s);  // the default
-        co_await http::serve(test_handler, "127.0.0.1", 0, o);
-      }(&run.port),
-      "http server");
-  for (int i = 0; i < 500 && run.port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(run.port != 0);
+  CHECK(http::ServeOptions{}.defer_accept == 1s);  // the default, which this test keeps
+  co_await start(&run, [](http::ServeOptions& o) { o.max_connections = 1; });
   auto [silent_r, silent_w] = co_await open_connection("127.0.0.1", run.port);
   auto [r, w] = co_await open_connection("127.0.0.1", run.port);
   w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -702,13 +681,7 @@ Task<void> defer_accept_main() {
   CHECK(co_await wait_for(r.readexactly(2), 5s) == "ok");
   co_await sleep(1500ms);  // the silent connection is handed over and waits for the slot
   silent_w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
-  bool timed_out = false;
-  try {
-    co_await wait_for(silent_r.readuntil("\r\n\r\n"), 300ms);
-  } catch (const TimeoutError&) {
-    timed_out = true;
-  }
-  CHECK(timed_out);  // the slot is still taken
+  CHECK(co_await no_head_within(silent_r, 300ms));  // the slot is still taken
   w.close();
   head = co_await wait_for(silent_r.readuntil("\r\n\r\n"), 5s);
   CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
