@@ -998,7 +998,7 @@ Socket make_listener(const SocketAddress& addr, const ServeOptions& o, bool reus
   l.set_reuse_address(true);
   if (reuse_port) l.set_reuse_port(true);
   l.bind(addr);
-  if (o.defer_accept.count() > 0 && (addr.family() == AF_INET || addr.family() == AF_INET6)) {
+  if (o.defer_accept.count() > 0) {  // TCP: serve() listens on a resolved host and port
     // Whole seconds; the kernel saturates what it cannot represent.
     const int secs = static_cast<int>(std::min<std::chrono::seconds::rep>(o.defer_accept.count(), 1 << 30));
     l.set_option(IPPROTO_TCP, TCP_DEFER_ACCEPT, secs);
