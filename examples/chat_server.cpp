@@ -54,10 +54,12 @@ class Room {
   void leave(std::list<Member>::iterator m) { members_.erase(m); }
 
   // Queues `line` for every named member but `from`, without waiting. A
-  // member whose queue would overflow is dropped instead.
+  // member whose queue would overflow is dropped instead. Writers already
+  // closing (the server is shutting down) are skipped: a write after close()
+  // throws.
   void broadcast(const std::string& line, const Member* from) {
     for (Member& m : members_) {
-      if (&m == from || m.dropped || m.name.empty()) continue;
+      if (&m == from || m.dropped || m.name.empty() || m.writer->is_closing()) continue;
       if (m.writer->write_buffer_size() + line.size() > max_queue_) {
         drop(m);
         continue;
@@ -73,10 +75,13 @@ class Room {
     return s + "\n";
   }
 
-  // Server shutdown: every connection ends (its reader sees EOF).
+  // Server shutdown: every connection ends (its reader sees EOF), and a
+  // client whose handler starts only now is turned away.
   void close_all() {
+    closed_ = true;
     for (Member& m : members_) m.writer->close();
   }
+  bool closed() const noexcept { return closed_; }
 
  private:
   void drop(Member& m) {
@@ -90,6 +95,7 @@ class Room {
 
   std::list<Member> members_;
   std::size_t max_queue_;
+  bool closed_ = false;
 };
 
 std::string chomp(std::string s) {
@@ -98,8 +104,10 @@ std::string chomp(std::string s) {
 }
 
 Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
+  if (room.closed()) co_return;  // accepted while the server shut down: the stream just closes
   auto me = room.join(writer);
-  // Leaves the room on every exit, a reset peer's exception included.
+  // Leaves the room on every exit, a reset peer's exception included. A
+  // destructor must not throw (std::terminate): the farewell is best effort.
   struct Leave {
     Room& room;
     std::list<Member>::iterator me;
@@ -107,7 +115,11 @@ Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
       bool announce = !me->dropped && !me->name.empty();
       std::string name = me->name;
       room.leave(me);
-      if (announce) room.broadcast("* " + name + " left\n", nullptr);
+      try {
+        if (announce) room.broadcast("* " + name + " left\n", nullptr);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "chat_server: announcing that %s left: %s\n", name.c_str(), e.what());
+      }
     }
   } leave{room, me};
 

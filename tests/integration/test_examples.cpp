@@ -173,3 +173,47 @@ TEST_CASE("chat_server drops a client that does not read, and the others never s
     CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
   });
 }
+
+namespace {
+
+// Reads until EOF; what came before it.
+Task<std::string> read_to_eof(StreamReader& r) {
+  std::string all;
+  for (;;) {
+    std::string chunk = co_await r.read(4096);
+    if (chunk.empty()) co_return all;
+    all += chunk;
+  }
+}
+
+Task<void> chat_shutdown_scenario(test::ChildProcess& chat, std::uint16_t port) {
+  StreamPair alice = co_await join(port, "alice");
+  StreamPair bob = co_await join(port, "bob");
+  CHECK(co_await alice.reader.readline() == "* bob joined\n");
+  chat.signal(SIGINT);
+  // The shutdown closes both connections. Each handler then leaves the
+  // room, and must not announce it to a writer that is already closed: that
+  // write throws, and from the farewell's destructor it aborted the process.
+  std::string a = co_await read_to_eof(alice.reader);
+  std::string b = co_await read_to_eof(bob.reader);
+  CHECK(a.find("left") == std::string::npos);
+  CHECK(b.find("left") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("chat_server exits 130 on SIGINT with clients in the room, closing every connection") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  test::on_each_backend([&dir](EventLoop& loop) {
+    const char* b = backend_name(loop.backend_kind());
+    test::ChildProcess chat({dir + "/chat_server", "--port", "0", "--backend", b});
+    int port = listening_port(chat);
+    test::run_bounded(loop, chat_shutdown_scenario(chat, static_cast<std::uint16_t>(port)), 30s);
+    CHECK_MESSAGE(chat.wait_exit(20s) == 130, chat.err());
+    CHECK_MESSAGE(chat.err().find("terminate") == std::string::npos, chat.err());
+  });
+}
