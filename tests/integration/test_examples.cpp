@@ -6,6 +6,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
@@ -156,17 +158,27 @@ Task<void> chat_scenario(std::uint16_t port) {
 
 }  // namespace
 
-TEST_CASE("chat_server drops a client that does not read, and the others never stall") {
+// Runs body(loop, chat, port) against examples/chat_server (started with
+// `extra` options) on each backend; skipped when the examples are not built.
+template <class F>
+void on_each_chat_server(std::vector<std::string> extra, F body) {
   std::string dir = examples_dir();
   if (dir.empty()) {
     MESSAGE("examples not built: skipped");
     return;
   }
-  test::on_each_backend([&dir](EventLoop& loop) {
-    const char* b = backend_name(loop.backend_kind());
-    test::ChildProcess chat({dir + "/chat_server", "--port", "0", "--max-queue", "65536", "--backend", b});
-    int port = listening_port(chat);
-    test::run_bounded(loop, chat_scenario(static_cast<std::uint16_t>(port)), 90s);
+  test::on_each_backend([&](EventLoop& loop) {
+    std::vector<std::string> argv{dir + "/chat_server", "--port", "0", "--backend", backend_name(loop.backend_kind())};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    test::ChildProcess chat(std::move(argv));
+    const auto port = static_cast<std::uint16_t>(listening_port(chat));
+    body(loop, chat, port);
+  });
+}
+
+TEST_CASE("chat_server drops a client that does not read, and the others never stall") {
+  on_each_chat_server({"--max-queue", "65536"}, [](EventLoop& loop, test::ChildProcess& chat, std::uint16_t port) {
+    test::run_bounded(loop, chat_scenario(port), 90s);
     chat.signal(SIGTERM);
     CHECK(chat.wait_exit(20s) == 143);
     CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
@@ -176,16 +188,6 @@ TEST_CASE("chat_server drops a client that does not read, and the others never s
 
 namespace {
 
-// Reads until EOF; what came before it.
-Task<std::string> read_to_eof(StreamReader& r) {
-  std::string all;
-  for (;;) {
-    std::string chunk = co_await r.read(4096);
-    if (chunk.empty()) co_return all;
-    all += chunk;
-  }
-}
-
 Task<void> chat_shutdown_scenario(test::ChildProcess& chat, std::uint16_t port) {
   StreamPair alice = co_await join(port, "alice");
   StreamPair bob = co_await join(port, "bob");
@@ -194,8 +196,8 @@ Task<void> chat_shutdown_scenario(test::ChildProcess& chat, std::uint16_t port) 
   // The shutdown closes both connections. Each handler then leaves the
   // room, and must not announce it to a writer that is already closed: that
   // write throws, and from the farewell's destructor it aborted the process.
-  std::string a = co_await read_to_eof(alice.reader);
-  std::string b = co_await read_to_eof(bob.reader);
+  std::string a = co_await alice.reader.read();  // until EOF
+  std::string b = co_await bob.reader.read();
   CHECK(a.find("left") == std::string::npos);
   CHECK(b.find("left") == std::string::npos);
 }
@@ -203,16 +205,8 @@ Task<void> chat_shutdown_scenario(test::ChildProcess& chat, std::uint16_t port) 
 }  // namespace
 
 TEST_CASE("chat_server exits 130 on SIGINT with clients in the room, closing every connection") {
-  std::string dir = examples_dir();
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
-  test::on_each_backend([&dir](EventLoop& loop) {
-    const char* b = backend_name(loop.backend_kind());
-    test::ChildProcess chat({dir + "/chat_server", "--port", "0", "--backend", b});
-    int port = listening_port(chat);
-    test::run_bounded(loop, chat_shutdown_scenario(chat, static_cast<std::uint16_t>(port)), 30s);
+  on_each_chat_server({}, [](EventLoop& loop, test::ChildProcess& chat, std::uint16_t port) {
+    test::run_bounded(loop, chat_shutdown_scenario(chat, port), 30s);
     CHECK_MESSAGE(chat.wait_exit(20s) == 130, chat.err());
     CHECK_MESSAGE(chat.err().find("terminate") == std::string::npos, chat.err());
   });
