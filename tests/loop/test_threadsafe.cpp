@@ -76,8 +76,13 @@ TEST_CASE("a burst of call_soon_threadsafe while the loop sleeps costs at most o
     MESSAGE("1001 calls: " << wakeups << " wake-up(s), loop slept " << sleeps << " time(s)");
     CHECK(ran == 1000);
     CHECK(wakeups >= 1);
+    // The property: each sleep admits at most one wake-up, however many calls
+    // arrive during it. How many sleeps the burst spans depends on how fast the
+    // producer runs against the loop (under ThreadSanitizer the loop drains
+    // faster than the producer enqueues, and sleeps ~150 times), so the
+    // absolute count is reported, not asserted. The busy-loop case above shows
+    // the batching deterministically: zero wake-ups for 1,001 calls.
     CHECK(wakeups <= sleeps);
-    CHECK(wakeups < 100);
   });
 }
 
