@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace corio::http {
 
@@ -36,6 +39,43 @@ struct CharTables {
 constexpr CharTables kChars;
 
 inline bool ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
+// Sixteen bytes at a time where SSE2 has them (every x86-64): the length of
+// the run of bytes at p that are field-content (HTAB, SP, VCHAR, obs-text;
+// kChars.value), or of request-target path bytes (VCHAR but '?' and '#';
+// kChars.path), within [p, end). The same verdicts as the tables, which
+// finish what is left of fewer than 16 bytes.
+inline std::size_t value_run(const unsigned char* p, const unsigned char* end) noexcept {
+  const unsigned char* q = p;
+#if defined(__SSE2__)
+  for (; end - q >= 16; q += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    // Signed compares: obs-text (0x80-0xff) is negative, so "control" is 0 <= x < 0x20.
+    const __m128i ctl = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(-1)), _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    const __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\t')), ctl),
+                                     _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f)));
+    if (const int m = _mm_movemask_epi8(bad)) return static_cast<std::size_t>(q - p) + __builtin_ctz(m);
+  }
+#endif
+  while (q != end && kChars.value[*q]) ++q;
+  return static_cast<std::size_t>(q - p);
+}
+
+inline std::size_t path_run(const unsigned char* p, const unsigned char* end) noexcept {
+  const unsigned char* q = p;
+#if defined(__SSE2__)
+  for (; end - q >= 16; q += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    // VCHAR is 0x21-0x7e: signed, obs-text is negative and fails the first compare.
+    const __m128i vchar = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(x, _mm_set1_epi8(0x7f)));
+    const __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('?')), _mm_cmpeq_epi8(x, _mm_set1_epi8('#')));
+    const int m = _mm_movemask_epi8(_mm_andnot_si128(stop, vchar)) ^ 0xffff;
+    if (m) return static_cast<std::size_t>(q - p) + __builtin_ctz(m);
+  }
+#endif
+  while (q != end && kChars.path[*q]) ++q;
+  return static_cast<std::size_t>(q - p);
+}
 
 std::string_view trim(std::string_view v) noexcept {
   while (!v.empty() && ows(v.front())) v.remove_prefix(1);
@@ -175,19 +215,33 @@ bool valid_host(std::string_view h) noexcept {
     if (rest.empty()) return true;
     return rest[0] == ':' && valid_port(rest.substr(1));
   }
-  // One pass: the name up to the first ':' (which is not a reg-name byte).
-  std::size_t i = 0;
-  while (i < h.size() && kHostChars.ok[static_cast<unsigned char>(h[i])]) ++i;
-  if (i == 0) return false;
-  if (i == h.size()) return true;
-  if (h[i] != ':') return false;
-  return valid_port(h.substr(i + 1));
+  // One pass: the name up to the first ':' (which is not a reg-name byte),
+  // then at most five digits.
+  const auto* p = reinterpret_cast<const unsigned char*>(h.data());
+  const auto* const e = p + h.size();
+  const auto* q = p;
+  // Four at a time (one branch per four bytes), then one by one.
+  while (e - q >= 4 && (kHostChars.ok[q[0]] & kHostChars.ok[q[1]] & kHostChars.ok[q[2]] & kHostChars.ok[q[3]])) q += 4;
+  while (q != e && kHostChars.ok[*q]) ++q;
+  if (q == p) return false;
+  if (q == e) return true;
+  if (*q != ':' || e - q > 6) return false;
+  for (++q; q != e; ++q)
+    if (static_cast<unsigned>(*q - '0') > 9) return false;
+  return true;
 }
 
-// Fixed-length compares: memcmp with a constant length is inlined, where
-// string_view's operator== calls the library's memcmp.
-inline bool eq3(const char* p, const char (&lit)[4]) noexcept { return std::memcmp(p, lit, 3) == 0; }
-inline bool eq4(const char* p, const char (&lit)[5]) noexcept { return std::memcmp(p, lit, 4) == 0; }
+// Fixed-length compares, byte by byte: GCC calls the library's memcmp for a
+// 3-byte std::memcmp, and string_view's operator== always does.
+inline bool eq3(const char* p, const char (&lit)[4]) noexcept {
+  return p[0] == lit[0] && p[1] == lit[1] && p[2] == lit[2];
+}
+inline bool eq4(const char* p, const char (&lit)[5]) noexcept {
+  std::uint32_t a, b;
+  std::memcpy(&a, p, 4);
+  std::memcpy(&b, lit, 4);
+  return a == b;
+}
 
 Method method_from(std::string_view m) noexcept {
   const char* p = m.data();
@@ -219,6 +273,14 @@ Method method_from(std::string_view m) noexcept {
 
 // "HTTP/d.d" → the minor version (x > 1 becomes 1), -1 malformed, -2 another major.
 int parse_version(std::string_view v) noexcept {
+  if (v.size() == 8) {  // the usual two first, one 8-byte compare each
+    std::uint64_t w, v11, v10;
+    std::memcpy(&w, v.data(), 8);
+    std::memcpy(&v11, "HTTP/1.1", 8);
+    std::memcpy(&v10, "HTTP/1.0", 8);
+    if (w == v11) return 1;
+    if (w == v10) return 0;
+  }
   if (v.size() != 8 || std::memcmp(v.data(), "HTTP/", 5) != 0 || v[6] != '.') return -1;
   char major = v[5], minor = v[7];
   if (major < '0' || major > '9' || minor < '0' || minor > '9') return -1;
@@ -228,25 +290,62 @@ int parse_version(std::string_view v) noexcept {
 
 // Splits the head's field lines [from, end) into h.headers.
 // Returns nullptr or the error; sets *too_many when over max_headers.
+//
+// One pass per line, name then value, with no bounds checks: the section
+// ends with CRLF CRLF (find_head_end found it), and CR is neither a tchar
+// nor a field-content byte, so both scans stop at the final CRLF at the
+// latest. Same verdicts as splitting at each LF and calling
+// parse_field_line (which trailers still use): a CR or LF that does not end
+// its line is an error either way.
 const char* parse_fields(std::string_view buf, std::size_t from, std::size_t end, std::vector<Header>& out,
                          std::size_t max_headers, bool& too_many) {
   // end points past the final CRLF CRLF; the field lines stop before the last CRLF.
-  std::size_t stop = end - 2;
-  std::size_t p = from;
+  const auto* const base = reinterpret_cast<const unsigned char*>(buf.data());
+  const unsigned char* const stop = base + end - 2;
+  const unsigned char* p = base + from;
   while (p < stop) {
-    const void* nl = std::memchr(buf.data() + p, '\n', stop - p);
-    std::size_t e = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - buf.data()) : stop;
-    if (e == p || buf[e - 1] != '\r') return "bare LF in the header section";
-    Header h;
-    if (const char* err = parse_field_line(buf.substr(p, e - 1 - p), h)) return err;
+    const unsigned char* const name = p;
+    while (kChars.tchar[*p]) ++p;
+    if (*p != ':') {
+      if (p == name && ows(static_cast<char>(*p)))
+        return "obsolete line folding (a field line starting with whitespace)";
+      if (ows(static_cast<char>(*p))) return "whitespace between a field name and its colon";
+      if (*p == '\n' || (*p == '\r' && p[1] != '\n')) return "bare LF or CR in the header section";
+      if (*p == '\r') return "field line without a colon";
+      return "invalid character in a field name";
+    }
+    if (p == name) return "empty field name";
+    const unsigned char* const name_end = p++;
+    while (ows(static_cast<char>(*p))) ++p;
+    const unsigned char* const value = p;
+    p += value_run(p, stop + 2);
+    if (*p != '\r' || p[1] != '\n') {
+      if (*p == '\r') return "bare CR in a field value";
+      if (*p == '\n') return "bare LF in the header section";
+      return "control character in a field value";
+    }
+    const unsigned char* value_end = p;
+    while (value_end > value && ows(static_cast<char>(value_end[-1]))) --value_end;
     if (out.size() == max_headers) {
       too_many = true;
       return "too many header fields";
     }
-    out.push_back(h);
-    p = e + 1;
+    out.push_back(Header{{reinterpret_cast<const char*>(name), static_cast<std::size_t>(name_end - name)},
+                         {reinterpret_cast<const char*>(value), static_cast<std::size_t>(value_end - value)}});
+    p += 2;
   }
   return nullptr;
+}
+
+// Whether a field name (tchar bytes only) is `lower` (lower-case letters and
+// '-') in any case. OR-ing 0x20 folds A-Z onto a-z; among tchar bytes only
+// those two ranges land on a letter, and only '-' itself on '-'.
+template <std::size_t N>
+inline bool name_is(std::string_view name, const char (&lower)[N]) noexcept {
+  if (name.size() != N - 1) return false;
+  for (std::size_t i = 0; i < N - 1; ++i)
+    if ((static_cast<unsigned char>(name[i]) | 0x20) != static_cast<unsigned char>(lower[i])) return false;
+  return true;
 }
 
 // The first '\n' at or after `from`, or nullptr. (An empty view may have a
@@ -507,7 +606,10 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
   std::size_t t0 = ++i;
   // The path up to the first '?' or '#' (path_size), then the rest of the
   // target; one table lookup per byte.
-  while (i < line.size() && kChars.path[static_cast<unsigned char>(line[i])]) ++i;
+  {
+    const auto* l = reinterpret_cast<const unsigned char*>(line.data());
+    i += path_run(l + i, l + line.size());
+  }
   const std::size_t path_end = i;
   if (i < line.size() && (line[i] == '?' || line[i] == '#')) {
     while (i < line.size() && kChars.vchar[static_cast<unsigned char>(line[i])]) ++i;
@@ -605,7 +707,7 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
   for (const Header& h : head_.headers) {
     switch (h.name.size()) {
       case 4:
-        if (iequals(h.name, "host")) {
+        if (name_is(h.name, "host")) {
           if (host_seen) return fail(400, "duplicate Host");
           host_seen = true;
           if (!valid_host(h.value)) return fail(400, "malformed Host");
@@ -613,7 +715,7 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
         }
         break;
       case 6:
-        if (iequals(h.name, "expect")) {
+        if (name_is(h.name, "expect")) {
           if (iequals(h.value, "100-continue")) {
             // HTTP/1.0 clients do not know 100 (RFC 9110 §10.1.1): ignore it for them.
             if (head_.version_minor >= 1) head_.expect_continue = true;
@@ -623,19 +725,19 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
         }
         break;
       case 10:
-        if (iequals(h.name, "connection")) {
+        if (name_is(h.name, "connection")) {
           if (has_token(h.value, "close")) close = true;
           if (has_token(h.value, "keep-alive")) keep_alive_token = true;
         }
         break;
       case 14:
-        if (iequals(h.name, "content-length")) {
+        if (name_is(h.name, "content-length")) {
           if (!parse_content_length(h.value, cl_seen, cl, cl_mismatch)) return fail(400, "malformed Content-Length");
           if (cl_mismatch) return fail(400, "differing Content-Length values");
         }
         break;
       case 17:
-        if (iequals(h.name, "transfer-encoding")) {
+        if (name_is(h.name, "transfer-encoding")) {
           te_seen = true;
           parse_transfer_encoding(h.value, te);
           if (te.malformed) return fail(400, "malformed Transfer-Encoding");
@@ -732,14 +834,14 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
   std::uint64_t cl = 0;
   TeInfo te;
   for (const Header& h : head_.headers) {
-    if (iequals(h.name, "content-length")) {
+    if (name_is(h.name, "content-length")) {
       if (!parse_content_length(h.value, cl_seen, cl, cl_mismatch)) return fail(400, "malformed Content-Length");
       if (cl_mismatch) return fail(400, "differing Content-Length values");
-    } else if (iequals(h.name, "transfer-encoding")) {
+    } else if (name_is(h.name, "transfer-encoding")) {
       te_seen = true;
       parse_transfer_encoding(h.value, te);
       if (te.malformed) return fail(400, "malformed Transfer-Encoding");
-    } else if (iequals(h.name, "connection")) {
+    } else if (name_is(h.name, "connection")) {
       if (has_token(h.value, "close")) close = true;
       if (has_token(h.value, "keep-alive")) keep_alive_token = true;
     }

@@ -563,3 +563,81 @@ TEST_CASE("a head whose bytes moved between calls keeps views into the new place
     CHECK(p.head().reason == "Not Here");
   }
 }
+
+// The parser scans field values and target paths 16 bytes at a time where
+// it can, and byte by byte for the rest: one bad byte must be caught at every
+// offset (inside a 16-byte block, at its edges, in the tail), and a good one
+// must never stop the scan early.
+TEST_CASE("one byte of every class at every offset of a long field value and a long path") {
+  const std::string host = "Host: h\r\n";
+  for (std::size_t len : {15u, 16u, 17u, 31u, 32u, 33u, 47u}) {
+    for (std::size_t at = 0; at < len; ++at) {
+      CAPTURE(len);
+      CAPTURE(at);
+      struct Byte {
+        char c;
+        bool ok_in_value;
+        bool ok_in_path;  // before the query: '?' and '#' end the path, ' ' the target
+      };
+      for (Byte b : {Byte{'a', true, true}, Byte{'\t', true, false}, Byte{' ', true, false}, Byte{'\x00', false, false},
+                     Byte{'\x08', false, false}, Byte{'\x0b', false, false}, Byte{'\x1f', false, false},
+                     Byte{'\x7f', false, false}, Byte{'\x7e', true, true}, Byte{'\x21', true, true},
+                     Byte{'\x80', true, false}, Byte{'\xff', true, false}, Byte{'\r', false, false},
+                     Byte{'\n', false, false}, Byte{'?', true, true}, Byte{'#', true, true}}) {
+        CAPTURE(static_cast<int>(static_cast<unsigned char>(b.c)));
+        std::string value(len, 'v');
+        value[at] = b.c;
+        // A value's leading and trailing whitespace is not part of it: keep
+        // the probe inside.
+        value.front() = value.back() = 'v';
+        if (at == 0 || at == len - 1) continue;
+        std::string req = "GET / HTTP/1.1\r\n" + host + "X-Probe: " + value + "\r\n\r\n";
+        RequestParser p;
+        ParseResult r = p.parse(req);
+        if (b.ok_in_value) {
+          REQUIRE(r == ParseResult::done);
+          CHECK(p.head().header("x-probe") == value);
+        } else {
+          CHECK(r == ParseResult::error);
+          CHECK(p.error_status() == 400);
+        }
+
+        std::string path = "/" + std::string(len, 'p');
+        path[at + 1] = b.c;
+        std::string line = "GET " + path + " HTTP/1.1\r\n" + host + "\r\n";
+        RequestParser q;
+        ParseResult rq = q.parse(line);
+        if (b.ok_in_path) {
+          REQUIRE(rq == ParseResult::done);
+          CHECK(q.head().target == path);
+          const std::size_t cut = path.find_first_of("?#");
+          CHECK(q.head().path() == path.substr(0, cut));
+        } else {
+          CHECK(rq == ParseResult::error);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Host values: reg-names, IPv4 and IPv6 literals, ports of up to five digits") {
+  for (Case c : std::vector<Case>{
+           {"GET / HTTP/1.1\r\nHost: 127.0.0.1:19080\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: a-very-long-host-name.example.org\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: a-very-long-host-name.example.org:65535\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: x%41!$&'()*+,;=~_.-\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: host:\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: host:123456\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: host:80a\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: hostname/path\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: abcdefg@h\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: abc\"def\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: a:b:80\r\n\r\n", 400},
+       }) {
+    CAPTURE(c.raw);
+    CHECK(request_status(c.raw) == c.status);
+    CHECK(request_status_bytewise(c.raw) == c.status);
+  }
+}
