@@ -87,7 +87,7 @@ class ConnOut {
   // Room for at least `more` bytes; write them, then commit(end).
   char* reserve_tail(std::size_t more) {
     dst_ = &target();
-    tail_ = dst_->prepare(more);
+    tail_ = dst_->prepare(dst_->capacity() ? more : std::max(more, kFirstBlock));
     return tail_;
   }
   void commit(const char* end) noexcept {
@@ -97,6 +97,7 @@ class ConnOut {
   }
   void append(const char* d, std::size_t n) {
     corio::detail::ByteBuffer& t = target();
+    if (!t.capacity()) t.prepare(std::max(n, kFirstBlock));
     t.append(d, n);
     if (&t != &dropped_) n_ += n;
   }
@@ -112,6 +113,12 @@ class ConnOut {
   }
 
  private:
+  // The first block of a write queue: the frame allocator's largest size
+  // class (2,040 bytes, cached per thread, so no more costly than a small
+  // one). The answers to a batch of pipelined requests then fill it without
+  // growing it block by block (each step a copy); an idle connection owns
+  // none (the StreamConn frees its write buffers once they are sent).
+  static constexpr std::size_t kFirstBlock = 2040 - 3 * sizeof(std::size_t);
   // Where the next bytes go: the write queue, or (emptied) dropped_.
   corio::detail::ByteBuffer& target() {
     if (c_->writes_open()) return c_->write_queue();
@@ -357,7 +364,8 @@ class Connection {
   Task<bool> skip_body();
   bool begin(const RequestHead& h);
   static std::exception_ptr check(const Response& resp) noexcept;
-  bool answer(const RequestHead& h, const Response& resp, bool keep);
+  const std::string* cached_prefix(const Response& resp);
+  bool answer(const RequestHead& h, const Response& resp, bool keep, const std::string* prefix);
   Task<bool> finish(RequestHead& h, Response& resp, bool keep, std::exception_ptr failure);
   void set_nodelay() noexcept;
   Task<void> send_file(const FileBody& f);
@@ -677,14 +685,23 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
   return nullptr;
 }
 
+// The cached head prefix for a response that has one (a body in memory or
+// none, no extra fields, a status with a body), or nullptr. A prefix is
+// only ever built for a valid Content-Type, so a response that has one
+// needs no check().
+const std::string* Connection::cached_prefix(const Response& resp) {
+  const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  if (no_body || !resp.headers.empty() || resp.stream || resp.file) return nullptr;
+  return s_->heads.get(resp.status, resp.content_type, s_->server_line);
+}
+
 // The common answer, written without a suspension point: a body in memory
-// (or none), the request's body fully read. Returns keep.
-bool Connection::answer(const RequestHead& h, const Response& resp, bool keep) {
+// (or none), the request's body fully read; `prefix` from cached_prefix().
+// Returns keep.
+bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, const std::string* prefix) {
   if (resp.close) keep = false;
   const bool head_only = h.method_id == Method::head;
   const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
-  const std::string* prefix = nullptr;
-  if (!no_body && resp.headers.empty()) prefix = s_->heads.get(resp.status, resp.content_type, s_->server_line);
   if (prefix) {
     // The whole answer in reserved room: prefix, length, end of head, body.
     std::string_view tail = !keep                   ? "\r\nConnection: close\r\n\r\n"sv
@@ -877,10 +894,14 @@ Task<void> Connection::run() {
         resp = own.get();
       }
       if (s_->shutting_down) keep = false;  // the shutdown began while it ran
-      if (!dead_ && !failure) failure = check(*resp);
+    }
+    const std::string* prefix = nullptr;
+    if (!dead_ && !failure) {
+      prefix = cached_prefix(*resp);
+      if (!prefix) failure = check(*resp);
     }
     if (!dead_ && !failure && !resp->stream && !resp->file && body_.done()) {
-      keep = answer(h, *resp, keep);
+      keep = answer(h, *resp, keep, prefix);
       if (out_.size() >= 64 * 1024) {
         flush();
         if (c_->paused()) co_await drain_body();
