@@ -90,6 +90,9 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
   test::on_each_backend([](EventLoop& loop) {
     std::atomic<bool> stop_storm{false};
     std::atomic<long> delivered{0};
+    // On the loop's thread only: the most storm calls run in one iteration.
+    std::uint64_t iteration = ~std::uint64_t{0};
+    long in_iteration = 0, most_in_iteration = 0;
     std::vector<std::thread> storm;
     // A producer as fast as it can go, keeping up to 100,000 calls queued
     // (bounded so that memory stays bounded when it outruns the loop). One
@@ -99,7 +102,14 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
       storm.emplace_back([&] {
         long sent = 0;
         while (!stop_storm.load(std::memory_order_relaxed)) {
-          loop.call_soon_threadsafe([&] { delivered.fetch_add(1, std::memory_order_relaxed); });
+          loop.call_soon_threadsafe([&] {
+            delivered.fetch_add(1, std::memory_order_relaxed);
+            if (loop.iterations() != iteration) {
+              iteration = loop.iterations();
+              in_iteration = 0;
+            }
+            most_in_iteration = std::max(most_in_iteration, ++in_iteration);
+          });
           if (++sent % 1024 == 0) {
             while (sent - delivered.load(std::memory_order_relaxed) > 100'000 &&
                    !stop_storm.load(std::memory_order_relaxed)) {
@@ -128,22 +138,20 @@ TEST_CASE("a timer fires on time while a call_soon_threadsafe storm is in progre
                                << std::chrono::duration_cast<std::chrono::microseconds>(lateness[10]).count()
                                << " us, max "
                                << std::chrono::duration_cast<std::chrono::microseconds>(lateness.back()).count()
-                               << " us");
+                               << " us; at most " << most_in_iteration << " calls in one iteration");
     CHECK(delivered.load() > 1000);
-#if defined(__SANITIZE_THREAD__)
-    // ThreadSanitizer slows every memory access 5-15x and serialises the
-    // three threads on two cores: this pass checks for races, and the timing
-    // bound is proven by the normal and ASan builds.
-    CHECK(lateness[10] < 50ms);
-    CHECK(lateness.back() < 500ms);
-#else
-    // On time. Starved timers would be late by most of the 220 ms storm; the
-    // bounds leave room for a shared 2-core machine under load (an ASan build
-    // beside other builds has shown 10-13 ms medians). Lateness itself is
-    // measured in bench/ (threadsafe, timer_under_load).
-    CHECK(lateness[10] < 20ms);
-    CHECK(lateness.back() < 100ms);
-#endif
+    // What keeps timers on time: each iteration runs a bounded batch of
+    // cross-thread calls (EventLoop::kThreadsafeBatch), then its timers,
+    // however fast the producer refills the queue. This holds on any machine.
+    CHECK(most_in_iteration <= 1024);
+    // And the timers did fire during the storm, not after it. Starved ones
+    // would all fire at its end (220 ms): lateness from 20 to 210 ms, median
+    // about 110 ms. The bounds stay well clear of both that and the kernel's
+    // scheduling on a loaded 2-core machine (medians of 4-17 ms seen with two
+    // busy loops on the test's core, more under ThreadSanitizer). Lateness
+    // itself is measured in bench/ (threadsafe, timer_under_load).
+    CHECK(lateness[10] < 60ms);
+    CHECK(lateness.back() < 150ms);
   });
 }
 
