@@ -176,6 +176,10 @@ class StreamConn {
   }
   // Whether reads use the loop's provided buffers (multishot recv).
   bool uses_provided_buffers() const noexcept { return multishot(); }
+  // Whether rbuf() may be swapped for another buffer now: no plain recv is
+  // in flight into its tail (a multishot recv or one into the scratch buffer
+  // never writes there).
+  bool rbuf_movable() const noexcept { return !reading_ || multishot() || in_scratch_; }
 
   // ---- write side ---------------------------------------------------------
   void write(const char* p, std::size_t n);

@@ -848,13 +848,23 @@ Task<void> Connection::run() {
       co_return;
     }
     // Keep the head out of the receive buffer, which may move while the
-    // handler runs; one copy of a few hundred bytes.
+    // handler runs: take its block, or copy the head (a few hundred bytes)
+    // when more bytes follow it (pipelined requests, a body).
     RequestHead& h = parser_.head();
-    const char* base = c_->rbuf().data();
-    head_buf_.clear();
-    head_buf_.append(base, h.head_size);
-    h.rebase(base, head_buf_.data());
-    c_->rbuf().consume(h.head_size);
+    if (c_->rbuf().size() == h.head_size && c_->rbuf_movable()) {
+      // The usual keep-alive case, the head and nothing after it: the
+      // receive buffer's block becomes the head's, no copy (the views stay
+      // where they are), and the connection receives into a new block.
+      head_buf_.clear();
+      std::swap(head_buf_, c_->rbuf());
+      head_buf_.consume(h.head_size);  // the bytes stay; the block is just not a receive buffer
+    } else {
+      const char* base = c_->rbuf().data();
+      head_buf_.clear();
+      head_buf_.append(base, h.head_size);
+      h.rebase(base, head_buf_.data());
+      c_->rbuf().consume(h.head_size);
+    }
 
     bool keep = begin(h);
     // The handler's Response is used where it lies, in the handler's
