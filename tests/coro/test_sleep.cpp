@@ -64,12 +64,15 @@ TEST_CASE("sleepers wake in deadline order") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<std::vector<int>> {
       std::vector<int> order;
-      auto s = [](std::vector<int>& o, int ms) -> Task<void> {
-        co_await sleep(std::chrono::milliseconds(ms));
+      // Deadlines from one instant: the tasks start one after another, and a
+      // preemption of a few ms between two starts must not swap the order.
+      const TimePoint t0 = Clock::now();
+      auto s = [](std::vector<int>& o, TimePoint t0, int ms) -> Task<void> {
+        co_await sleep_until(t0 + std::chrono::milliseconds(ms));
         o.push_back(ms);
       };
       std::vector<TaskHandle<void>> ts;
-      for (int ms : {30, 10, 20, 5, 25}) ts.push_back(create_task(s(order, ms)));
+      for (int ms : {30, 10, 20, 5, 25}) ts.push_back(create_task(s(order, t0, ms)));
       for (auto& t : ts) co_await t;
       co_return order;
     };

@@ -381,7 +381,9 @@ Task<void> total_timeout() {
 // must not pile up.
 Task<void> pool_forgets_origins() {
   http::ClientOptions o;
-  o.idle_timeout = 100ms;
+  // Long enough that three requests in a row (a slow sanitizer build on a
+  // busy machine) finish while the first connection is still idle.
+  o.idle_timeout = 500ms;
   http::Client c(o);
   std::vector<Fixture> servers;
   for (int i = 0; i < 3; ++i) servers.push_back(co_await start());
@@ -406,7 +408,7 @@ Task<void> pool_forgets_origins() {
   // Idle past idle_timeout: the next request anywhere sweeps them.
   for (auto& f : servers) CHECK((co_await c.get(f.base + "/ok")).body == "hello");
   CHECK(c.stats().idle == 3);
-  co_await sleep(150ms);
+  co_await sleep(600ms);
   CHECK((co_await c.get(servers[1].base + "/ok")).body == "hello");
   CHECK(c.stats().origins == 1);
   CHECK(c.stats().open == 1);
