@@ -216,7 +216,7 @@ bool valid_host(std::string_view h) noexcept {
     return rest[0] == ':' && valid_port(rest.substr(1));
   }
   // One pass: the name up to the first ':' (which is not a reg-name byte),
-  // then at most five digits.
+  // then the port.
   const auto* p = reinterpret_cast<const unsigned char*>(h.data());
   const auto* const e = p + h.size();
   const auto* q = p;
@@ -225,10 +225,9 @@ bool valid_host(std::string_view h) noexcept {
   while (q != e && kHostChars.ok[*q]) ++q;
   if (q == p) return false;
   if (q == e) return true;
-  if (*q != ':' || e - q > 6) return false;
-  for (++q; q != e; ++q)
-    if (static_cast<unsigned>(*q - '0') > 9) return false;
-  return true;
+  if (*q != ':') return false;
+  ++q;
+  return valid_port({reinterpret_cast<const char*>(q), static_cast<std::size_t>(e - q)});
 }
 
 // Fixed-length compares, byte by byte: GCC calls the library's memcmp for a

@@ -87,7 +87,7 @@ class ConnOut {
   // Room for at least `more` bytes; write them, then commit(end).
   char* reserve_tail(std::size_t more) {
     dst_ = &target();
-    tail_ = dst_->prepare(dst_->capacity() ? more : std::max(more, kFirstBlock));
+    tail_ = room(*dst_, more);
     return tail_;
   }
   void commit(const char* end) noexcept {
@@ -96,9 +96,10 @@ class ConnOut {
     if (dst_ != &dropped_) n_ += k;
   }
   void append(const char* d, std::size_t n) {
+    if (n == 0) return;
     corio::detail::ByteBuffer& t = target();
-    if (!t.capacity()) t.prepare(std::max(n, kFirstBlock));
-    t.append(d, n);
+    std::memcpy(room(t, n), d, n);
+    t.commit(n);
     if (&t != &dropped_) n_ += n;
   }
   ConnOut& operator+=(std::string_view v) {
@@ -119,6 +120,9 @@ class ConnOut {
   // growing it block by block (each step a copy); an idle connection owns
   // none (the StreamConn frees its write buffers once they are sent).
   static constexpr std::size_t kFirstBlock = 2040 - 3 * sizeof(std::size_t);
+  static char* room(corio::detail::ByteBuffer& t, std::size_t n) {
+    return t.prepare(t.capacity() ? n : std::max(n, kFirstBlock));
+  }
   // Where the next bytes go: the write queue, or (emptied) dropped_.
   corio::detail::ByteBuffer& target() {
     if (c_->writes_open()) return c_->write_queue();
@@ -403,6 +407,9 @@ struct Finished : Task<T>::Awaiter {
 };
 
 enum Framing : int { kLength = 0, kChunked = 1, kUntilClose = 2, kNoBody = 3 };
+
+// Statuses whose responses never have a body (RFC 9110 §6.4.1): 1xx, 204, 304.
+constexpr bool bodiless(int status) noexcept { return status < 200 || status == 204 || status == 304; }
 
 void Connection::on_timer() noexcept {
   if (phase_ == Phase::busy || waiter_ == nullptr) return;  // re-armed by the next wait
@@ -690,7 +697,7 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
 // only ever built for a valid Content-Type, so a response that has one
 // needs no check().
 const std::string* Connection::cached_prefix(const Response& resp) {
-  const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  const bool no_body = bodiless(resp.status);
   if (no_body || !resp.headers.empty() || resp.stream || resp.file) return nullptr;
   return s_->heads.get(resp.status, resp.content_type, s_->server_line);
 }
@@ -701,7 +708,7 @@ const std::string* Connection::cached_prefix(const Response& resp) {
 bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, const std::string* prefix) {
   if (resp.close) keep = false;
   const bool head_only = h.method_id == Method::head;
-  const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  const bool no_body = bodiless(resp.status);
   if (prefix) {
     // The whole answer in reserved room: prefix, length, end of head, body.
     std::string_view tail = !keep                   ? "\r\nConnection: close\r\n\r\n"sv
@@ -743,7 +750,7 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
   }
 
   const bool head_only = h.method_id == Method::head;
-  const bool no_body = resp.status < 200 || resp.status == 204 || resp.status == 304;
+  const bool no_body = bodiless(resp.status);
   if (resp.stream) {
     set_nodelay();  // the head and each chunk leave in separate sends
     int framing = no_body ? kNoBody : (h.version_minor >= 1 ? kChunked : kUntilClose);
