@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "coro/event.hpp"
 #include "coro/gather.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
@@ -21,9 +22,19 @@ namespace http = corio::http;
 
 namespace {
 
+// /held: a request that is in its handler until the test says so (the
+// graceful-shutdown test holds one in flight). held_entered counts entries.
+corio::Event* held_gate = nullptr;
+int held_entered = 0;
+
 // The handler every conformance case talks to.
 Task<http::Response> test_handler(http::Request& req) {
   std::string_view p = req.path();
+  if (p == "/held" && held_gate) {
+    ++held_entered;
+    co_await held_gate->wait();
+    co_return http::Response::text("held");
+  }
   if (p == "/ok") co_return http::Response::text("ok");
   if (p == "/echo") co_return http::Response::text(co_await req.body());
   if (p == "/len") {
@@ -612,11 +623,26 @@ Task<void> shutdown_main() {
   kept_w.write("GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
   co_await wait_for(kept_r.readuntil("\r\n\r\n"), 5s);
   co_await wait_for(kept_r.readexactly(2), 5s);
+  // A request in its handler when the shutdown begins: it stays there until
+  // the server stopped listening, so the shutdown must wait for it.
+  corio::Event gate;
+  held_gate = &gate;
+  held_entered = 0;
   auto [r, w] = co_await open_connection("127.0.0.1", run.port);
-  co_await sleep(20ms);
-  w.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-  co_await sleep(5ms);
+  w.write("GET /held HTTP/1.1\r\nHost: t\r\n\r\n");
+  for (int i = 0; i < 5000 && held_entered == 0; ++i) co_await sleep(1ms);
+  REQUIRE(held_entered == 1);
   EventLoop::current().request_shutdown();
+  for (int i = 0; i < 5000; ++i) {
+    try {
+      auto c = co_await open_connection("127.0.0.1", run.port);
+      c.writer.close();
+    } catch (const ConnectionRefusedError&) {
+      break;
+    }
+    co_await sleep(1ms);
+  }
+  gate.set();
   std::string head = co_await wait_for(r.readuntil("\r\n\r\n"), 5s);
   CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
   CHECK(head.find("Connection: close\r\n") != std::string::npos);
@@ -632,6 +658,7 @@ Task<void> shutdown_main() {
     refused = true;
   }
   CHECK(refused);
+  held_gate = nullptr;
 }
 
 // True when no response head arrives on r within d: its request waits.
