@@ -641,3 +641,66 @@ TEST_CASE("Host values: reg-names, IPv4 and IPv6 literals, ports of up to five d
     CHECK(request_status_bytewise(c.raw) == c.status);
   }
 }
+
+namespace {
+
+// What RFC 9110 §7.2 and RFC 3986 allow in a Host that is not an IP literal:
+// a reg-name (unreserved, sub-delims, '%'), then optionally ':' and up to five
+// digits. Written plainly, to check the parser's block-wise scan against.
+bool reference_host(std::string_view h) {
+  if (h.empty()) return true;
+  const std::string_view reg = "-._~!$&'()*+,;=%";
+  std::size_t i = 0;
+  for (; i < h.size() && h[i] != ':'; ++i) {
+    const char c = h[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    reg.find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  if (i == 0) return false;
+  if (i == h.size()) return true;
+  std::string_view port = h.substr(i + 1);
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("every byte at every offset of a Host, short and long, last field or not, with and without a port") {
+  int checked = 0;
+  for (std::size_t len : {1u, 2u, 3u, 5u, 11u, 12u, 14u, 15u, 16u, 17u, 20u, 31u, 32u, 33u, 48u, 63u, 64u, 65u, 70u}) {
+    // Shapes: a name; a name and a port; an IPv4 address and a port.
+    std::vector<std::string> shapes = {std::string(len, 'h')};
+    if (len >= 3) shapes.push_back(std::string(len - 2, 'h') + ":8");
+    if (len >= 6) shapes.push_back(std::string(len - 6, '1') + ":19080");
+    if (len >= 7) shapes.push_back(std::string(len - 7, '1') + ":190801");  // a six-digit port
+    for (const std::string& base : shapes) {
+      for (std::size_t at = 0; at < len; ++at) {
+        for (int b = 0x21; b <= 0xff; ++b) {
+          if (b == 0x7f) b = 0x80;  // DEL is rejected as a field byte before Host is looked at
+          if (b > 0x81 && b < 0xfe) continue;
+          const char c = static_cast<char>(b);
+          if (at == 0 && c == '[') continue;  // an IPv6 literal: the other test
+          std::string host = base;
+          host[at] = c;
+          const bool want = reference_host(host);
+          for (bool last : {true, false}) {
+            std::string req = "GET / HTTP/1.1\r\nHost: " + host + (last ? "\r\n\r\n" : "\r\nX-After: 1\r\n\r\n");
+            RequestParser p;
+            const ParseResult r = p.parse(req);
+            if ((r == ParseResult::done) != want || (!want && p.error_status() != 400)) {
+              CAPTURE(host);
+              CAPTURE(last);
+              CHECK(r == (want ? ParseResult::done : ParseResult::error));
+            }
+            if (want && r == ParseResult::done && p.head().host != host) CHECK(p.head().host == host);
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  CHECK(checked > 100000);
+}
