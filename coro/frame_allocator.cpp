@@ -2,27 +2,15 @@
 
 #include <new>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORIO_FRAME_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORIO_FRAME_CACHE 0
-#endif
-#endif
-#ifndef CORIO_FRAME_CACHE
-#define CORIO_FRAME_CACHE 1
-#endif
-
 namespace corio::detail {
 namespace {
 
-// Class c holds blocks of 16c + 24 bytes: a glibc chunk of 16(c + 2) bytes
-// less its 8-byte size header, i.e. exactly malloc_usable_size() of what
-// ::operator new(16c + 24) returns.
-constexpr std::size_t kClasses = 127;  // up to 2040 bytes
-constexpr std::size_t class_of(std::size_t size) noexcept { return size <= 24 ? 0 : (size - 24 + 15) / 16; }
-constexpr std::size_t class_bytes(std::size_t c) noexcept { return 16 * c + 24; }
-static_assert(class_bytes(kClasses - 1) == 2040);
+// Class c holds blocks of 16c + 24 bytes (frame_class_bytes): a glibc chunk of
+// 16(c + 2) bytes less its 8-byte size header, i.e. exactly
+// malloc_usable_size() of what ::operator new(16c + 24) returns.
+constexpr std::size_t kClasses = kFrameClasses;
+constexpr std::size_t class_of(std::size_t size) noexcept { return frame_class_of(size); }
+constexpr std::size_t class_bytes(std::size_t c) noexcept { return frame_class_bytes(c); }
 
 }  // namespace
 
@@ -32,30 +20,23 @@ std::size_t frame_block_size(std::size_t size) noexcept {
 }
 
 #if CORIO_FRAME_CACHE
+// The cache is plain data with the initial-exec TLS model, so the hot path
+// (inline, in the header) is one %fs-relative load. A thread_local with a
+// destructor would instead go through a TLS wrapper and an init guard, and
+// libcorio.so's default (global-dynamic) model through __tls_get_addr —
+// together ~45% of the time of a create/await/free cycle of a trivial task
+// (bench/bench_core, `tasks`). The list heads (1 KiB) live on the heap,
+// allocated when the cache goes live: initial-exec TLS comes from the few
+// hundred bytes glibc reserves for dlopen()ed libraries, and this keeps
+// libcorio.so's share at a few words.
+constinit thread_local FrameCache tls_frame_cache __attribute__((tls_model("initial-exec"))) = {};
+
 namespace {
 
-constexpr std::size_t kMaxCachedBytes = 64u << 20;
-
-struct FreeBlock {
-  FreeBlock* next;
-};
-
-enum : unsigned char { kCacheUnused = 0, kCacheLive = 1, kCacheDead = 2 };
-
-// The cache is plain data with the initial-exec TLS model, so the hot path is
-// one %fs-relative load. A thread_local with a destructor would instead go
-// through a TLS wrapper and an init guard, and libcorio.so's default
-// (global-dynamic) model through __tls_get_addr — together ~45% of the time of
-// a create/await/free cycle of a trivial task (bench/bench_core, `tasks`).
-// The list heads (1 KiB) live on the heap, allocated when the cache goes
-// live: initial-exec TLS comes from the few hundred bytes glibc reserves for
-// dlopen()ed libraries, and this keeps libcorio.so's share at a few words.
-struct ThreadCache {
-  FreeBlock** heads;
-  std::size_t cached_bytes;
-  unsigned char state;  // kCache*
-};
-constinit thread_local ThreadCache tls_cache __attribute__((tls_model("initial-exec"))) = {};
+using FreeBlock = FrameFreeBlock;
+constexpr std::size_t kMaxCachedBytes = kFrameMaxCachedBytes;
+constexpr unsigned char kCacheLive = kFrameCacheLive, kCacheDead = kFrameCacheDead;
+FrameCache& this_cache() noexcept { return tls_frame_cache; }
 
 // Frees the cached blocks at thread exit. Touched once per thread (when the
 // cache goes live) so that its destructor is registered; a frame freed after
@@ -63,20 +44,20 @@ constinit thread_local ThreadCache tls_cache __attribute__((tls_model("initial-e
 // ::operator delete.
 struct CacheReaper {
   ~CacheReaper() {
-    tls_cache.state = kCacheDead;
-    if (FreeBlock** heads = tls_cache.heads) {
+    this_cache().state = kCacheDead;
+    if (FreeBlock** heads = this_cache().heads) {
       for (std::size_t c = 0; c < kClasses; ++c) {
         while (FreeBlock* b = heads[c]) {
           heads[c] = b->next;
           ::operator delete(b);
         }
       }
-      tls_cache.heads = nullptr;
+      this_cache().heads = nullptr;
       ::operator delete(heads);
     }
-    tls_cache.cached_bytes = 0;
+    this_cache().cached_bytes = 0;
   }
-  void arm() noexcept { tls_cache.state = kCacheLive; }
+  void arm() noexcept { this_cache().state = kCacheLive; }
 };
 thread_local CacheReaper tls_reaper;
 
@@ -84,11 +65,11 @@ thread_local CacheReaper tls_reaper;
 // False once the thread's thread-locals are being destroyed, or if the heads
 // cannot be allocated (then blocks go straight to malloc).
 [[gnu::noinline]] bool cache_start() noexcept {
-  if (tls_cache.state == kCacheDead) return false;
+  if (this_cache().state == kCacheDead) return false;
   auto* heads = static_cast<FreeBlock**>(::operator new(kClasses * sizeof(FreeBlock*), std::nothrow));
   if (!heads) return false;
   for (std::size_t c = 0; c < kClasses; ++c) heads[c] = nullptr;
-  tls_cache.heads = heads;
+  this_cache().heads = heads;
   tls_reaper.arm();
   return true;
 }
@@ -96,11 +77,11 @@ thread_local CacheReaper tls_reaper;
 }  // namespace
 #endif
 
-void* frame_alloc(std::size_t size) {
+void* frame_alloc_slow(std::size_t size) {
 #if CORIO_FRAME_CACHE
   std::size_t c = class_of(size);
   if (c < kClasses) {
-    ThreadCache& tc = tls_cache;
+    FrameCache& tc = this_cache();
     if (tc.state != kCacheLive && !cache_start()) return ::operator new(class_bytes(c));
     if (FreeBlock* b = tc.heads[c]) {
       tc.heads[c] = b->next;
@@ -113,12 +94,12 @@ void* frame_alloc(std::size_t size) {
   return ::operator new(size);
 }
 
-void frame_free(void* p, std::size_t size) noexcept {
+void frame_free_slow(void* p, std::size_t size) noexcept {
 #if CORIO_FRAME_CACHE
   std::size_t c = class_of(size);
   if (c < kClasses) {
     std::size_t bytes = class_bytes(c);
-    ThreadCache& tc = tls_cache;
+    FrameCache& tc = this_cache();
     if ((tc.state == kCacheLive || cache_start()) && tc.cached_bytes + bytes <= kMaxCachedBytes) {
       auto* b = static_cast<FreeBlock*>(p);
       b->next = tc.heads[c];
@@ -134,7 +115,7 @@ void frame_free(void* p, std::size_t size) noexcept {
 
 std::size_t frame_cache_bytes() noexcept {
 #if CORIO_FRAME_CACHE
-  return tls_cache.cached_bytes;
+  return this_cache().cached_bytes;
 #else
   return 0;
 #endif

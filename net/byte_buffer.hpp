@@ -82,6 +82,37 @@ class ByteBuffer {
   // A tail of at least `want` free bytes to receive into. Compacts, grows, or
   // (when the buffer is empty and oversized) shrinks. No recv may be in flight.
   char* prepare(std::size_t want) {
+    // Inline, the same as prepare_slow() gives there: an empty block of a
+    // normal size that is large enough (a connection's next message), or
+    // room after the bytes buffered (a response being built).
+    if (h_) {
+      Header& h = *h_;
+      if (h.begin == h.end) {
+        if (want <= h.cap && h.cap <= kShrinkAbove) {
+          h.begin = h.end = 0;
+          return h.bytes();
+        }
+      } else if (h.cap - h.end >= want) {
+        return h.bytes() + h.end;
+      }
+    }
+    return prepare_slow(want);
+  }
+  std::size_t free_tail() const noexcept { return h_ ? h_->cap - h_->end : 0; }
+  // The kernel wrote n bytes at the tail prepare() returned.
+  void commit(std::size_t n) noexcept {
+    if (n) h_->end += n;
+  }
+  // Gives the memory back (an idle stream with nothing buffered). No recv in flight.
+  void release_memory() noexcept {
+    if (h_ && h_->begin == h_->end) {
+      free_block(h_);
+      h_ = nullptr;
+    }
+  }
+
+ private:
+  [[gnu::noinline]] char* prepare_slow(std::size_t want) {
     if (!h_) {
       reallocate(want);
       return h_->bytes();
@@ -109,20 +140,7 @@ class ByteBuffer {
     }
     return h_->bytes() + h_->end;
   }
-  std::size_t free_tail() const noexcept { return h_ ? h_->cap - h_->end : 0; }
-  // The kernel wrote n bytes at the tail prepare() returned.
-  void commit(std::size_t n) noexcept {
-    if (n) h_->end += n;
-  }
-  // Gives the memory back (an idle stream with nothing buffered). No recv in flight.
-  void release_memory() noexcept {
-    if (h_ && h_->begin == h_->end) {
-      free_block(h_);
-      h_ = nullptr;
-    }
-  }
 
- private:
   static constexpr std::size_t kShrinkAbove = 1 << 20;
 
   struct Header {
