@@ -2,6 +2,7 @@
 // bench/http_load.py; issue 11) found, in-process and small.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,23 @@ namespace http = corio::http;
 
 namespace {
 
+// Handlers of /slow and /big entered so far, on either loop.
+std::atomic<int> entered{0};
+
+// Until `n` handlers were entered (bounded), instead of guessing how long the
+// two loops take on a busy machine.
+Task<void> until_entered(int n) {
+  for (int i = 0; i < 10'000 && entered.load() < n; ++i) co_await sleep(1ms);
+  REQUIRE(entered.load() == n);
+}
+
 Task<http::Response> slow_or_fast(http::Request& req) {
-  if (req.path() == "/slow") co_await sleep(800ms);
+  if (req.path() == "/slow") {
+    entered.fetch_add(1);
+    co_await sleep(800ms);
+  }
   if (req.path() == "/big") {
+    entered.fetch_add(1);
     co_await sleep(200ms);
     co_return http::Response::text(std::string(8 << 20, 'b'));  // more than the socket buffers hold
   }
@@ -70,12 +85,13 @@ Task<void> workers_stop_accepting_main() {
 
   // Slow requests on both loops (SO_REUSEPORT spreads 16 connections over the
   // two listeners; all on one has odds of 2^-15).
+  entered = 0;
   std::vector<StreamPair> slow;
   for (int i = 0; i < 16; ++i) {
     slow.push_back(co_await wait_for(open_connection("127.0.0.1", port), 3s));
     slow.back().writer.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
   }
-  co_await sleep(150ms);  // every one in its handler
+  co_await until_entered(16);  // every one in its handler
   const TimePoint t_shutdown = EventLoop::current().now();
   EventLoop::current().request_shutdown();
   co_await sleep(150ms);  // the worker's acceptor is cancelled and its listener closed by now
@@ -118,12 +134,13 @@ Task<void> last_answer_survives_shutdown_main() {
   std::uint16_t port = 0;
   TaskHandle<void> server;
   co_await serve_on_two_loops(server, port);
+  entered = 0;
   std::vector<StreamPair> clients;
   for (int i = 0; i < 4; ++i) {  // on both loops, most likely
     clients.push_back(co_await wait_for(open_connection("127.0.0.1", port), 3s));
     clients.back().writer.write("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
   }
-  co_await sleep(100ms);  // every one in its handler
+  co_await until_entered(4);  // every one in its handler
   EventLoop::current().request_shutdown();
   co_await sleep(600ms);  // the answers are queued, the sockets' buffers full, nobody reads
   for (StreamPair& p : clients) {

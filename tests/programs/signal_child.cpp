@@ -123,9 +123,11 @@ Task<int> ignore_token() {
 
 // Blocked in a thread call that outlives any reasonable shutdown.
 Task<int> blocking() {
-  say("ready");
   try {
-    co_await corio::to_thread([] { std::this_thread::sleep_for(10s); });
+    co_await corio::to_thread([] {
+      say("ready");  // from the pool thread: the call is running
+      std::this_thread::sleep_for(10s);
+    });
   } catch (const corio::CancelledError&) {
     say("main cancelled while its thread still sleeps");
     throw;
