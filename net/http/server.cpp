@@ -197,6 +197,24 @@ std::string_view date_line() noexcept {
 
 namespace {
 
+// a == b for the short strings a Content-Type is, without a library memcmp
+// call (std::string's == makes one for every length).
+inline bool same_bytes(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  const char* p = a.data();
+  const char* q = b.data();
+  std::size_t n = a.size();
+  for (; n >= 8; n -= 8, p += 8, q += 8) {
+    std::uint64_t x, y;
+    std::memcpy(&x, p, 8);
+    std::memcpy(&y, q, 8);
+    if (x != y) return false;
+  }
+  for (; n > 0; --n)
+    if (*p++ != *q++) return false;
+  return true;
+}
+
 const std::string* HeadCache::get(int status, const std::string& content_type, std::string_view server_line) {
   std::string_view date = date_line();
   if (tls_date.sec != sec_) {
@@ -205,7 +223,7 @@ const std::string* HeadCache::get(int status, const std::string& content_type, s
   }
   if (status < 100 || status > 599) status = 500;
   for (Entry& e : entries_) {
-    if (e.status == status && e.content_type == content_type) return &e.prefix;
+    if (e.status == status && same_bytes(e.content_type, content_type)) return &e.prefix;
   }
   if (!valid_field_value(content_type)) return nullptr;
   Entry& e = entries_[next_++ % std::size(entries_)];
@@ -711,15 +729,21 @@ bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, c
   const bool no_body = bodiless(resp.status);
   if (prefix) {
     // The whole answer in reserved room: prefix, length, end of head, body.
-    std::string_view tail = !keep                   ? "\r\nConnection: close\r\n\r\n"sv
-                            : h.version_minor == 0 ? "\r\nConnection: keep-alive\r\n\r\n"sv
-                                                   : "\r\n\r\n"sv;
+    // The end of the head is copied as a fixed 32 bytes (two moves, no
+    // memcpy call) from a zero-padded table; only its length is kept.
+    static constexpr char kTails[3][32] = {"\r\n\r\n", "\r\nConnection: close\r\n\r\n",
+                                           "\r\nConnection: keep-alive\r\n\r\n"};
+    static constexpr std::size_t kTailSizes[3] = {4, 23, 28};
+    static_assert(std::char_traits<char>::length(kTails[0]) == kTailSizes[0] &&
+                  std::char_traits<char>::length(kTails[1]) == kTailSizes[1] &&
+                  std::char_traits<char>::length(kTails[2]) == kTailSizes[2]);
+    const int which = !keep ? 1 : h.version_minor == 0 ? 2 : 0;
     const std::size_t body = head_only ? 0 : resp.body.size();
-    char* t = out_.reserve_tail(prefix->size() + 24 + tail.size() + body);
+    char* t = out_.reserve_tail(prefix->size() + 24 + 32 + body);
     std::memcpy(t, prefix->data(), prefix->size());
     t = std::to_chars(t + prefix->size(), t + prefix->size() + 24, resp.body.size()).ptr;
-    std::memcpy(t, tail.data(), tail.size());
-    t += tail.size();
+    std::memcpy(t, kTails[which], 32);
+    t += kTailSizes[which];
     if (body) std::memcpy(t, resp.body.data(), body);
     out_.commit(t + body);
     return keep;
