@@ -2,21 +2,15 @@
 
 #include <new>
 
-namespace corio::detail {
-namespace {
-
 // Class c holds blocks of 16c + 24 bytes (frame_class_bytes): a glibc chunk of
 // 16(c + 2) bytes less its 8-byte size header, i.e. exactly
 // malloc_usable_size() of what ::operator new(16c + 24) returns.
-constexpr std::size_t kClasses = kFrameClasses;
-constexpr std::size_t class_of(std::size_t size) noexcept { return frame_class_of(size); }
-constexpr std::size_t class_bytes(std::size_t c) noexcept { return frame_class_bytes(c); }
 
-}  // namespace
+namespace corio::detail {
 
 std::size_t frame_block_size(std::size_t size) noexcept {
-  std::size_t c = class_of(size);
-  return c < kClasses ? class_bytes(c) : size;
+  std::size_t c = frame_class_of(size);
+  return c < kFrameClasses ? frame_class_bytes(c) : size;
 }
 
 #if CORIO_FRAME_CACHE
@@ -33,31 +27,26 @@ constinit thread_local FrameCache tls_frame_cache __attribute__((tls_model("init
 
 namespace {
 
-using FreeBlock = FrameFreeBlock;
-constexpr std::size_t kMaxCachedBytes = kFrameMaxCachedBytes;
-constexpr unsigned char kCacheLive = kFrameCacheLive, kCacheDead = kFrameCacheDead;
-FrameCache& this_cache() noexcept { return tls_frame_cache; }
-
 // Frees the cached blocks at thread exit. Touched once per thread (when the
 // cache goes live) so that its destructor is registered; a frame freed after
 // it ran (during later thread-local destruction) goes straight to
 // ::operator delete.
 struct CacheReaper {
   ~CacheReaper() {
-    this_cache().state = kCacheDead;
-    if (FreeBlock** heads = this_cache().heads) {
-      for (std::size_t c = 0; c < kClasses; ++c) {
-        while (FreeBlock* b = heads[c]) {
+    tls_frame_cache.state = kFrameCacheDead;
+    if (FrameFreeBlock** heads = tls_frame_cache.heads) {
+      for (std::size_t c = 0; c < kFrameClasses; ++c) {
+        while (FrameFreeBlock* b = heads[c]) {
           heads[c] = b->next;
           ::operator delete(b);
         }
       }
-      this_cache().heads = nullptr;
+      tls_frame_cache.heads = nullptr;
       ::operator delete(heads);
     }
-    this_cache().cached_bytes = 0;
+    tls_frame_cache.cached_bytes = 0;
   }
-  void arm() noexcept { this_cache().state = kCacheLive; }
+  void arm() noexcept { tls_frame_cache.state = kFrameCacheLive; }
 };
 thread_local CacheReaper tls_reaper;
 
@@ -65,11 +54,11 @@ thread_local CacheReaper tls_reaper;
 // False once the thread's thread-locals are being destroyed, or if the heads
 // cannot be allocated (then blocks go straight to malloc).
 [[gnu::noinline]] bool cache_start() noexcept {
-  if (this_cache().state == kCacheDead) return false;
-  auto* heads = static_cast<FreeBlock**>(::operator new(kClasses * sizeof(FreeBlock*), std::nothrow));
+  if (tls_frame_cache.state == kFrameCacheDead) return false;
+  auto* heads = static_cast<FrameFreeBlock**>(::operator new(kFrameClasses * sizeof(FrameFreeBlock*), std::nothrow));
   if (!heads) return false;
-  for (std::size_t c = 0; c < kClasses; ++c) heads[c] = nullptr;
-  this_cache().heads = heads;
+  for (std::size_t c = 0; c < kFrameClasses; ++c) heads[c] = nullptr;
+  tls_frame_cache.heads = heads;
   tls_reaper.arm();
   return true;
 }
@@ -79,16 +68,16 @@ thread_local CacheReaper tls_reaper;
 
 void* frame_alloc_slow(std::size_t size) {
 #if CORIO_FRAME_CACHE
-  std::size_t c = class_of(size);
-  if (c < kClasses) {
-    FrameCache& tc = this_cache();
-    if (tc.state != kCacheLive && !cache_start()) return ::operator new(class_bytes(c));
-    if (FreeBlock* b = tc.heads[c]) {
+  std::size_t c = frame_class_of(size);
+  if (c < kFrameClasses) {
+    FrameCache& tc = tls_frame_cache;
+    if (tc.state != kFrameCacheLive && !cache_start()) return ::operator new(frame_class_bytes(c));
+    if (FrameFreeBlock* b = tc.heads[c]) {
       tc.heads[c] = b->next;
-      tc.cached_bytes -= class_bytes(c);
+      tc.cached_bytes -= frame_class_bytes(c);
       return b;
     }
-    return ::operator new(class_bytes(c));
+    return ::operator new(frame_class_bytes(c));
   }
 #endif
   return ::operator new(size);
@@ -96,12 +85,12 @@ void* frame_alloc_slow(std::size_t size) {
 
 void frame_free_slow(void* p, std::size_t size) noexcept {
 #if CORIO_FRAME_CACHE
-  std::size_t c = class_of(size);
-  if (c < kClasses) {
-    std::size_t bytes = class_bytes(c);
-    FrameCache& tc = this_cache();
-    if ((tc.state == kCacheLive || cache_start()) && tc.cached_bytes + bytes <= kMaxCachedBytes) {
-      auto* b = static_cast<FreeBlock*>(p);
+  std::size_t c = frame_class_of(size);
+  if (c < kFrameClasses) {
+    std::size_t bytes = frame_class_bytes(c);
+    FrameCache& tc = tls_frame_cache;
+    if ((tc.state == kFrameCacheLive || cache_start()) && tc.cached_bytes + bytes <= kFrameMaxCachedBytes) {
+      auto* b = static_cast<FrameFreeBlock*>(p);
       b->next = tc.heads[c];
       tc.heads[c] = b;
       tc.cached_bytes += bytes;
@@ -115,7 +104,7 @@ void frame_free_slow(void* p, std::size_t size) noexcept {
 
 std::size_t frame_cache_bytes() noexcept {
 #if CORIO_FRAME_CACHE
-  return this_cache().cached_bytes;
+  return tls_frame_cache.cached_bytes;
 #else
   return 0;
 #endif
