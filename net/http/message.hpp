@@ -92,10 +92,18 @@ struct RequestHead : MessageHead {
   std::size_t path_size = std::string_view::npos;
 
   // The path and query of an origin- or absolute-form target ("" for the others).
-  std::string_view path() const noexcept;
+  std::string_view path() const noexcept {
+    // Inline for what handlers meet on every request: an origin-form
+    // target whose path end the parser recorded.
+    if (form == TargetForm::origin && path_size <= target.size()) return {target.data(), path_size};
+    return path_slow();
+  }
   std::string_view query() const noexcept;
   void clear() noexcept;
   void rebase(const char* old_base, const char* new_base) noexcept;
+
+ private:
+  std::string_view path_slow() const noexcept;
 };
 
 struct ResponseHead : MessageHead {

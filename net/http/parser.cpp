@@ -564,7 +564,7 @@ void MessageHead::rebase_headers(const char* old_base, const char* new_base) noe
   }
 }
 
-std::string_view RequestHead::path() const noexcept {
+std::string_view RequestHead::path_slow() const noexcept {
   std::string_view t = target;
   if (form == TargetForm::absolute) {
     std::size_t s = t.find("://");
@@ -574,7 +574,7 @@ std::string_view RequestHead::path() const noexcept {
   } else if (form != TargetForm::origin) {
     return {};
   } else if (path_size <= t.size()) {
-    return t.substr(0, path_size);
+    return std::string_view(t.data(), path_size);  // path_size <= size: no bounds check
   }
   // One pass over the target: find_first_of("?#") runs a memchr per character.
   std::size_t i = 0;
@@ -650,7 +650,7 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     if (i == line.size()) return fail(400, "request line without a target (HTTP/0.9 is not supported)");
     return fail(400, "invalid character in the method");
   }
-  head_.method = line.substr(0, i);
+  head_.method = std::string_view(line.data(), i);  // i <= size
   std::size_t t0 = ++i;
   // The path up to the first '?' or '#' (path_size), then the rest of the
   // target; one table lookup per byte.
@@ -663,11 +663,11 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     while (i < line.size() && kChars.vchar[static_cast<unsigned char>(line[i])]) ++i;
   }
   if (i < line.size() && line[i] != ' ') return fail(400, "invalid character in the request target");
-  head_.target = line.substr(t0, i - t0);
+  head_.target = std::string_view(line.data() + t0, i - t0);  // t0 <= i <= size
   if (head_.target.size() > limits_.max_target) return fail(414, "request target longer than the limit");
   if (head_.target.empty()) return fail(400, "empty request target");
   if (i == line.size()) return fail(400, "request line without an HTTP version (HTTP/0.9 is not supported)");
-  int minor = parse_version(line.substr(i + 1));
+  int minor = parse_version(std::string_view(line.data() + i + 1, line.size() - i - 1));  // i < size
   if (minor == -1) return fail(400, "malformed HTTP version");
   if (minor == -2) return fail(505, "unsupported HTTP version");
   head_.version_minor = minor;
@@ -724,7 +724,7 @@ ParseResult RequestParser::parse(std::string_view buf) {
     }
     std::size_t e = static_cast<std::size_t>(nl - buf.data());
     if (e == skip || buf[e - 1] != '\r') return fail(400, "bare LF in the request line");
-    std::string_view line = buf.substr(skip, e - 1 - skip);
+    std::string_view line(buf.data() + skip, e - 1 - skip);  // skip < e
     // A bare CR is rejected by parse_request_line: it is neither a method
     // (tchar), target (VCHAR) nor version byte.
     if (parse_request_line(line) == ParseResult::error) return ParseResult::error;
@@ -1104,16 +1104,6 @@ std::size_t BodyDecoder::decode(std::string_view in, std::string_view& data) {
       return in.size();
   }
   return 0;
-}
-
-bool BodyDecoder::done() const noexcept {
-  switch (kind_) {
-    case BodyKind::none: return true;
-    case BodyKind::content_length: return left_ == 0;
-    case BodyKind::chunked: return chunked_.done();
-    case BodyKind::until_close: return eof_;
-  }
-  return true;
 }
 
 }  // namespace corio::http

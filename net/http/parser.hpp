@@ -178,7 +178,15 @@ class BodyDecoder {
   void start(BodyKind kind, std::uint64_t content_length, std::uint64_t max_body = UINT64_MAX);
   // As ChunkedDecoder::decode. For until_close bodies call finish_eof() at EOF.
   std::size_t decode(std::string_view in, std::string_view& data);
-  bool done() const noexcept;
+  bool done() const noexcept {  // inline: the server asks after every request
+    switch (kind_) {
+      case BodyKind::none: return true;
+      case BodyKind::content_length: return left_ == 0;
+      case BodyKind::chunked: return chunked_.done();
+      case BodyKind::until_close: return eof_;
+    }
+    return true;
+  }
   bool failed() const noexcept { return kind_ == BodyKind::chunked && chunked_.failed(); }
   int error_status() const noexcept { return chunked_.error_status(); }
   const std::string& error_message() const noexcept { return chunked_.error_message(); }
