@@ -167,7 +167,9 @@ bool valid_field(std::string_view name, std::string_view value) noexcept {
 class HeadCache {
  public:
   // The prefix, or nullptr if content_type is not a valid field value.
-  const std::string* get(int status, const std::string& content_type, std::string_view server_line);
+  // `now` is the loop's iteration time: the Date in the prefixes is checked
+  // only once the second it names may have ended, not per response.
+  const std::string* get(int status, const std::string& content_type, std::string_view server_line, TimePoint now);
 
  private:
   struct Entry {
@@ -177,12 +179,16 @@ class HeadCache {
   };
   Entry entries_[4];
   std::time_t sec_ = -1;
+  TimePoint recheck_{};  // when the Date second may have changed (steady clock)
   unsigned next_ = 0;
 };
 
 }  // namespace
 
-std::string_view date_line() noexcept {
+namespace {
+// Brings this thread's Date line up to the current second; returns the
+// nanoseconds left in that second.
+long refresh_date() noexcept {
   DateCache& d = tls_date;
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
@@ -192,7 +198,13 @@ std::string_view date_line() noexcept {
     d.len = std::strftime(d.buf, sizeof d.buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &t);
     d.sec = ts.tv_sec;
   }
-  return {d.buf, d.len};
+  return 1'000'000'000L - ts.tv_nsec;
+}
+}  // namespace
+
+std::string_view date_line() noexcept {
+  refresh_date();
+  return {tls_date.buf, tls_date.len};
 }
 
 namespace {
@@ -215,11 +227,17 @@ inline bool same_bytes(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
-const std::string* HeadCache::get(int status, const std::string& content_type, std::string_view server_line) {
-  std::string_view date = date_line();
-  if (tls_date.sec != sec_) {
-    sec_ = tls_date.sec;
-    for (Entry& e : entries_) e.status = 0;
+const std::string* HeadCache::get(int status, const std::string& content_type, std::string_view server_line,
+                                  TimePoint now) {
+  if (now >= recheck_) {
+    // The wall clock is read only here, about once a second: a response
+    // between two checks may name the previous second for a few
+    // milliseconds at most (an iteration's length; the coarse clock's tick).
+    recheck_ = now + std::chrono::nanoseconds(refresh_date());
+    if (tls_date.sec != sec_) {
+      sec_ = tls_date.sec;
+      for (Entry& e : entries_) e.status = 0;
+    }
   }
   if (status < 100 || status > 599) status = 500;
   for (Entry& e : entries_) {
@@ -232,7 +250,7 @@ const std::string* HeadCache::get(int status, const std::string& content_type, s
   e.prefix.clear();
   e.prefix += status_lines().get(status);
   e.prefix += server_line;
-  e.prefix += date;
+  e.prefix += std::string_view(tls_date.buf, tls_date.len);
   if (!content_type.empty()) {
     e.prefix += "Content-Type: "sv;
     e.prefix += content_type;
@@ -717,7 +735,7 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
 const std::string* Connection::cached_prefix(const Response& resp) {
   const bool no_body = bodiless(resp.status);
   if (no_body || !resp.headers.empty() || resp.stream || resp.file) return nullptr;
-  return s_->heads.get(resp.status, resp.content_type, s_->server_line);
+  return s_->heads.get(resp.status, resp.content_type, s_->server_line, s_->loop->iteration_time());
 }
 
 // The common answer, written without a suspension point: a body in memory

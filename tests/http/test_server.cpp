@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -400,6 +401,42 @@ Task<void> conformance_main() {
   co_await stop(&run);
 }
 
+// The seconds since the epoch that a response head's Date names, or -1.
+std::time_t date_of(const std::string& head) {
+  std::size_t at = head.find("\r\nDate: ");
+  if (at == std::string::npos) return -1;
+  std::tm t{};
+  const char* end = strptime(head.c_str() + at + 8, "%a, %d %b %Y %H:%M:%S GMT", &t);
+  if (!end || std::string_view(end, 2) != "\r\n") return -1;
+  return timegm(&t);
+}
+
+// The Date of cached heads is checked against the wall clock once per
+// second (the loop's clock says when), not per response: it must still
+// move on with the clock, on a connection that stays open across seconds.
+Task<void> date_main() {
+  ServerRun run;
+  co_await start(&run);
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  std::time_t last = -1;
+  for (int i = 0; i < 3; ++i) {
+    if (i > 0) co_await corio::sleep(1100ms);  // the second changes in between
+    const std::time_t before = std::time(nullptr);
+    writer.write("GET /target HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::string head = co_await wait_for(reader.readuntil("\r\n\r\n"), 5s);
+    const std::time_t after = std::time(nullptr);
+    CHECK(co_await wait_for(reader.readexactly(7), 5s) == "/target");
+    const std::time_t d = date_of(head);
+    INFO("response " << i << ": " << head);
+    // The coarse clock may lag the precise one by a tick.
+    CHECK(d >= before - 1);
+    CHECK(d <= after);
+    CHECK(d > last);
+    last = d;
+  }
+  co_await stop(&run);
+}
+
 // Keep-alive check on one connection: several requests one after another.
 Task<void> keep_alive_main() {
   ServerRun run;
@@ -744,6 +781,10 @@ TEST_CASE("the server answers every conformance case with the exact status and c
 
 TEST_CASE("a keep-alive connection serves requests in turn and answers Expect: 100-continue") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, keep_alive_main()); });
+}
+
+TEST_CASE("the Date of cached response heads follows the wall clock across seconds") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, date_main()); });
 }
 
 TEST_CASE("pipelined requests that arrive together are answered together") {
