@@ -273,6 +273,36 @@ def main():
             if peer in goals:
                 checks.append(f"{'PASS' if x and x >= goals[peer] else 'FAIL'} {s} {LABEL[t]}: ÷ {peer} "
                               f"{x:.2f} (goal ≥ {goals[peer]})" if x else f"n/a {s} {LABEL[t]} ÷ {peer}")
+    # The same ratios round by round: each corio run against the peers' runs of
+    # its own round (minutes apart at most), so slow drift of the machine
+    # cancels out. Reported beside the ratio of medians above, which decides.
+    per_round = {}
+    for r in rows:
+        if r.get("section") != "http" or not r.get("requests") or not r.get("srv_cpu_ns"):
+            continue
+        per_round.setdefault((r["test"], r.get("round")), {})[r["server"]] = r["requests"] / (r["srv_cpu_ns"] / 1e9)
+    pr_lines = []
+    for t in TESTS:
+        cells = []
+        for s in corio:
+            for peer in ("best C", "nginx", "asio"):
+                xs = []
+                for (tt, _), v in per_round.items():
+                    if tt != t or s not in v:
+                        continue
+                    if peer == "best C":
+                        b = max([v.get("c-uring") or 0, v.get("c-epoll") or 0]) or None
+                    else:
+                        b = v.get({"nginx": "nginx", "asio": "asio-epoll"}[peer])
+                    if b:
+                        xs.append(v[s] / b)
+                cells.append(f"{median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})" if xs else "—")
+        if any(c != "—" for c in cells):
+            pr_lines.append(f"| {LABEL[t]} | " + " | ".join(cells) + " |")
+    if pr_lines:
+        lines += ["", "The same ratios per round (median of the rounds' ratios, lowest–highest round):", "",
+                  "| test | uring ÷ best C | uring ÷ nginx | uring ÷ asio | epoll ÷ best C | epoll ÷ nginx | "
+                  "epoll ÷ asio |", "|---" * 7 + "|"] + pr_lines
     nd = vals.get(("nginx-deferred", "close-c64"))
     if nd:
         cu, ce = vals.get(("corio-uring", "close-c64")), vals.get(("corio-epoll", "close-c64"))
