@@ -573,9 +573,8 @@ std::string_view RequestHead::path_slow() const noexcept {
     t.remove_prefix(slash);
   } else if (form != TargetForm::origin) {
     return {};
-  } else if (path_size <= t.size()) {
-    return std::string_view(t.data(), path_size);  // path_size <= size: no bounds check
   }
+  // An origin-form target whose path end is recorded never gets here (path()).
   // One pass over the target: find_first_of("?#") runs a memchr per character.
   std::size_t i = 0;
   while (i < t.size() && t[i] != '?' && t[i] != '#') ++i;

@@ -751,10 +751,10 @@ bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, c
     // memcpy call) from a zero-padded table; only its length is kept.
     static constexpr char kTails[3][32] = {"\r\n\r\n", "\r\nConnection: close\r\n\r\n",
                                            "\r\nConnection: keep-alive\r\n\r\n"};
+    // (A tail without room for its NUL in 32 bytes would not compile.)
     static constexpr std::size_t kTailSizes[3] = {std::char_traits<char>::length(kTails[0]),
                                                   std::char_traits<char>::length(kTails[1]),
                                                   std::char_traits<char>::length(kTails[2])};
-    static_assert(kTailSizes[2] < sizeof kTails[2]);  // each tail fits its 32 bytes, zero-padded
     const int which = !keep ? 1 : h.version_minor == 0 ? 2 : 0;
     const std::size_t body = head_only ? 0 : resp.body.size();
     char* t = out_.reserve_tail(prefix->size() + 24 + 32 + body);
