@@ -213,13 +213,26 @@ def median(v):
     return statistics.median(v) if v else None
 
 
+def rate(r):
+    """Requests per server CPU-second of one run.sh row, or None if it is not a measured HTTP run."""
+    if r.get("section") != "http" or not r.get("requests") or not r.get("srv_cpu_ns"):
+        return None
+    return r["requests"] / (r["srv_cpu_ns"] / 1e9)
+
+
+def baseline(v, peer):
+    """The value corio is divided by for `peer`, from {server: value}: the better C server, nginx or asio."""
+    if peer == "best C":
+        return max([x for x in (v.get("c-uring"), v.get("c-epoll")) if x] or [0]) or None
+    return v.get({"nginx": "nginx", "asio": "asio-epoll"}[peer])
+
+
 def load_runsh(results):
     rows = [json.loads(l) for l in open(os.path.join(results, "results.jsonl")) if l.strip()]
     per = {}
     for r in rows:
-        if r.get("section") != "http" or not r.get("requests") or not r.get("srv_cpu_ns"):
-            continue
-        per.setdefault((r["server"], r["test"]), []).append(r["requests"] / (r["srv_cpu_ns"] / 1e9))
+        if (x := rate(r)) is not None:
+            per.setdefault((r["server"], r["test"]), []).append(x)
     return {k: median(v) for k, v in per.items()}, rows
 
 
@@ -256,14 +269,7 @@ def main():
     checks = []
     for t in TESTS:
         v = {s: vals.get((s, t)) for s in corio + peers}
-        best_c = max([x for x in (v["c-uring"], v["c-epoll"]) if x] or [0]) or None
-        rs = []
-        for s in corio:
-            rs.append((s, "best C", ratio(v[s], best_c)))
-        for s in corio:
-            rs.append((s, "nginx", ratio(v[s], v["nginx"])))
-        for s in corio:
-            rs.append((s, "asio", ratio(v[s], v["asio-epoll"])))
+        rs = [(s, peer, ratio(v[s], baseline(v, peer))) for peer in ("best C", "nginx", "asio") for s in corio]
         lines.append(f"| {LABEL[t]} | " + " | ".join(fmt(v[s]) for s in corio + peers) + " | " +
                      " | ".join(f"{x:.2f}" if x else "—" for _, _, x in rs) + " |")
         goals = {"c64": {"best C": 0.95, "nginx": 1.15, "asio": 1.1}, "c256": {"best C": 0.95, "nginx": 1.15, "asio": 1.1},
@@ -278,24 +284,15 @@ def main():
     # cancels out. Reported beside the ratio of medians above, which decides.
     per_round = {}
     for r in rows:
-        if r.get("section") != "http" or not r.get("requests") or not r.get("srv_cpu_ns"):
-            continue
-        per_round.setdefault((r["test"], r.get("round")), {})[r["server"]] = r["requests"] / (r["srv_cpu_ns"] / 1e9)
+        if (x := rate(r)) is not None:
+            per_round.setdefault((r["test"], r.get("round")), {})[r["server"]] = x
     pr_lines = []
     for t in TESTS:
         cells = []
         for s in corio:
             for peer in ("best C", "nginx", "asio"):
-                xs = []
-                for (tt, _), v in per_round.items():
-                    if tt != t or s not in v:
-                        continue
-                    if peer == "best C":
-                        b = max([v.get("c-uring") or 0, v.get("c-epoll") or 0]) or None
-                    else:
-                        b = v.get({"nginx": "nginx", "asio": "asio-epoll"}[peer])
-                    if b:
-                        xs.append(v[s] / b)
+                xs = [x for (tt, _), v in per_round.items() if tt == t
+                      for x in [ratio(v.get(s), baseline(v, peer))] if x]
                 cells.append(f"{median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})" if xs else "—")
         if any(c != "—" for c in cells):
             pr_lines.append(f"| {LABEL[t]} | " + " | ".join(cells) + " |")
