@@ -199,8 +199,8 @@ class BodyDecoder {
 
  private:
   BodyKind kind_ = BodyKind::none;
+  bool eof_ = false;  // beside kind_: start() writes both, and only they and left_, per request
   std::uint64_t left_ = 0;
-  bool eof_ = false;
   ChunkedDecoder chunked_;
 };
 
