@@ -80,6 +80,33 @@ class TaskBase : public detail::Runnable {
   // Take back one request; returns the remaining count. When it reaches zero a
   // kept (not yet delivered) request is dropped too.
   int uncancel() noexcept;
+
+  // For scopes that cancel the task they run in (Timeout, TaskGroup) and must
+  // take that request back when they end. cancel_own() makes the request and
+  // remembers whether it is the only undelivered one; uncancel_own() takes it
+  // back, dropping it as well when it is still undelivered: a kernel
+  // completion that won the race resumed the task with its result, or another
+  // request's CancelledError was already on its way. Without that, with
+  // older requests keeping cancelling() above zero, the scope's request
+  // would reach the caller at its next suspension point, after the scope
+  // ended.
+  struct OwnCancel {
+    bool pending_before = false;  // another request was already undelivered
+    int count_after = 0;          // cancelling() right after ours
+  };
+  OwnCancel cancel_own() {
+    OwnCancel c{must_cancel_ != 0, 0};
+    cancel();
+    c.count_after = num_cancels_requested_;
+    return c;
+  }
+  // Returns the remaining count, as uncancel().
+  int uncancel_own(const OwnCancel& c) noexcept {
+    // No request since ours (the count is unchanged) and none pending
+    // before it: a pending request now can only be ours.
+    if (!c.pending_before && must_cancel_ && num_cancels_requested_ == c.count_after) must_cancel_ = false;
+    return uncancel();
+  }
   // The name given at creation or by set_name(); else the subclass's
   // default_name() ("Task-<id>"), formatted when asked for.
   std::string name() const;

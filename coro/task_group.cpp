@@ -109,7 +109,7 @@ void TaskGroup::child_done(Child& c, TaskBase& t) noexcept {
     //   });                    // -> ExceptionGroup, not CancelledError
     abort();
     parent_cancel_requested_ = true;
-    parent_->cancel();
+    own_cancel_ = parent_->cancel_own();
   }
 }
 
@@ -119,7 +119,7 @@ void TaskGroup::cancel() {
     abort();
     if (!parent_cancel_requested_) {
       parent_cancel_requested_ = true;
-      parent_->cancel();
+      own_cancel_ = parent_->cancel_own();
     }
   }
 }
@@ -158,7 +158,7 @@ Task<void> TaskGroup::join(std::exception_ptr body_exc) {
 
   if (parent_cancel_requested_) {
     // Our own request must be taken back.
-    if (parent_->uncancel() == 0) {
+    if (parent_->uncancel_own(own_cancel_) == 0) {
       // No other request is left: do not turn our cancel into the caller's.
       propagate_cancel = nullptr;
     } else if (!propagate_cancel) {

@@ -125,6 +125,7 @@ class TaskGroup {
   bool exiting_ = false;
   bool aborting_ = false;
   bool parent_cancel_requested_ = false;
+  TaskBase::OwnCancel own_cancel_;  // that request, taken back by join()
 };
 
 // Run body(tg) in the calling task with a fresh TaskGroup, then wait for all

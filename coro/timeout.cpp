@@ -16,7 +16,7 @@ void Timeout::exit(const std::exception_ptr& exc) {
   disarm();
   if (state_ == State::expiring) {
     state_ = State::expired;
-    if (task_->uncancel() <= cancelling_on_entry_ && exc && exception_is<CancelledError>(exc)) {
+    if (task_->uncancel_own(own_) <= cancelling_on_entry_ && exc && exception_is<CancelledError>(exc)) {
       // No new request came on top of ours: this CancelledError is the deadline's.
       throw TimeoutError("the timeout expired");
     }
@@ -59,7 +59,7 @@ void Timeout::fired(detail::TimerNode* n) noexcept {
   // Armed only while entered: exit() and reschedule() disarm first.
   self->state_ = State::expiring;
   try {
-    self->task_->cancel();
+    self->own_ = self->task_->cancel_own();
   } catch (...) {  // cancel() with an empty message allocates nothing
   }
 }

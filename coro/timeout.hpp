@@ -105,6 +105,7 @@ class Timeout {
   std::optional<TimePoint> when_;
   TaskBase* task_ = nullptr;
   int cancelling_on_entry_ = 0;
+  TaskBase::OwnCancel own_;  // the deadline's request, once it fired
   State state_ = State::created;
 };
 

@@ -649,3 +649,33 @@ TEST_CASE("repeated outside cancels do not interrupt the group's wait for its ch
     loop.run_until_complete(main());
   });
 }
+
+// The group takes its own request back whole even when an older request
+// keeps cancelling() above zero (task_group.hpp: it never leaks its cancel).
+TEST_CASE("group.cancel() with an older request outstanding does not leak the group's request") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TaskBase* me = current_task();
+      me->cancel("earlier");
+      try {
+        co_await sleep(1ms);
+      } catch (const CancelledError&) {
+      }
+      REQUIRE(me->cancelling() == 1);
+      co_await task_group([](TaskGroup& tg) -> Task<void> {
+        tg.cancel();  // ends the group quietly; the body does not await
+        co_return;
+      });
+      CHECK(me->cancelling() == 1);
+      std::string after;
+      try {
+        co_await sleep(1ms);
+        after = "ok";
+      } catch (const CancelledError&) {
+        after = "the group's request leaked";
+      }
+      CHECK(after == "ok");
+    };
+    loop.run_until_complete(main());
+  });
+}

@@ -563,3 +563,86 @@ TEST_CASE("wait_for over shield: the deadline ends the wait while the shielded t
     loop.run_until_complete(main());
   });
 }
+
+// A deadline that passes while the task is already queued (woken by another
+// cancel, or by a completion that wins the race) leaves the scope's request
+// undelivered; the scope must take it back whole, or it reaches the caller's
+// next suspension point after the scope ended. asyncio coalesces the two
+// requests into one CancelledError.
+TEST_CASE("a deadline passing while the task is queued never leaks the scope's cancel past the scope") {
+  test::on_each_backend([](EventLoop& loop) {
+    SUBCASE("an outside cancel accepted first, the deadline passing before the task runs") {
+      {
+        auto main = [](EventLoop& loop) -> Task<void> {
+          const TimePoint deadline = loop.now() + 30ms;
+          TaskBase* me = current_task();
+          auto killer = [](TaskBase* t, TimePoint d) -> Task<void> {
+            co_await sleep_until(d - 1ms);
+            while (Clock::now() < d + 2ms) {
+            }  // both are due in the same iteration
+            t->cancel("outer");
+          };
+          auto k = create_task(killer(me, deadline));
+          std::string got;
+          try {
+            co_await timeout_at(deadline).run([]() -> Task<void> { co_await sleep(10s); }());
+            got = "returned";
+          } catch (const TimeoutError&) {
+            got = "TimeoutError";
+          } catch (const CancelledError&) {
+            got = "CancelledError";
+          }
+          CHECK(got == "CancelledError");  // the outside request is not the scope's to convert
+          CHECK(me->cancelling() == 1);
+          std::string after;
+          try {
+            co_await sleep(1ms);  // cleanup that awaits
+            after = "cleanup ran";
+          } catch (const CancelledError&) {
+            after = "a second CancelledError";
+          }
+          CHECK(after == "cleanup ran");
+          co_await k;
+        };
+        loop.run_until_complete(main(loop));
+      }
+    }
+    SUBCASE("a completion that wins over the deadline, with an older request outstanding") {
+      auto main = [](EventLoop& loop) -> Task<void> {
+        TaskBase* me = current_task();
+        me->cancel("earlier");  // handled by cleaning up, never uncancel()ed
+        try {
+          co_await sleep(1ms);
+        } catch (const CancelledError&) {
+        }
+        REQUIRE(me->cancelling() == 1);
+        const TimePoint deadline = loop.now() + 30ms;
+        auto child = [](TimePoint d) -> Task<int> {
+          co_await sleep_until(d - 1ms);
+          while (Clock::now() < d + 2ms) {
+          }  // done just past the deadline: the timer fires while the waiter is queued
+          co_return 7;
+        };
+        auto h = create_task(child(deadline));
+        auto waiter = [](TaskHandle<int> h) -> Task<int> { co_return co_await h; };
+        int v = 0;
+        try {
+          v = co_await timeout_at(deadline).run(waiter(h));
+        } catch (const TimeoutError&) {
+          v = -1;
+        }
+        CHECK((v == 7 || v == -1));  // the completion may win; either way the scope is over
+        CHECK(me->cancelling() == 1);
+        std::string after;
+        try {
+          co_await sleep(1ms);
+          after = "ok";
+        } catch (const CancelledError&) {
+          after = "the scope's request leaked";
+        }
+        CHECK(after == "ok");
+      };
+      loop.run_until_complete(main(loop));
+    }
+  });
+}
