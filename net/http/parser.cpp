@@ -567,10 +567,13 @@ void MessageHead::rebase_headers(const char* old_base, const char* new_base) noe
 std::string_view RequestHead::path_slow() const noexcept {
   std::string_view t = target;
   if (form == TargetForm::absolute) {
+    // The authority ends at the first '/', '?' or '#' (RFC 3986 §3.2): in
+    // "http://x?/admin" the path is empty ("/"), and "/admin" is the query,
+    // not a path to route on.
     std::size_t s = t.find("://");
-    std::size_t slash = t.find('/', s + 3);
-    if (slash == std::string_view::npos) return "/";
-    t.remove_prefix(slash);
+    std::size_t end = t.find_first_of("/?#", s + 3);
+    if (end == std::string_view::npos || t[end] != '/') return "/";
+    t.remove_prefix(end);
   } else if (form != TargetForm::origin) {
     return {};
   }
@@ -588,9 +591,9 @@ std::string_view RequestHead::query() const noexcept {
     if (path_size == target.size()) return {};
     q = target[path_size] == '?' ? path_size : target.find('?', path_size);  // '#' came first
   } else {
-    q = target.find('?');
+    q = target.find_first_of("?#");  // a '?' after a '#' is the fragment's
   }
-  if (q == std::string_view::npos) return {};
+  if (q == std::string_view::npos || target[q] != '?') return {};
   std::string_view rest = target.substr(q + 1);
   return rest.substr(0, rest.find('#'));
 }

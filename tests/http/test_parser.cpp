@@ -283,6 +283,35 @@ TEST_CASE("path and query of a parsed origin-form target match a head built by h
   CHECK(p.head().query() == "x=1&y=2");
 }
 
+// The authority of an absolute-form target ends at the first '/', '?' or
+// '#': "http://x?/admin" has the path "/" and the query "/admin". Taking the
+// path from the query would route the request somewhere other than where a
+// proxy in front checked it.
+TEST_CASE("an absolute-form target's path never comes from its query or fragment") {
+  struct Case {
+    const char* target;
+    const char* path;
+    const char* query;
+  };
+  const Case cases[] = {
+      {"http://x?/ten.txt", "/", "/ten.txt"},
+      {"http://x#/ten.txt", "/", ""},
+      {"http://x:80?a=/b/c", "/", "a=/b/c"},
+      {"http://x", "/", ""},
+      {"http://x/p?q=/r#/s", "/p", "q=/r"},
+      {"http://x/p#f?g", "/p", ""},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.target);
+    RequestParser p;
+    std::string raw = std::string("GET ") + c.target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    REQUIRE(p.head().form == TargetForm::absolute);
+    CHECK(p.head().path() == c.path);
+    CHECK(p.head().query() == c.query);
+  }
+}
+
 TEST_CASE("request forms, body framing and Expect are reported") {
   RequestParser p;
   REQUIRE(p.parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == ParseResult::done);
