@@ -176,8 +176,23 @@ Response file_response(const Request& req, std::string_view root) {
   if (::fstat(fd, &st) != 0) return Response::error(404);
   if (S_ISDIR(st.st_mode)) {
     Response r = Response::error(301);
-    std::string loc(req.path());
+    // Same origin whatever the request's path looks like: "//dir" (empty
+    // segments are accepted above) must not become "Location: //dir/", which
+    // a browser reads as another host; nor may a backslash, which browsers
+    // treat as '/'. The query goes along.
+    std::string_view path = req.path();
+    std::size_t lead = 0;
+    while (lead < path.size() && (path[lead] == '/' || path[lead] == '\\')) ++lead;
+    std::string loc = "/";
+    for (char c : path.substr(lead)) {
+      if (c == '\\') loc += "%5C";
+      else loc += c;
+    }
     loc += '/';
+    if (std::string_view q = req.query(); !q.empty()) {
+      loc += '?';
+      loc += q;
+    }
     r.set_header("Location", std::move(loc));
     return r;
   }

@@ -184,6 +184,14 @@ Task<void> curl_main() {
   CHECK(r.out == "301 " + s.url("/dir/"));
   r = co_await child(args("/usr/bin/curl", "-s", "-L", s.url("/dir")));
   CHECK(r.out == "dir index\n");
+  // The redirect stays on this origin however the path starts ("//dir/"
+  // would be another host to a browser) and keeps the query.
+  r = co_await child(args("/usr/bin/curl", "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code} %header{location}",
+                      s.url("//dir")));
+  CHECK(r.out == "301 /dir/");
+  r = co_await child(args("/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %header{location}",
+                      s.url("/dir?x=1")));
+  CHECK(r.out == "301 /dir/?x=1");
   r = co_await child(args("/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", s.url("/missing")));
   CHECK(r.out == "404");
   r = co_await child(args("/usr/bin/curl", "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
