@@ -721,6 +721,13 @@ bool Connection::begin(const RequestHead& h) {
 // response), or nullptr.
 std::exception_ptr Connection::check(const Response& resp) noexcept {
   try {
+    // A 1xx is never a final answer, and a status outside 100-599 has no
+    // status line: sent as given, either would leave the client with a
+    // response it cannot frame (a "500" line over a bodiless 99, a bare
+    // 101 on a connection that does not switch protocols).
+    if (resp.status < 200 || resp.status > 599)
+      throw std::invalid_argument("response status " + std::to_string(resp.status) +
+                                  " is not a final status (200-599)");
     for (const auto& [n, v] : resp.headers) {
       if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
     }
@@ -738,7 +745,7 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
 // needs no check().
 const std::string* Connection::cached_prefix(const Response& resp) {
   const bool no_body = bodiless(resp.status);
-  if (no_body || !resp.headers.empty() || resp.stream || resp.file) return nullptr;
+  if (no_body || resp.status > 599 || !resp.headers.empty() || resp.stream || resp.file) return nullptr;
   return s_->heads.get(resp.status, resp.content_type, s_->server_line, s_->loop->iteration_time());
 }
 

@@ -88,6 +88,11 @@ Task<http::Response> test_handler(http::Request& req) {
   }
   if (p == "/throw") throw std::runtime_error("handler failure (expected by the test)");
   if (p == "/teapot") throw http::HttpError(418, "teapot");
+  if (p == "/status") {  // the status given in the query, as a handler might compute it
+    http::Response r = http::Response::text("body");
+    r.status = std::stoi(std::string(req.query()));
+    co_return r;
+  }
   if (p == "/nocontent") {
     http::Response r;
     r.status = 204;
@@ -538,6 +543,32 @@ Task<void> bad_content_type_main() {
   co_await stop(&run);
 }
 
+// A handler's status that is not a final one (a 1xx, or outside 100-599)
+// becomes a framed 500 and the connection closes, instead of a "500" line
+// without a length or a bare 101 that leave the client waiting for the
+// close; 200-599 pass as given.
+Task<void> bad_status_main() {
+  ServerRun run;
+  co_await start(&run);
+  for (int st : {0, 99, 100, 101, 199, 600, 1000, -1}) {
+    CAPTURE(st);
+    Exchange ex = co_await exchange(run.port, "GET /status?" + std::to_string(st) + " HTTP/1.1\r\nHost: t\r\n\r\n", 1,
+                                    http::Method::get, 2000ms);
+    REQUIRE(ex.replies.size() == 1);
+    CHECK(ex.replies[0].status == 500);
+    CHECK(ex.closed);
+  }
+  for (int st : {200, 299, 404, 599}) {
+    CAPTURE(st);
+    Exchange ex = co_await exchange(run.port, "GET /status?" + std::to_string(st) + " HTTP/1.1\r\nHost: t\r\n\r\n", 1,
+                                    http::Method::get, 0ms);
+    REQUIRE(ex.replies.size() == 1);
+    CHECK(ex.replies[0].status == st);
+    CHECK(ex.replies[0].body == "body");
+  }
+  co_await stop(&run);
+}
+
 // Sixteen pipelined requests cut at awkward places (mid request line, mid
 // CRLF CRLF) and sent in pieces: the receive buffer grows and moves between
 // the pieces, and every request is still answered, in order, with its own target.
@@ -799,6 +830,13 @@ TEST_CASE("a response Content-Type with a control byte becomes 500, a tab is kep
   test::on_each_backend([](EventLoop& loop) {
     loop.set_exception_handler([](std::exception_ptr, std::string_view) {});  // the 500s report here
     test::run_bounded(loop, bad_content_type_main());
+  });
+}
+
+TEST_CASE("a handler's status outside 200-599 becomes a framed 500 and closes the connection") {
+  test::on_each_backend([](EventLoop& loop) {
+    loop.set_exception_handler([](std::exception_ptr, std::string_view) {});  // the 500s report here
+    test::run_bounded(loop, bad_status_main());
   });
 }
 
