@@ -589,7 +589,8 @@ std::string_view RequestHead::query() const noexcept {
   std::size_t q;
   if (form == TargetForm::origin && path_size <= target.size()) {
     if (path_size == target.size()) return {};
-    q = target[path_size] == '?' ? path_size : target.find('?', path_size);  // '#' came first
+    if (target[path_size] != '?') return {};  // '#' came first: a '?' after it is the fragment's
+    q = path_size;
   } else {
     q = target.find_first_of("?#");  // a '?' after a '#' is the fragment's
   }
