@@ -27,7 +27,7 @@ namespace {
 const char* kUsage =
     "usage: http_server [--host HOST] [--port PORT] [--backend io_uring|epoll] [--workers N] [--root DIR]\n"
     "                   [--max-connections N] [--header-timeout MS] [--keep-alive-timeout MS]\n"
-    "                   [--body-timeout MS] [--defer-accept S] [--shutdown-grace MS]\n"
+    "                   [--body-timeout MS] [--send-timeout MS] [--defer-accept S] [--shutdown-grace MS]\n"
     "Serves GET /plaintext, GET /json, GET /sleep?ms=N (answers after N ms, N <= 60000: a slow\n"
     "handler for load tests) and static files from --root.\n"
     "  --host HOST      address to listen on (default 127.0.0.1; \"\" for every interface)\n"
@@ -40,6 +40,8 @@ const char* kUsage =
     "                           else 408 and close (default 10000)\n"
     "  --keep-alive-timeout MS  idle keep-alive connections close after this (default 75000)\n"
     "  --body-timeout MS        a request body stalled this long: 408 and close (default 30000)\n"
+    "  --send-timeout MS        a client that takes no response byte this long is disconnected\n"
+    "                           (default 60000)\n"
     "  --defer-accept S         a connection is handed over once its first bytes arrived, or after\n"
     "                           about S seconds of silence (TCP_DEFER_ACCEPT; default 1, 0: at once)\n"
     "  --shutdown-grace MS      after SIGINT/SIGTERM, requests in flight get this long to finish\n"
@@ -90,7 +92,7 @@ int main(int argc, char** argv) {
   auto ms = [&](const std::string& name, const char* v) {
     return std::chrono::milliseconds(args.number(name, v, 1, 24L * 3600 * 1000));
   };
-  args.parse("host port backend workers root max-connections header-timeout keep-alive-timeout body-timeout "
+  args.parse("host port backend workers root max-connections header-timeout keep-alive-timeout body-timeout send-timeout "
              "defer-accept shutdown-grace",
              "", [&](const std::string& name, const char* v) {
                if (name == "host") host = v;
@@ -103,6 +105,7 @@ int main(int argc, char** argv) {
                else if (name == "header-timeout") serve.header_timeout = ms(name, v);
                else if (name == "keep-alive-timeout") serve.keep_alive_timeout = ms(name, v);
                else if (name == "body-timeout") serve.body_timeout = ms(name, v);
+               else if (name == "send-timeout") serve.send_timeout = ms(name, v);
                else if (name == "defer-accept") serve.defer_accept = std::chrono::seconds(args.number(name, v, 0, 3600));
                else if (name == "shutdown-grace") opts.shutdown_grace = ms(name, v);
                else args.bad("unknown option --" + name);

@@ -348,7 +348,7 @@ struct ServerState {
 //   without touching the timer heap when it only moves later.
 class Connection {
  public:
-  enum class Phase : std::uint8_t { busy, idle, header, body, linger };
+  enum class Phase : std::uint8_t { busy, idle, header, body, send, linger };
 
   Connection(std::shared_ptr<ServerState> s, Socket sock)
       : s_(std::move(s)), c_(open(std::move(sock))), parser_(s_->opts.limits), out_(c_) {
@@ -399,6 +399,9 @@ class Connection {
   bool end_wait(bool cancelled);
   void flush();
   Task<void> wait_sent();
+  template <class MakeWait>
+  Task<bool> send_wait(MakeWait make_wait);
+  [[noreturn]] void send_timed_out();
   void send_error(int status);
   Task<void> lingering_close();
   Task<bool> skip_body();
@@ -537,6 +540,33 @@ void Connection::set_nodelay() noexcept {
 
 void Connection::flush() { out_.flush(); }
 
+// Waits for the client to take response bytes (make_wait() gives a drain or
+// a writable wait, made in place: awaiters do not move), for at most
+// send_timeout; false when it took none for that long.
+// Each wait is one step of progress, so the timeout runs between two bytes
+// taken, not over the whole response.
+template <class MakeWait>
+Task<bool> Connection::send_wait(MakeWait make_wait) {
+  arm(Phase::send, s_->opts.send_timeout);
+  waiter_ = TaskBase::current();
+  bool cancelled = false;
+  try {
+    co_await make_wait();
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  co_return end_wait(cancelled);
+}
+
+// The client stopped reading: nothing more can be sent, so the connection
+// ends at once (its queued bytes are dropped).
+void Connection::send_timed_out() {
+  dead_ = true;
+  c_->abort();
+  throw OSError(ETIMEDOUT, "http: the client at " + c_->peer().to_string() + " took no response byte for " +
+                               std::to_string(s_->opts.send_timeout.count()) + " ms (send_timeout)");
+}
+
 // Until the StreamConn handed every byte to the kernel (before sendfile).
 Task<void> Connection::wait_sent() {
   flush();
@@ -548,7 +578,9 @@ Task<void> Connection::wait_sent() {
     ~Restore() { c->set_write_limits(high, low); }
   } restore{c_, high, low};
   c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer
-  while (c_->buffered() > 0 && !c_->write_error() && !c_->closed()) co_await c_->wait_drain();
+  while (c_->buffered() > 0 && !c_->write_error() && !c_->closed()) {
+    if (!co_await send_wait([c = c_] { return c->wait_drain(); })) send_timed_out();
+  }
   if (c_->write_error()) c_->throw_write_error();
 }
 
@@ -681,7 +713,9 @@ void Connection::write_body(std::string_view data) {
 
 Task<void> Connection::drain_body() {
   flush();
-  while (c_->paused() && !c_->write_error()) co_await c_->wait_drain();
+  while (c_->paused() && !c_->write_error()) {
+    if (!co_await send_wait([c = c_] { return c->wait_drain(); })) send_timed_out();
+  }
   if (c_->write_error()) c_->throw_write_error();
 }
 
@@ -695,7 +729,7 @@ Task<void> Connection::send_file(const FileBody& f) {
     if (n > 0) {
       left -= static_cast<std::uint64_t>(n);
     } else if (n < 0 && errno == EAGAIN) {
-      co_await wait_writable(fd);
+      if (!co_await send_wait([fd] { return wait_writable(fd); })) send_timed_out();
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else {

@@ -23,7 +23,8 @@
 // - every parser rejection answered with its status and the connection closed;
 //   timeouts: a head not complete within header_timeout → 408 and close; an
 //   idle keep-alive connection closed after keep_alive_timeout; a body stalled
-//   for body_timeout → 408 and close;
+//   for body_timeout → 408 and close; a client that takes no byte of its
+//   response for send_timeout (it stopped reading) is disconnected;
 // - at most max_connections at once (accepting pauses at the limit);
 // - connections handed over by the kernel once their first bytes arrived
 //   (defer_accept, TCP_DEFER_ACCEPT), so a connection costs one wake-up;
@@ -164,6 +165,10 @@ struct ServeOptions {
   std::chrono::milliseconds header_timeout{10'000};      // first byte of a head → its end: 408
   std::chrono::milliseconds keep_alive_timeout{75'000};  // idle between requests: closed
   std::chrono::milliseconds body_timeout{30'000};        // no body byte for this long: 408
+  // The client takes no byte of a response that does not fit the socket's
+  // buffers for this long: the connection is aborted (nginx's send_timeout),
+  // so a client that stopped reading cannot hold its slot forever.
+  std::chrono::milliseconds send_timeout{60'000};
   int workers = 1;                    // loops, each on its own thread (this one included)
   int backlog = SOMAXCONN;  // listen(2) queue (capped at net.core.somaxconn)
   // TCP_DEFER_ACCEPT, as Apache (AcceptFilter http data) and Bun do on Linux:

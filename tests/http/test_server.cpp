@@ -93,6 +93,18 @@ Task<http::Response> test_handler(http::Request& req) {
     r.status = std::stoi(std::string(req.query()));
     co_return r;
   }
+  if (p == "/huge") co_return http::Response::text(std::string(32u << 20, 'h'));  // more than any socket buffers
+  if (p == "/huge-stream") {
+    http::Response r;
+    r.stream = [](http::BodyWriter& w) -> Task<void> {
+      const std::string piece(1u << 20, 's');
+      for (int i = 0; i < 32; ++i) {
+        w.write(piece);
+        co_await w.drain();
+      }
+    };
+    co_return r;
+  }
   if (p == "/nocontent") {
     http::Response r;
     r.status = 204;
@@ -114,6 +126,7 @@ http::ServeOptions test_options(std::uint16_t* port) {
   o.limits.max_body = 1000;
   o.header_timeout = 500ms;
   o.body_timeout = 500ms;
+  o.send_timeout = 400ms;
   o.keep_alive_timeout = 3000ms;
   o.on_listening = [port](const SocketAddress& a) { *port = a.port(); };
   return o;
@@ -569,6 +582,55 @@ Task<void> bad_status_main() {
   co_await stop(&run);
 }
 
+// A client that stops reading its response is disconnected send_timeout
+// after it last took a byte, whether the response is in memory or streamed,
+// while another client is served; one that reads gets the whole response.
+Task<void> send_timeout_main() {
+  ServerRun run;
+  co_await start(&run);
+  for (const char* path : {"/huge", "/huge-stream"}) {
+    CAPTURE(path);
+    auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+    writer.write(std::string("GET ") + path + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    co_await writer.drain();
+    co_await sleep(1500ms);  // reads nothing: the socket buffers fill and the server waits
+    // Meanwhile another client is answered.
+    Exchange other = co_await exchange(run.port, "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 1,
+                                       http::Method::get, 0ms);
+    REQUIRE(other.replies.size() == 1);
+    CHECK(other.replies[0].status == 200);
+    // What the kernel buffered still arrives, then the connection ends
+    // (EOF or reset) well short of the 32 MiB.
+    std::size_t got = 0;
+    bool ended = false;
+    try {
+      for (;;) {
+        std::string piece = co_await wait_for(reader.read(1 << 20), 3s);
+        if (piece.empty()) break;
+        got += piece.size();
+      }
+      ended = true;
+    } catch (const ConnectionResetError&) {
+      ended = true;
+    } catch (const TimeoutError&) {
+    }
+    CHECK(ended);
+    CHECK(got < (32u << 20));
+  }
+  // A client that reads gets all of it.
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  writer.write("GET /huge HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  co_await writer.drain();
+  std::size_t got = 0;
+  for (;;) {
+    std::string piece = co_await wait_for(reader.read(1 << 20), 5s);
+    if (piece.empty()) break;
+    got += piece.size();
+  }
+  CHECK(got > (32u << 20));  // the head and the whole body
+  co_await stop(&run);
+}
+
 // Sixteen pipelined requests cut at awkward places (mid request line, mid
 // CRLF CRLF) and sent in pieces: the receive buffer grows and moves between
 // the pieces, and every request is still answered, in order, with its own target.
@@ -838,6 +900,10 @@ TEST_CASE("a handler's status outside 200-599 becomes a framed 500 and closes th
     loop.set_exception_handler([](std::exception_ptr, std::string_view) {});  // the 500s report here
     test::run_bounded(loop, bad_status_main());
   });
+}
+
+TEST_CASE("a client that stops reading its response is disconnected after the send timeout") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, send_timeout_main()); });
 }
 
 TEST_CASE("pipelined requests cut at awkward places are all answered in order") {
