@@ -26,6 +26,7 @@ RunGuard::RunGuard(EventLoop& loop, const RunOptions& opts) : loop_(loop), opts_
   if (!opts.handle_signals) return;
   loop.add_signal_handler(SIGINT, [this] { on_interrupt(SIGINT); });
   loop.add_signal_handler(SIGTERM, [this] { on_interrupt(SIGTERM); });
+  SignalState::count_interrupts(true);
   loop.add_signal_handler(SIGQUIT, [&loop] {
     std::string text = loop.dump_tasks();
     std::fputs(text.c_str(), stderr);
@@ -35,6 +36,7 @@ RunGuard::RunGuard(EventLoop& loop, const RunOptions& opts) : loop_(loop), opts_
 
 RunGuard::~RunGuard() {
   SignalState::disarm_immediate_exit();
+  if (opts_.handle_signals) SignalState::count_interrupts(false);
   if (opts_.handle_signals) {
     loop_.remove_signal_handler(SIGINT);
     loop_.remove_signal_handler(SIGTERM);

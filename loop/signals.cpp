@@ -14,6 +14,9 @@ constexpr int kMaxSignal = 64;
 std::atomic<int> g_wake_fd{-1};
 std::atomic<unsigned long long> g_pending{0};
 std::atomic<bool> g_immediate_exit{false};
+std::atomic<bool> g_count_interrupts{false};
+std::atomic<int> g_interrupts{0};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
 struct sigaction g_saved[kMaxSignal + 1];
 bool g_installed[kMaxSignal + 1];
 
@@ -24,7 +27,12 @@ void write_str(const char* s) noexcept {
 
 extern "C" void corio_on_signal(int sig) {
   int saved_errno = errno;  // the interrupted code must not see ours
-  if ((sig == SIGINT || sig == SIGTERM) && g_immediate_exit.load(std::memory_order_relaxed)) {
+  // The second interrupt, whether or not the loop dispatched the first
+  // (lock-free atomics: async-signal-safe).
+  if ((sig == SIGINT || sig == SIGTERM) &&
+      (g_immediate_exit.load(std::memory_order_relaxed) ||
+       (g_count_interrupts.load(std::memory_order_relaxed) &&
+        g_interrupts.fetch_add(1, std::memory_order_relaxed) >= 1))) {
     write_str(sig == SIGINT ? "\ncorio: second SIGINT during shutdown, exiting now\n"
                             : "\ncorio: second SIGTERM during shutdown, exiting now\n");
     ::_exit(128 + sig);
@@ -72,6 +80,10 @@ int SignalState::wake_fd() noexcept { return g_wake_fd.load(std::memory_order_se
 unsigned long long SignalState::take_pending() noexcept { return g_pending.exchange(0, std::memory_order_acq_rel); }
 void SignalState::arm_immediate_exit() noexcept { g_immediate_exit.store(true); }
 void SignalState::disarm_immediate_exit() noexcept { g_immediate_exit.store(false); }
+void SignalState::count_interrupts(bool on) noexcept {
+  g_interrupts.store(0);
+  g_count_interrupts.store(on);
+}
 
 const char* signal_name(int sig) noexcept {
   switch (sig) {

@@ -27,6 +27,11 @@ struct SignalState {
   // shutdown hangs. Works even if the loop thread is stuck.
   static void arm_immediate_exit() noexcept;
   static void disarm_immediate_exit() noexcept;
+  // While on (corio::run's interrupt handling), the C handler counts the
+  // SIGINTs and SIGTERMs that arrive and takes the second as the escape
+  // hatch itself: a loop stuck before it ever dispatched the first one
+  // (a task that never yields) could not arm it. Turning it on resets the count.
+  static void count_interrupts(bool on) noexcept;
 };
 
 // "SIGINT" for SIGINT, "signal 40" for others.

@@ -175,6 +175,25 @@ TEST_CASE("a second SIGINT during a hung shutdown exits at once with one line") 
   }
 }
 
+// The loop is stuck in a task that never yields, so it never dispatches the
+// first SIGINT (which arms the escape hatch): the C handler counts the
+// arrivals itself, and Ctrl+C twice still ends the program.
+TEST_CASE("a second SIGINT exits at once even when the loop never dispatched the first") {
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    CAPTURE(backend_arg(kind));
+    test::ChildProcess child({child_path(), "spin", backend_arg(kind)});
+    REQUIRE(child.wait_for_stdout("ready", 10s));
+    child.signal(SIGINT);
+    std::this_thread::sleep_for(200ms);
+    auto t0 = std::chrono::steady_clock::now();
+    child.signal(SIGINT);
+    CHECK(child.wait_exit(5s) == 130);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    CHECK(child.err() == "\ncorio: second SIGINT during shutdown, exiting now\n");
+    CHECK(child.out().find("spin ended") == std::string::npos);
+  }
+}
+
 TEST_CASE("SIGQUIT prints every task with its await chain and the program goes on") {
   for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
     CAPTURE(backend_arg(kind));

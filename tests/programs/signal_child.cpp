@@ -50,6 +50,16 @@ Task<int> graceful() {
   std::rethrow_exception(cancelled);
 }
 
+// A main that never yields: the loop never dispatches a signal.
+Task<int> spin() {
+  say("ready");
+  auto end = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+  say("spin ended");
+  co_return 0;
+}
+
 Task<int> stuck_cleanup() {
   say("ready");
   try {
@@ -150,6 +160,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "graceful") return corio::run(graceful(), opts);
   if (mode == "stuck") return corio::run(stuck_cleanup(), opts);
+  if (mode == "spin") return corio::run(spin(), opts);
   if (mode == "quit") return corio::run(quit_dump(), opts);
   if (mode == "blocking") {
     opts.shutdown_grace = 500ms;
