@@ -83,6 +83,8 @@ class TaskHandle {
     bool await_ready() const noexcept { return s_->done(); }
     bool await_suspend(std::coroutine_handle<> h) {
       waiter_ = &TaskBase::current_checked("awaiting a task");
+      // It would wait for its own end forever (asyncio raises RuntimeError).
+      if (waiter_ == s_) throw InvalidStateError("task '" + s_->name() + "' cannot await itself");
       if (waiter_->has_pending_cancel()) {
         // asyncio forwards a pending cancel to the awaited task.
         if (!s_->cancel(waiter_->cancel_message())) return false;  // done: resume now

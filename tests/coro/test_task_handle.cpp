@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "coro/sleep.hpp"
+#include "coro/timeout.hpp"
 #include "loop/event_loop.hpp"
 #include "tests/support.hpp"
 
@@ -217,4 +218,26 @@ TEST_CASE("current_task and all_tasks see the running tasks") {
 
 TEST_CASE("create_task outside a running loop raises NoRunningLoopError") {
   CHECK_THROWS_AS(create_task(value_after(1ms, 1)), NoRunningLoopError);
+}
+
+// A task awaiting its own handle would wait for its own end forever; asyncio
+// raises RuntimeError there.
+TEST_CASE("a task awaiting its own handle gets InvalidStateError instead of hanging") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TaskHandle<int> self;
+      auto body = [](TaskHandle<int>* self) -> Task<int> {
+        co_await sleep(0ms);
+        try {
+          co_return co_await *self;
+        } catch (const InvalidStateError& e) {
+          CHECK(std::string(e.what()).find("cannot await itself") != std::string::npos);
+          co_return 7;
+        }
+      };
+      self = create_task(body(&self), "selfish");
+      CHECK(co_await wait_for(self, 5s) == 7);
+    };
+    loop.run_until_complete(main());
+  });
 }
