@@ -69,6 +69,43 @@ TEST_CASE("echo_server announces its port, echoes for echo_client in both modes,
   }
 }
 
+// An echo server reads only as fast as its echoes are read: a client that
+// sends (and drains) a whole message before reading the echo deadlocks once
+// the message outgrows the socket buffers on both sides.
+TEST_CASE("echo_client checks a 32 MB echo, in count mode and as one stdin line, without deadlocking") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  const std::string size = std::to_string(32 << 20);
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    test::ChildProcess server({dir + "/echo_server", "--port", "0", "--backend", backend_name(kind)});
+    std::string port = std::to_string(listening_port(server));
+
+    test::ChildProcess counted({dir + "/echo_client", "--port", port, "--count", "1", "--size", size, "--timeout",
+                                "30", "--backend", backend_name(kind)});
+    CHECK_MESSAGE(counted.wait_exit(60s) == 0, counted.err());
+    CHECK_MESSAGE(counted.out().find("1 messages of " + size + " bytes over 1 connection(s): 1 ok, 0 wrong") == 0,
+                  counted.out() << counted.err());
+
+    // One 32 MB line and a short one; the echo goes to wc, the status to stderr.
+    test::ChildProcess lines(
+        {"/bin/sh", "-c",
+         "{ head -c " + size + " /dev/zero | tr '\\0' x; printf '\\nshort\\n'; } | { '" + dir +
+             "/echo_client' --port " + port + " --timeout 30 --backend " + backend_name(kind) +
+             "; echo \"status $?\" >&2; } | wc -c"});
+    CHECK(lines.wait_exit(60s) == 0);
+    CHECK_MESSAGE(lines.err() == "status 0\n", lines.err());
+    CHECK(std::atol(lines.out().c_str()) == (32L << 20) + 7);
+
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
+  }
+}
+
 TEST_CASE("the examples answer --help, and reject bad usage with status 2") {
   std::string dir = examples_dir();
   if (dir.empty()) {
