@@ -7,17 +7,29 @@
 // A client's first line is its name (or "/nick NAME" later); "/who" lists
 // who is online; "/quit" leaves.
 //
-// Slow readers: broadcasting never waits for anyone. Each client's outgoing
-// queue is its StreamWriter's buffer, bounded by --max-queue bytes. When a
-// message would push a client past that bound (it is not reading), the
-// client is dropped: its connection is aborted, the server logs it on stderr
-// and the others are told "* NAME was dropped (not reading)". So one stalled
-// client costs at most --max-queue bytes and never delays the rest.
+// Slow readers: broadcasting never waits for anyone. Each client has an
+// outgoing queue of at most --max-queue bytes, emptied by its own sender task,
+// which writes what is queued and awaits drain(): the queue fills only while
+// that client's socket is full, that is while it is not reading. When a
+// message would push a client's queue past the bound, the client is dropped:
+// its connection is aborted, the server logs it on stderr and the others are
+// told "* NAME was dropped (not reading)". So one stalled client costs a
+// bounded amount of memory (its queue, plus at most one queue's worth over its
+// StreamWriter's high-water mark) and never delays the rest.
+//
+// Bursts: readline() returns lines already received without suspending, so a
+// client that sends many lines at once would have them all broadcast in one
+// step, before any sender task or send could run, and overflow the queues of
+// clients that are reading. So a handler yields to the loop after each line
+// it relays: the senders and the sockets keep pace with the burst.
 #include <corio/corio.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <exception>
 #include <list>
 #include <string>
+#include <utility>
 
 #include "cli.hpp"
 
@@ -38,9 +50,12 @@ const char* kUsage =
     "The first line on stdout is \"listening on HOST:PORT\".\n";
 
 struct Member {
+  explicit Member(StreamWriter& w) : writer(&w) {}
   std::string name;  // empty until the client named itself: it gets no broadcasts yet
   StreamWriter* writer;
   bool dropped = false;
+  std::string queued;  // outgoing lines its sender has not taken yet (at most max_queue bytes)
+  corio::Event ready;  // set when lines were queued, or the member was dropped
 };
 
 class Room {
@@ -48,24 +63,29 @@ class Room {
   explicit Room(std::size_t max_queue) : max_queue_(max_queue) {}
 
   std::list<Member>::iterator join(StreamWriter& w) {
-    members_.push_back(Member{std::string(), &w});
+    members_.emplace_back(w);
     return std::prev(members_.end());
   }
   void leave(std::list<Member>::iterator m) { members_.erase(m); }
 
-  // Queues `line` for every named member but `from`, without waiting. A
-  // member whose queue would overflow is dropped instead. Writers already
-  // closing (the server is shutting down) are skipped: a write after close()
-  // throws.
+  // Queues `line` for every named member but `from`, without waiting.
   void broadcast(const std::string& line, const Member* from) {
     for (Member& m : members_) {
-      if (&m == from || m.dropped || m.name.empty() || m.writer->is_closing()) continue;
-      if (m.writer->write_buffer_size() + line.size() > max_queue_) {
-        drop(m);
-        continue;
-      }
-      m.writer->write(line);
+      if (&m != from && !m.name.empty()) send(m, line);
     }
+  }
+
+  // Queues `line` for `m`, without waiting. A member whose queue would
+  // overflow is dropped instead. Writers already closing (the server is
+  // shutting down) are skipped: a write after close() throws.
+  void send(Member& m, const std::string& line) {
+    if (m.dropped || m.writer->is_closing()) return;
+    if (m.queued.size() + line.size() > max_queue_) {
+      drop(m);
+      return;
+    }
+    m.queued += line;
+    m.ready.set();
   }
 
   std::string who() const {
@@ -88,7 +108,10 @@ class Room {
     m.dropped = true;
     std::fprintf(stderr, "chat_server: dropped %s (%s): outgoing queue over %zu bytes\n", m.name.c_str(),
                  m.writer->peer_address().to_string().c_str(), max_queue_);
-    // Its reader sees EOF, so its handler ends and leaves the room.
+    // Its reader sees EOF, so its handler ends and leaves the room; its
+    // sender wakes up and stops.
+    m.queued.clear();
+    m.ready.set();
     m.writer->abort();
     broadcast("* " + m.name + " was dropped (not reading)\n", &m);
   }
@@ -101,6 +124,49 @@ class Room {
 std::string chomp(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   return s;
+}
+
+// A member's sender: moves its queued lines to the socket and awaits drain(),
+// which blocks while the client does not read; meanwhile broadcasts pile up in
+// m.queued, which is what the room bounds. Ends when the member is dropped or
+// the connection closes, and is cancelled when the handler ends.
+Task<void> send_queued(Member& m) {
+  try {
+    for (;;) {
+      co_await m.ready.wait();
+      m.ready.clear();
+      if (m.dropped || m.writer->is_closing()) co_return;
+      if (m.queued.empty()) continue;
+      m.writer->write(std::exchange(m.queued, std::string()));
+      co_await m.writer->drain();
+    }
+  } catch (const corio::ConnectionError&) {
+    // The client reset or went away: its handler's reader sees that too and ends.
+  }
+}
+
+// The handler's read loop, once the client has a name.
+Task<void> relay(Room& room, Member& me, StreamReader& reader) {
+  try {
+    for (;;) {
+      std::string line = co_await reader.readline();
+      if (line.empty() || me.dropped) break;  // EOF, or we were dropped
+      line = chomp(line);
+      if (line == "/quit") break;
+      if (line == "/who") {
+        room.send(me, room.who());
+      } else if (line.rfind("/nick ", 0) == 0 && line.size() > 6) {
+        room.broadcast("* " + me.name + " is now " + line.substr(6) + "\n", &me);
+        me.name = line.substr(6);
+      } else {
+        room.broadcast(me.name + ": " + line + "\n", &me);
+      }
+      // One line per loop iteration (see "Bursts" at the top).
+      co_await corio::sleep(std::chrono::seconds(0));
+    }
+  } catch (const corio::LimitOverrun&) {
+    room.send(me, "* line too long, bye\n");
+  }
 }
 
 Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
@@ -128,25 +194,19 @@ Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
   if (name.empty()) co_return;
   me->name = name;
   room.broadcast("* " + name + " joined\n", &*me);
-  writer.write(room.who());
+  room.send(*me, room.who());
   try {
-    for (;;) {
-      std::string line = co_await reader.readline();
-      if (line.empty() || me->dropped) break;  // EOF, or we were dropped
-      line = chomp(line);
-      if (line == "/quit") break;
-      if (line == "/who") {
-        writer.write(room.who());
-      } else if (line.rfind("/nick ", 0) == 0 && line.size() > 6) {
-        room.broadcast("* " + me->name + " is now " + line.substr(6) + "\n", &*me);
-        me->name = line.substr(6);
-      } else {
-        room.broadcast(me->name + ": " + line + "\n", &*me);
-      }
-    }
-  } catch (const corio::LimitOverrun&) {
-    writer.write("* line too long, bye\n");
+    co_await corio::task_group([&](corio::TaskGroup& tg) -> Task<void> {
+      tg.create_task(send_queued(*me));
+      co_await relay(room, *me, reader);
+      tg.cancel();  // the sender would wait for lines forever
+    });
+  } catch (const corio::ExceptionGroup& eg) {
+    // A reset peer's error, say: reported as it is, not as a group of one.
+    std::rethrow_exception(eg.leaves().front());
   }
+  // What the sender had not taken yet goes out as the connection closes.
+  if (!me->dropped && !me->queued.empty() && !writer.is_closing()) writer.write(me->queued);
 }
 
 Task<int> serve(std::string host, int port, std::size_t max_queue) {

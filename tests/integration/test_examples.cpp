@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -220,6 +221,58 @@ TEST_CASE("chat_server drops a client that does not read, and the others never s
     CHECK(chat.wait_exit(20s) == 143);
     CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
     CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
+  });
+}
+
+namespace {
+
+Task<void> chat_burst_scenario(std::uint16_t port) {
+  Socket slow = Socket::create(AF_INET, SOCK_STREAM);
+  slow.set_option(SOL_SOCKET, SO_RCVBUF, 4096);
+  co_await slow.connect(SocketAddress::parse("127.0.0.1", port));
+  co_await slow.send_all("slow\n");
+
+  StreamPair alice = co_await join(port, "alice");
+  StreamPair bob = co_await join(port, "bob");
+  ChatLog log;
+  auto reader = create_task(bob_reads(bob.reader, log));
+
+  // Bursts of 1000 lines (~97 KB, more than --max-queue) in one write: the
+  // server reads them in one go. Bob reads all the time, so he must get
+  // every line of every burst; slow never reads and must be dropped.
+  int sent = 0;
+  auto end = Clock::now() + 60s;
+  for (int burst = 0; burst < 200 && !log.saw_drop && Clock::now() < end; ++burst) {
+    std::string lines;
+    for (int i = 0; i < 1000; ++i) {
+      char head[16];
+      std::snprintf(head, sizeof head, "%07d ", sent++);
+      lines += head + std::string(88, 'y') + "\n";
+    }
+    alice.writer.write(lines);
+    co_await alice.writer.drain();
+    while (log.from_alice < sent && !bob.reader.at_eof() && Clock::now() < end) co_await sleep(1ms);
+    if (burst == 0) CHECK_MESSAGE(log.from_alice == 1000, "bob got " << log.from_alice << " of the first 1000 lines");
+    if (log.from_alice < sent) break;  // bob was dropped, or the deadline passed
+  }
+  CHECK(log.saw_drop);
+  CHECK(log.from_alice == sent);
+  bob.writer.close();
+  alice.writer.close();
+  co_await reader;
+}
+
+}  // namespace
+
+TEST_CASE("chat_server relays a 1000-line burst to a reading client in full and drops only the one not reading") {
+  on_each_chat_server({"--max-queue", "65536"}, [](EventLoop& loop, test::ChildProcess& chat, std::uint16_t port) {
+    test::run_bounded(loop, chat_burst_scenario(port), 90s);
+    chat.signal(SIGTERM);
+    CHECK(chat.wait_exit(20s) == 143);
+    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
+    CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
+    CHECK_MESSAGE(chat.err().find("dropped bob") == std::string::npos, chat.err());
+    CHECK_MESSAGE(chat.err().find("dropped alice") == std::string::npos, chat.err());
   });
 }
 
