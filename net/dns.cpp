@@ -59,9 +59,14 @@ Task<std::vector<SocketAddress>> resolve(std::string host, std::uint16_t port, R
     }
     co_return std::vector<SocketAddress>{*a};
   }
-  // A bracketed IPv6 literal, as users copy it from URLs.
+  // A bracketed IPv6 literal, as users copy it from URLs. Refused for the
+  // wrong family like the bare literal above: open_connection and
+  // start_server restricted to IPv4 must not use IPv6 after all.
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     if (auto a = SocketAddress::try_parse(std::string_view(host).substr(1, host.size() - 2), port)) {
+      if (opts.family != AF_UNSPEC && a->family() != opts.family) {
+        throw NameNotFoundError(EAI_ADDRFAMILY, host);
+      }
       co_return std::vector<SocketAddress>{*a};
     }
   }

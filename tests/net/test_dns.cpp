@@ -42,6 +42,37 @@ TEST_CASE("numeric hosts resolve at once, bracketed IPv6 too, without a lookup")
   });
 }
 
+TEST_CASE("a numeric host of a family other than the one asked for is refused, bracketed IPv6 too") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      ResolveOptions only4;
+      only4.family = AF_INET;
+      // "[::1]" as copied from a URL must be refused as "::1" is, not connected over IPv6 anyway.
+      for (const char* host : {"::1", "[::1]"}) {
+        std::string what;
+        int code = 0;
+        try {
+          (void)co_await resolve(host, 80, only4);
+        } catch (const NameNotFoundError& e) {
+          what = e.what();
+          code = e.code().value();
+          CHECK(e.host() == host);
+        }
+        const std::string shown = host;
+        CAPTURE(shown);
+        CHECK(code == EAI_ADDRFAMILY);
+        CHECK(what.find(std::string("getaddrinfo ") + host) != std::string::npos);
+      }
+      ResolveOptions only6;
+      only6.family = AF_INET6;
+      auto v6 = co_await resolve("[::1]", 80, only6);
+      REQUIRE(v6.size() == 1u);
+      CHECK(v6[0].to_string() == "[::1]:80");
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
 TEST_CASE("names are resolved off the loop thread while other tasks keep running") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
