@@ -259,6 +259,9 @@ StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
 Task<void> detail::Drain::drain_wait(StreamConn* c) {
   for (;;) {
     if (c->write_error()) c->throw_write_error();
+    // abort() wakes a drain blocked here as the buffer empties; the bytes were
+    // dropped, not flushed, and returning would say they went out.
+    if (c->aborted()) c->throw_aborted();
     if (!c->paused()) co_return;
     co_await c->wait_drain();
   }

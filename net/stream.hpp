@@ -18,7 +18,8 @@
 //
 // Errors: a reset connection makes reads throw ConnectionResetError once the
 // bytes received before it were consumed; a failed send makes drain() throw
-// (BrokenPipeError, ConnectionResetError). Messages name the peer.
+// (BrokenPipeError, ConnectionResetError), and so does an aborted stream
+// (ConnectionResetError). Messages name the peer.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -280,16 +281,17 @@ class StreamReader {
 namespace detail {
 
 // What StreamWriter::drain() returns. The usual case (below the high-water
-// mark, no failed send) is ready at once and costs no coroutine frame; only
-// a drain that must wait runs drain_wait() as a Task. Converts to a Task
-// (`Task<void> t = writer.drain();`) where a Task is wanted.
+// mark, no failed send, not aborted) is ready at once and costs no
+// coroutine frame; only a drain that must wait (or throw) runs drain_wait()
+// as a Task. Converts to a Task (`Task<void> t = writer.drain();`) where a
+// Task is wanted.
 class Drain {
  public:
   explicit Drain(StreamConn* c) noexcept : c_(c) {}
   Drain(Drain&& o) noexcept : c_(o.c_), wait_(std::move(o.wait_)) {}
   Drain& operator=(Drain&&) = delete;
   bool await_ready() {
-    if (!c_->write_error() && !c_->paused()) return true;
+    if (!c_->write_error() && !c_->paused() && !c_->aborted()) return true;
     wait_ = drain_wait(c_);
     return false;
   }
@@ -329,16 +331,26 @@ class StreamWriter {
 
   // Queues bytes and starts sending them; never blocks. Pair with drain() to
   // respect flow control. After the connection failed the bytes are dropped
-  // (drain() reports the failure). Throws InvalidStateError after close() or
-  // write_eof().
+  // (drain() reports the failure). Throws InvalidStateError after close(),
+  // abort() or write_eof().
   void write(std::string_view data) { c_->write(data.data(), data.size()); }
   void write(std::span<const std::byte> data) {
     c_->write(reinterpret_cast<const char*>(data.data()), data.size());
   }
   // Waits while more than the high-water mark is buffered, until it is at or
   // below the low-water mark: it really blocks while the peer does not read.
-  // Returns at once below the high-water mark. Throws the connection's
-  // error (BrokenPipeError, ConnectionResetError) if a send failed.
+  // Returns at once below the high-water mark. Throws, whether it waited or
+  // not, when bytes written may not have been sent:
+  // - a send failed: the connection's error (BrokenPipeError,
+  //   ConnectionResetError);
+  // - the stream was aborted (abort(), here or in another task, also after
+  //   a close() that had not finished sending): ConnectionResetError
+  //   "drain <peer>: connection lost (aborted)", asyncio's
+  //   ConnectionResetError('Connection lost'). (asyncio lets a drain that
+  //   was already waiting return instead, as if the bytes had gone out.)
+  // After a close() that sent everything it returns normally: nothing was
+  // lost. (asyncio raises there too, as after any connection_lost; corio
+  // keeps drain()'s answer to "did my bytes go out?".)
   // Cancellation: CancelledError; the buffered bytes are still sent.
   detail::Drain drain() noexcept { return detail::Drain(c_); }
   // Sends EOF (shutdown SHUT_WR) once the buffered bytes are out; the peer
@@ -349,7 +361,9 @@ class StreamWriter {
   // are still sent, then the socket is closed. Idempotent. A peer that never
   // reads keeps the socket open until abort() or the loop's shutdown.
   void close() noexcept { c_->close(); }
-  // Closes at once, dropping unsent bytes (asyncio's transport.abort()).
+  // Closes at once, dropping unsent bytes (asyncio's transport.abort()); from
+  // then on drain() throws ConnectionResetError. Does nothing once a close()
+  // has finished.
   void abort() noexcept { c_->abort(); }
   bool is_closing() const noexcept { return c_->closing(); }
   // Waits until the socket is closed (after close(): once the buffer drained).

@@ -329,6 +329,10 @@ void StreamConn::throw_write_error() const {
   throw_os_error(write_err_, "send", describe());
 }
 
+void StreamConn::throw_aborted() const {
+  throw ConnectionResetError(ECONNRESET, "drain " + describe() + ": connection lost (aborted)");
+}
+
 void StreamConn::write(const char* p, std::size_t n) {
   if (closing_) throw InvalidStateError("StreamWriter.write() after close()");
   if (eof_requested_) throw InvalidStateError("StreamWriter.write() after write_eof()");

@@ -196,6 +196,13 @@ class StreamConn {
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
+  // abort() (or the loop's teardown) dropped whatever was still queued: bytes
+  // written may never have reached the peer. Not after a close that sent
+  // everything (abort() then finds the stream closed and does nothing).
+  bool aborted() const noexcept { return aborted_; }
+  // What drain() throws then: ConnectionResetError naming the peer (asyncio's
+  // "Connection lost").
+  [[noreturn]] void throw_aborted() const;
   // drain() and wait_closed() share one list: both re-check their condition
   // when woken, and a stream closes once, so sharing costs nothing measurable
   // and keeps an idle connection a list smaller.

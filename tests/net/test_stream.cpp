@@ -425,7 +425,74 @@ TEST_CASE("abort drops unsent data and closes at once, even when the peer never 
       w.abort();
       co_await w.wait_closed();
       CHECK(w.write_buffer_size() == 0u);
-      co_await w.drain();  // nothing left to wait for
+      // Nothing left to wait for, but the bytes were dropped, not flushed.
+      CHECK_THROWS_AS(co_await w.drain(), ConnectionResetError);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("drain() blocked on a full buffer throws ConnectionResetError naming the peer when the stream is aborted") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TcpPeers p = co_await tcp_peers();
+      StreamWriter& w = p.streams.writer;
+      w.write(std::string(32 << 20, 'a'));  // far more than the kernel will take: drain() blocks
+      auto drainer = [](StreamWriter& w) -> Task<std::string> {
+        try {
+          co_await w.drain();
+        } catch (const ConnectionResetError& e) {
+          co_return e.what();
+        }
+        co_return "drain() returned normally";
+      };
+      auto t = create_task(drainer(w));
+      co_await sleep(20ms);
+      REQUIRE_FALSE(t.done());
+      w.abort();  // another task drops the unsent bytes: they were not flushed
+      std::string what = co_await wait_for(t, 2s);
+      CHECK(what.find(w.peer_address().to_string()) != std::string::npos);
+      CHECK(what.find("aborted") != std::string::npos);
+      // Once closed it stays so: the bytes were never sent.
+      co_await wait_for(w.wait_closed(), 2s);
+      CHECK_THROWS_AS(co_await w.drain(), ConnectionResetError);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("drain() after close() returns once everything was sent, and throws ConnectionResetError if it never was") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      {
+        // Everything reaches the peer: nothing was lost, drain() has nothing to report.
+        TcpPeers p = co_await tcp_peers();
+        StreamWriter& w = p.streams.writer;
+        w.write(std::string(4 << 20, 'a'));
+        w.close();
+        auto peer = create_task(recv_all(p.peer));
+        co_await wait_for(w.wait_closed(), 5s);
+        co_await w.drain();
+        CHECK((co_await wait_for(peer, 5s)).size() == std::size_t(4 << 20));
+      }
+      {
+        // The peer never reads; closing gives up (abort) with bytes unsent.
+        TcpPeers p = co_await tcp_peers();
+        StreamWriter& w = p.streams.writer;
+        w.write(std::string(32 << 20, 'a'));
+        w.close();
+        co_await sleep(20ms);
+        REQUIRE_FALSE(w.connection()->closed());
+        w.abort();
+        co_await wait_for(w.wait_closed(), 2s);
+        std::string what;
+        try {
+          co_await w.drain();
+        } catch (const ConnectionResetError& e) {
+          what = e.what();
+        }
+        CHECK(what.find(w.peer_address().to_string()) != std::string::npos);
+      }
     };
     test::run_bounded(loop, main());
   });
