@@ -18,8 +18,9 @@
 //
 // Errors: a reset connection makes reads throw ConnectionResetError once the
 // bytes received before it were consumed; a failed send makes drain() throw
-// (BrokenPipeError, ConnectionResetError), and so does an aborted stream
-// (ConnectionResetError). Messages name the peer.
+// (BrokenPipeError, ConnectionResetError), and so do an aborted stream
+// (ConnectionResetError) and a failed TLS session (TlsError). Messages name
+// the peer.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -342,7 +343,8 @@ class StreamWriter {
   // Returns at once below the high-water mark. Throws, whether it waited or
   // not, when bytes written may not have been sent:
   // - a send failed: the connection's error (BrokenPipeError,
-  //   ConnectionResetError);
+  //   ConnectionResetError); over TLS also a failed session: its TlsError
+  //   (net/tls.hpp);
   // - the stream was aborted (abort(), here or in another task, also after
   //   a close() that had not finished sending): ConnectionResetError
   //   "drain <peer>: connection lost (aborted)", asyncio's

@@ -158,7 +158,7 @@ StreamConn::WriteState& StreamConn::write_state() {
 // ---- read side --------------------------------------------------------------
 
 void StreamConn::throw_read_error() const {
-  if (StreamFilter* f = filter()) f->rethrow_read_error();
+  if (StreamFilter* f = filter()) f->rethrow_error();
   throw_os_error(read_err_, "recv", describe());
 }
 
@@ -326,7 +326,18 @@ void StreamConn::read_done(IoOp* op) noexcept {
 // ---- write side -------------------------------------------------------------
 
 void StreamConn::throw_write_error() const {
+  if (filter_write_err_) {
+    if (StreamFilter* f = filter()) f->rethrow_error();
+  }
   throw_os_error(write_err_, "send", describe());
+}
+
+void StreamConn::fail_write(int err) noexcept {
+  if (write_err_) return;  // a send failed first: drain() reports that
+  write_err_ = static_cast<std::uint8_t>(err);
+  filter_write_err_ = true;
+  drop_write_buffers();  // unless a send is in flight: then write_done() drops them
+  update_pause();
 }
 
 void StreamConn::throw_aborted() const {
@@ -444,7 +455,9 @@ void StreamConn::write_done(IoOp* op) noexcept {
   auto* self = static_cast<StreamConn*>(op->ctx);
   self->writing_ = false;
   self->on_send_result(op->result);
-  if (self->aborted_) self->drop_write_buffers();
+  // Nothing more will be sent (pump_writes stops): what is left goes now.
+  // A write error may predate this send (the filter's, fail_write).
+  if (self->aborted_ || self->write_err_) self->drop_write_buffers();
   self->pump_writes();
   self->release();  // the send's reference; may free self
 }

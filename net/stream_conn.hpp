@@ -250,6 +250,11 @@ class StreamConn {
     if (!read_err_) read_err_ = static_cast<std::uint8_t>(err);
     eof_ = true;
   }
+  // For the filter: nothing more can be encoded (err: an errno for
+  // write_error(); the filter throws the details). The connection is lost
+  // for writing as after a failed send: queued bytes are dropped, write()
+  // drops new ones and drain() throws, also one waiting now.
+  void fail_write(int err) noexcept;
 
  private:
   ~StreamConn();
@@ -363,6 +368,7 @@ class StreamConn {
   bool closing_ : 1 = false;
   bool aborted_ : 1 = false;
   bool closed_ : 1 = false;
+  bool filter_write_err_ : 1 = false;  // write_err_ is the filter's (fail_write): it has the details
 
   // The peer of an IPv4/IPv6 connection (family 0 otherwise): messages
   // name it even after a reset, when the kernel no longer knows it. A

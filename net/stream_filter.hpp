@@ -29,8 +29,9 @@ class StreamFilter {
   virtual ByteBuffer& raw_input() noexcept = 0;
   // New raw bytes were appended to raw_input(), or the raw stream ended
   // (conn.raw_eof()). Decode what can be decoded into conn.rbuf(); on a
-  // protocol error call conn.fail_read(); on the protocol's own EOF call
-  // conn.mark_eof().
+  // protocol error call conn.fail_read(), and conn.fail_write() too if
+  // nothing more can be encoded (so drain() reports it); on the protocol's
+  // own EOF call conn.mark_eof().
   virtual void on_input(StreamConn& conn) noexcept = 0;
   // Encode user bytes and queue them (append_raw + flush_raw). Called only
   // when the plain path would have queued them.
@@ -40,9 +41,10 @@ class StreamFilter {
   // close() (not abort()): queue the protocol's goodbye; it is flushed
   // before the socket closes.
   virtual void on_close(StreamConn& conn) noexcept = 0;
-  // A read failed because of the filter (fail_read): throw its error.
-  // Returns if the failure was the socket's, not the filter's.
-  virtual void rethrow_read_error() const = 0;
+  // A read or a write failed because of the filter (fail_read,
+  // fail_write): throw its error. Returns if the failure was the socket's,
+  // not the filter's.
+  virtual void rethrow_error() const = 0;
 };
 
 }  // namespace corio::detail

@@ -136,7 +136,9 @@ namespace detail {
 //   lets the handshake task run; user writes are held in early_ and
 //   encrypted, in order, right after it.
 // - After a failure (failed_) no record is produced any more: close() sends
-//   no close_notify (the alert OpenSSL queued was the goodbye).
+//   no close_notify (the alert OpenSSL queued was the goodbye). Once
+//   established, a failure ends both sides of the connection (fail()):
+//   reads and drain() throw it, so no write is dropped unnoticed.
 class TlsFilter final : public StreamFilter {
  public:
   TlsFilter(StreamConn& c, std::shared_ptr<TlsContext> ctx, SSL* ssl) : conn_(&c), ctx_(std::move(ctx)), ssl_(ssl) {}
@@ -162,8 +164,8 @@ class TlsFilter final : public StreamFilter {
   void write(StreamConn& conn, const char* p, std::size_t n) override;
   void on_write_eof(StreamConn& conn) noexcept override { send_close_notify(conn); }
   void on_close(StreamConn& conn) noexcept override { send_close_notify(conn); }
-  void rethrow_read_error() const override {
-    if (read_error_) std::rethrow_exception(read_error_);
+  void rethrow_error() const override {
+    if (error_) std::rethrow_exception(error_);
   }
 
  private:
@@ -174,6 +176,7 @@ class TlsFilter final : public StreamFilter {
   static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
 
   void send_close_notify(StreamConn& conn) noexcept;
+  void fail(StreamConn& conn, int err) noexcept;
   std::string describe() const;
   std::exception_ptr make_error(const char* op, int ssl_err) const;
   void encrypt(const char* p, std::size_t n) noexcept;
@@ -185,7 +188,7 @@ class TlsFilter final : public StreamFilter {
   ByteBuffer raw_;
   std::string early_;
   std::string session_key_;
-  std::exception_ptr read_error_;
+  std::exception_ptr error_;  // a failure of TLS's own (not the socket's), for both sides
   State state_ = State::handshaking;
   bool failed_ = false;
   bool tls_eof_ = false;
@@ -313,9 +316,8 @@ void TlsFilter::on_input(StreamConn& conn) noexcept {
     try {
       dst = out.prepare(kRecordRoom);
     } catch (...) {
-      read_error_ = std::make_exception_ptr(std::bad_alloc());
-      failed_ = true;
-      conn.fail_read(ENOMEM);
+      error_ = std::make_exception_ptr(std::bad_alloc());
+      fail(conn, ENOMEM);
       break;
     }
     int r = SSL_read_ex(ssl_, dst, out.free_tail(), &got);
@@ -330,13 +332,12 @@ void TlsFilter::on_input(StreamConn& conn) noexcept {
       conn.mark_eof();
       break;
     }
-    failed_ = true;
     if (conn.read_error()) {
-      ERR_clear_error();  // the socket's own error tells what happened
+      ERR_clear_error();  // the socket's own error tells what happened (fail() keeps it)
     } else {
-      read_error_ = make_error("TLS read from", e);
-      conn.fail_read(EPROTO);
+      error_ = make_error("TLS read from", e);
     }
+    fail(conn, EPROTO);
     break;
   }
   if (conn.uses_provided_buffers() && raw_.empty()) raw_.release_memory();
@@ -346,10 +347,15 @@ void TlsFilter::on_input(StreamConn& conn) noexcept {
 void TlsFilter::encrypt(const char* p, std::size_t n) noexcept {
   while (n > 0 && !failed_) {
     std::size_t done = 0;
-    if (SSL_write_ex(ssl_, p, n, &done) != 1) {
-      // Only a connection that already failed or shut down refuses; its
-      // reads report why. The bytes are dropped, as on a failed socket.
-      ERR_clear_error();
+    int r = SSL_write_ex(ssl_, p, n, &done);
+    if (r != 1) {
+      // A failed session never gets here (fail() stopped the writes) and
+      // write() is refused after a shutdown: this is OpenSSL's own failure
+      // or no memory for the record. The session is lost; the bytes are
+      // dropped, drain() says why, and so does a read (one waiting now at
+      // its recv's completion).
+      error_ = make_error("TLS write to", SSL_get_error(ssl_, r));
+      fail(*conn_, EPROTO);
       break;
     }
     p += done;
@@ -365,6 +371,18 @@ void TlsFilter::write(StreamConn& conn, const char* p, std::size_t n) {
   }
   (void)conn;
   encrypt(p, n);
+}
+
+void TlsFilter::fail(StreamConn& conn, int err) noexcept {
+  failed_ = true;
+  conn.fail_read(err);  // keeps the socket's error if it came first
+  // The alert OpenSSL queued goes out before the write side is lost (unless
+  // a send is in flight: then it is dropped with the rest, as asyncio's
+  // transport drops its buffer on a fatal SSL error).
+  conn.flush_raw();
+  // No record can be encoded any more: without this, write() would hand
+  // bytes to encrypt(), which drops them, and drain() would return normally.
+  conn.fail_write(conn.read_error());
 }
 
 void TlsFilter::send_close_notify(StreamConn& conn) noexcept {

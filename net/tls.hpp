@@ -32,6 +32,10 @@
 //   verify failed: certificate has expired". A failed certificate check is
 //   the subclass TlsCertificateError. A handshake past its deadline throws
 //   TlsHandshakeTimeout (a TimeoutError).
+// - A failure after the handshake (a bad record, a truncated stream, a
+//   fatal alert) ends the session both ways: reads throw the TlsError, and
+//   so does drain(), since nothing written can be encrypted any more (write()
+//   drops the bytes, as after a failed send).
 #include <chrono>
 #include <cstddef>
 #include <functional>

@@ -2,12 +2,14 @@
 
 #include <doctest/doctest.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <string>
 #include <vector>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
 #include "loop/to_thread.hpp"
 #include "net/server.hpp"
 #include "tests/child_process.hpp"
@@ -534,6 +536,60 @@ Task<void> server_survives_bad_clients(std::shared_ptr<TlsContext> sctx) {
 
 TEST_CASE("a server drops clients that send garbage or stall mid-handshake and keeps serving others") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, server_survives_bad_clients(server_ctx())); });
+}
+
+// After the handshake, answers the client's first line with bytes that are
+// not a TLS record (straight on the socket), then counts the plaintext it
+// still receives.
+Task<void> garbage_after_handshake(StreamReader& r, StreamWriter& w, std::size_t* got) {
+  (void)co_await r.readline();
+  const std::string junk = "garbage garbage garbage garbage\n";
+  CHECK(::send(w.socket().fd(), junk.data(), junk.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(junk.size()));
+  try {
+    for (;;) {
+      std::string part = co_await r.read(65536);
+      if (part.empty()) break;
+      *got += part.size();
+    }
+  } catch (const OSError&) {
+    // the client's alert, or its close
+  }
+}
+
+Task<void> failed_session_fails_drain(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
+  std::size_t server_got = 0;
+  ClientHandler h = [&server_got](StreamReader& r, StreamWriter& w) {
+    return garbage_after_handshake(r, w, &server_got);
+  };
+  Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
+  auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
+  w.write("hello\n");
+  CHECK_THROWS_AS(co_await r.readline(), TlsError);
+  // Nothing can be encrypted any more: the bytes go nowhere, and drain()
+  // says so with the reason and the peer, every time it is asked.
+  w.write(std::string(1000, 'x'));
+  for (int i = 0; i < 2; ++i) {
+    std::string what, reason;
+    try {
+      co_await w.drain();
+    } catch (const TlsError& e) {
+      what = e.what();
+      reason = e.reason();
+    }
+    CHECK(reason == "wrong version number");
+    CHECK(what.find(w.peer_address().to_string()) != std::string::npos);
+  }
+  w.close();
+  co_await wait_for(w.wait_closed(), 5s);
+  server.close();
+  co_await wait_for(server.wait_closed(), 5s);
+  CHECK(server_got == 0u);
+}
+
+TEST_CASE("after the session failed (garbage from the peer), drain() throws the TlsError instead of dropping writes silently") {
+  test::on_each_backend([](EventLoop& loop) {
+    test::run_bounded(loop, failed_session_fails_drain(server_ctx(), client_ctx()));
+  });
 }
 
 // ---- real peers: openssl s_server, curl ----------------------------------------------------
