@@ -18,7 +18,9 @@
 // started, the request is kept (must_cancel) and thrown at its next suspension
 // point; a task cancelled before its first step never runs its body. Each
 // request is delivered once, so a task may catch CancelledError and await in
-// its cleanup; a second cancel() interrupts that cleanup.
+// its cleanup; a second cancel() interrupts that cleanup. Requests made while
+// one is already on its way (the task queued with it) go with it: one
+// CancelledError for all of them, as in asyncio (cancelling() counts each).
 #include <coroutine>
 #include <cstdint>
 #include <exception>
@@ -167,7 +169,13 @@ class TaskBase : public detail::Runnable {
   // it is woken; nullptr otherwise. The hook shares its word with the ready
   // queue's link (Runnable): while queued, that word is the link.
   CancelHook* hook() const noexcept { return queued_ ? nullptr : task_hook_; }
-  [[noreturn]] void throw_cancelled() const { throw CancelledError(cancel_message()); }
+  // Requests that arrived while this one was on its way (the task was queued
+  // with it) are delivered with it, as one CancelledError (asyncio's
+  // Task.__step consumes _must_cancel the same way); later ones are not.
+  [[noreturn]] void throw_cancelled() {
+    must_cancel_ = false;
+    throw CancelledError(cancel_message());
+  }
   // A hook accepted a cancel but the operation completed anyway and delivers
   // its result: keep the request so the next suspension point throws.
   void rearm_cancel() noexcept { must_cancel_ = true; }

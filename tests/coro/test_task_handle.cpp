@@ -127,6 +127,48 @@ TEST_CASE("cancel() interrupts a sleeping task with the message, and cleanup may
   });
 }
 
+// Two requests made before the task ran again arrive as one CancelledError,
+// as in asyncio (Task.__step consumes _must_cancel): its cleanup may await.
+// A request made after that delivery interrupts the cleanup.
+TEST_CASE("cancels that arrive before the task runs again are delivered as one CancelledError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      auto sleeper = [](std::vector<std::string>& log) -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError& e) {
+          log.push_back("caught:" + e.message());
+        }
+        try {
+          co_await sleep(1ms);
+          log.push_back("cleaned");
+        } catch (const CancelledError& e) {
+          log.push_back("cleanup cancelled:" + e.message());
+        }
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError& e) {
+          log.push_back("third:" + e.message());
+        }
+        co_return current_task()->cancelling();
+      };
+      auto t = create_task(sleeper(log));
+      co_await sleep(1ms);
+      CHECK(t.cancel("one"));
+      CHECK(t.cancel("two"));  // the task has not run since the first
+      co_await sleep(20ms);     // it caught one CancelledError and cleaned up
+      CHECK(t.cancel("three")); // a new request, after the delivery
+      CHECK(co_await t == 3);
+      REQUIRE(log.size() == 3);
+      CHECK(log[0] == "caught:two");
+      CHECK(log[1] == "cleaned");
+      CHECK(log[2] == "third:three");
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("a task that swallows its cancellation finishes normally") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
