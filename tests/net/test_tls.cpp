@@ -564,7 +564,16 @@ Task<void> failed_session_fails_drain(std::shared_ptr<TlsContext> sctx, std::sha
   Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
   auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
   w.write("hello\n");
-  CHECK_THROWS_AS(co_await r.readline(), TlsError);
+  // OpenSSL's reason depends on how the garbage arrives ("wrong version
+  // number" in one piece; short reads, as under fault injection, can give
+  // "decryption failed or bad record mac"): drain() must give the same one.
+  std::string read_reason;
+  try {
+    (void)co_await r.readline();
+  } catch (const TlsError& e) {
+    read_reason = e.reason();
+  }
+  CHECK(!read_reason.empty());
   // Nothing can be encrypted any more: the bytes go nowhere, and drain()
   // says so with the reason and the peer, every time it is asked.
   w.write(std::string(1000, 'x'));
@@ -576,7 +585,8 @@ Task<void> failed_session_fails_drain(std::shared_ptr<TlsContext> sctx, std::sha
       what = e.what();
       reason = e.reason();
     }
-    CHECK(reason == "wrong version number");
+    CHECK(!reason.empty());
+    CHECK(reason == read_reason);
     CHECK(what.find(w.peer_address().to_string()) != std::string::npos);
   }
   w.close();
