@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <string>
 
 using corio::http::BodyTooLarge;
@@ -127,4 +128,123 @@ TEST_CASE("a compression bomb stops at the output cap") {
   std::string out;
   CHECK_THROWS_AS(d.feed(bomb, out), BodyTooLarge);
   CHECK(out.size() <= (1u << 20));
+}
+
+namespace {
+
+// Feeds `body` a piece at a time and drains the decoder between feeds, `max`
+// bytes per read, as the HTTP client does.
+std::string decode_pulled(const char* coding, const std::string& body, std::size_t piece, std::size_t max) {
+  ContentDecoder d(coding);
+  std::string out;
+  bool bounded = true;  // each read appended what it returned, and at most max
+  for (std::size_t i = 0; i < body.size(); i += piece) {
+    d.feed(std::string_view(body).substr(i, piece));
+    for (;;) {
+      std::size_t before = out.size();
+      std::size_t n = d.read(out, max);
+      bounded = bounded && n == out.size() - before && n <= max;
+      if (n == 0) break;
+    }
+  }
+  d.finish();
+  CHECK(bounded);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("bodies read out in bounded pieces lose and repeat no byte") {
+  std::string text = sample();
+  std::string gz = compress(text, 31);
+  for (std::size_t max : {std::size_t{1}, std::size_t{7}, std::size_t{1000}, std::size_t{64} << 10}) {
+    for (std::size_t piece : {std::size_t{3}, std::size_t{4096}, std::size_t{1} << 20}) {
+      CAPTURE(max);
+      CAPTURE(piece);
+      CHECK(decode_pulled("gzip", gz, piece, max) == text);
+      CHECK(decode_pulled("deflate", compress(text, 15), piece, max) == text);
+      CHECK(decode_pulled("deflate", compress(text, -15), piece, max) == text);
+      CHECK(decode_pulled("gzip, deflate", compress(gz, 15), piece, max) == text);
+      CHECK(decode_pulled("gzip", gz + compress("second member\n", 31), piece, max) == text + "second member\n");
+      CHECK(decode_pulled("identity", text, piece, max) == text);
+    }
+  }
+}
+
+TEST_CASE("a stacked gzip bomb is decoded a bounded piece at a time and stops at the cap") {
+  std::string inner;
+  {
+    std::string zeros(64 << 20, '\0');  // 64 MiB of zeros: about 64 KiB gzipped,
+    inner = compress(zeros, 31);
+  }
+  std::string bomb = compress(inner, 31);  // and a few hundred bytes gzipped twice
+  CHECK(bomb.size() < 4096);
+
+  // Uncapped, read as a stream: every piece is what was asked for at most,
+  // the decoder holds no more than its input and one piece per coding, and
+  // every byte arrives.
+  ContentDecoder d("gzip, gzip");
+  d.feed(bomb);
+  std::size_t total = 0, biggest = 0, most_buffered = 0, reads = 0;
+  bool zeros = true;
+  std::string out;
+  for (;;) {
+    out.clear();
+    std::size_t n = d.read(out, 64 * 1024);
+    if (n == 0) break;
+    ++reads;
+    total += n;
+    biggest = std::max(biggest, n);
+    most_buffered = std::max(most_buffered, d.buffered());
+    zeros = zeros && out.find_first_not_of('\0') == std::string::npos;
+  }
+  d.finish();
+  CHECK(total == (64u << 20));
+  CHECK(reads == 1024);
+  CHECK(biggest == 64 * 1024);
+  CHECK(most_buffered <= bomb.size() + 64 * 1024);
+  CHECK(zeros);
+
+  // Capped: read() refuses it having decoded only about the cap.
+  ContentDecoder capped("gzip, gzip", 1 << 20);
+  capped.feed(bomb);
+  total = 0;
+  bool refused = false;
+  try {
+    for (int i = 0; i < 100000; ++i) {
+      out.clear();
+      std::size_t n = capped.read(out, 64 * 1024);
+      REQUIRE(n > 0);
+      total += n;
+    }
+  } catch (const BodyTooLarge& e) {
+    refused = true;
+    CHECK(std::string(e.what()) == "decoded body larger than the limit of 1048576 bytes");
+    total += out.size();
+  }
+  CHECK(refused);
+  CHECK(total == (1u << 20));
+  CHECK(capped.total_out() == (1u << 20) + 1);  // one byte past the cap, to know it was passed
+
+  // The whole-input feed() stops there too, with `out` kept to the cap.
+  ContentDecoder whole("gzip, gzip", 1 << 20);
+  std::string all;
+  CHECK_THROWS_AS(whole.feed(bomb, all), BodyTooLarge);
+  CHECK(all.size() == (1u << 20));
+  CHECK(whole.buffered() <= bomb.size() + 64 * 1024);
+}
+
+TEST_CASE("garbage after the end of a stacked coding's stream is dropped, but not without end") {
+  std::string text = sample();
+  // Padding after the inner member, inside the outer one: a little is ignored.
+  std::string padded = compress(compress(text, 31) + std::string(100, '\0'), 31);
+  CHECK(decode_pulled("gzip, gzip", padded, 4096, 64 * 1024) == text);
+  // A megabyte of it would be inflated only to be thrown away.
+  std::string flood = compress(compress(text, 31) + std::string(1 << 20, '\0'), 31);
+  try {
+    decode_pulled("gzip, gzip", flood, 4096, 64 * 1024);
+    FAIL("a flood after the stream decoded");
+  } catch (const DecodeError& e) {
+    CHECK(std::string(e.what()) == "gzip: more than 65536 bytes after the end of the stream");
+  }
 }
