@@ -124,6 +124,7 @@ struct ClientResponse::Stream {
   std::unique_ptr<ClientConn> conn;
   BodyDecoder body;
   std::optional<ContentDecoder> decoder;
+  std::string coding;  // Content-Encoding, for messages
   bool keep_alive = false;
   bool done = false;
   std::string url;  // for messages
@@ -161,6 +162,15 @@ void ClientResponse::close() noexcept {
   }
 }
 
+// Decoded pieces are at most one read's size. A compressed body can inflate
+// a thousandfold per coding, so the decoder hands its output out a piece at a
+// time and keeps the rest of its input (hence its own memory, about 64 KiB a
+// coding) for the next call; only once it has decoded everything it was
+// given does more of the body go into it.
+namespace {
+constexpr std::size_t kMaxPiece = 64 * 1024;
+}  // namespace
+
 Task<std::string> ClientResponse::read_chunk() {
   if (!s_ || s_->done) co_return std::string();
   Stream& s = *s_;
@@ -169,6 +179,14 @@ Task<std::string> ClientResponse::read_chunk() {
   try {
     for (;;) {
       ClientConn& c = *s.conn;
+      if (s.decoder) {
+        try {
+          s.decoder->read(out, kMaxPiece);
+        } catch (const DecodeError& e) {
+          throw MalformedResponse("undecodable body from " + c.peer + ": " + e.what());
+        }
+        if (!out.empty()) break;
+      }
       if (!c.rbuf.empty() || s.body.done()) {
         std::string_view data;
         std::size_t used = c.rbuf.empty() ? 0 : s.body.decode(c.rbuf, data);
@@ -177,16 +195,13 @@ Task<std::string> ClientResponse::read_chunk() {
         }
         if (!data.empty()) {
           if (s.decoder) {
-            try {
-              s.decoder->feed(data, out);
-            } catch (const DecodeError& e) {
-              throw MalformedResponse("undecodable body from " + c.peer + ": " + e.what());
-            }
+            s.decoder->feed(data);  // a copy: `data` may point into rbuf
           } else {
             out.assign(data);
           }
         }
         c.rbuf.erase(0, used);
+        if (s.decoder && !data.empty()) continue;  // decode it before the body may end
         if (s.body.done()) {
           if (s.decoder) {
             try {
@@ -233,8 +248,16 @@ Task<std::string> ClientResponse::read_body(std::size_t max) {
   for (;;) {
     std::string piece = co_await read_chunk();
     if (piece.empty()) break;
+    // Checked per piece, and pieces are bounded: a body over `max` is
+    // refused holding at most max + 64 KiB, however far it would inflate.
     if (all.size() + piece.size() > max) {
+      const bool decoded = s_ && s_->decoder;
+      const std::string coding = decoded ? s_->coding : std::string();
       close();
+      if (decoded) {
+        throw BodyTooLarge("the decoded body of " + url.str() + " exceeds the limit of " + std::to_string(max) +
+                           " bytes (Content-Encoding: " + coding + ")");
+      }
       throw BodyTooLarge("the body of " + url.str() + " exceeds the limit of " + std::to_string(max) + " bytes");
     }
     if (all.empty()) {
@@ -481,8 +504,12 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
             s->url = url.str();
             std::string_view coding = h.header("Content-Encoding");
             if (decode && !coding.empty() && mid != Method::head) {
+              // No max_output: ClientResponse::read_body applies its own
+              // max, and the decoder's bounded pieces are what keep memory
+              // near it.
               try {
                 s->decoder.emplace(coding);
+                s->coding = std::string(coding);
               } catch (const UnsupportedEncoding& e) {
                 throw MalformedResponse(std::string(e.what()) + " from " + c->peer);
               }

@@ -177,11 +177,12 @@ class ClientResponse {
   void raise_for_status() const;
 
   // Streaming (responses from Client::stream): the next piece of the decoded
-  // body, "" once it ended. IncompleteBody if the connection ends first,
+  // body, at most 64 KiB however far the body inflates, "" once it ended. IncompleteBody if the connection ends first,
   // ReadTimeout, MalformedResponse (bad chunking, bad compression).
   // Not concurrently. Cancellation: CancelledError; the connection is closed.
   Task<std::string> read_chunk();
-  // The rest of the body, at most `max` decoded bytes (BodyTooLarge).
+  // The rest of the body, at most `max` decoded bytes (BodyTooLarge, raised
+  // holding no more than max + 64 KiB).
   Task<std::string> read_body(std::size_t max = SIZE_MAX);
   bool body_done() const noexcept;
   // Gives the connection up without reading the rest (it is closed).

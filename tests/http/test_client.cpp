@@ -3,8 +3,11 @@
 #include "net/http/client.hpp"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,50 @@ std::string gzip(const std::string& in) {
   out.resize(z.total_out);
   deflateEnd(&z);
   return out;
+}
+
+// 256 MiB of zeros gzipped, then gzipped again: about 600 bytes on the wire.
+// Deflated a megabyte at a time, so making it costs no more than it should
+// cost the client to refuse it.
+const std::string& gzip_bomb() {
+  static const std::string bomb = [] {
+    z_stream z{};
+    deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY);
+    const std::string zeros(1 << 20, '\0');
+    std::string inner;
+    char buf[64 * 1024];
+    for (int i = 0; i < 256; ++i) {
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(zeros.data()));
+      z.avail_in = static_cast<uInt>(zeros.size());
+      int flush = i == 255 ? Z_FINISH : Z_NO_FLUSH;
+      do {
+        z.next_out = reinterpret_cast<Bytef*>(buf);
+        z.avail_out = sizeof buf;
+        deflate(&z, flush);
+        inner.append(buf, sizeof buf - z.avail_out);
+      } while (z.avail_out == 0);
+    }
+    deflateEnd(&z);
+    return gzip(inner);
+  }();
+  return bomb;
+}
+
+// About 1.5 MiB that compresses about tenfold: one 64 KiB read of it decodes
+// to far more than one streamed piece may hold.
+const std::string& text_body() {
+  static const std::string text = [] {
+    std::string t;
+    for (int i = 0; i < 80000; ++i) t += "line " + std::to_string(i * 7919 % 100000) + " of the body\n";
+    return t;
+  }();
+  return text;
+}
+
+std::size_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<std::size_t>(u.ru_maxrss) * 1024;  // Linux counts KiB
 }
 
 std::string field(const std::string& head, const std::string& name) {
@@ -94,6 +141,20 @@ Task<void> script(StreamReader& r, StreamWriter& w) {
     } else if (path == "/gzip") {
       std::string z = gzip(std::string(100000, 'z') + "end");
       w.write(ok(z, "Content-Encoding: gzip\r\n"));
+    } else if (path == "/gzip-bomb") {
+      w.write(ok(gzip_bomb(), "Content-Encoding: gzip, gzip\r\n"));
+    } else if (path == "/gzip-text") {
+      w.write(ok(gzip(text_body()), "Content-Encoding: gzip\r\n"));
+    } else if (path == "/gzip-text-chunked") {  // chunk boundaries fall anywhere in the gzip stream
+      std::string z = gzip(text_body()), framed;
+      for (std::size_t i = 0; i < z.size(); i += 1000) {
+        std::string part = z.substr(i, 1000);
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx\r\n", part.size());
+        framed += size + part + "\r\n";
+      }
+      w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n" + framed +
+              "0\r\n\r\n");
     } else if (path == "/close-delimited") {
       w.write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
       close_after = true;
@@ -340,6 +401,81 @@ Task<void> streaming_is_bounded() {
   f.server.close();
 }
 
+// 600 bytes that decode to 256 MiB: request() must refuse them at
+// max_body_size with memory near that cap, and a stream must hand them out in
+// bounded pieces, never the whole decoded body of one read at once.
+Task<void> gzip_bomb_is_refused_in_bounded_memory() {
+  Fixture f = co_await start();
+  REQUIRE(gzip_bomb().size() < 4096);
+  http::ClientOptions o;
+  o.max_body_size = 1 << 20;
+  http::Client c(o);
+  const std::size_t rss_before = peak_rss_bytes();
+  std::string what = co_await expect_error<http::BodyTooLarge>(c, f.base + "/gzip-bomb");
+  CHECK(what == "the decoded body of " + f.base + "/gzip-bomb exceeds the limit of 1048576 bytes" +
+                    " (Content-Encoding: gzip, gzip)");
+  // The peak only ever rises; a decoded body held whole would add 256 MiB.
+  CHECK(peak_rss_bytes() - rss_before < (32u << 20));
+
+  auto s = co_await c.stream("GET", f.base + "/gzip-bomb");
+  std::size_t total = 0, biggest = 0;
+  bool zeros = true;
+  while (total < (8u << 20)) {
+    std::string piece = co_await s.read_chunk();
+    REQUIRE_FALSE(piece.empty());
+    total += piece.size();
+    biggest = std::max(biggest, piece.size());
+    zeros = zeros && piece.find_first_not_of('\0') == std::string::npos;
+  }
+  CHECK(biggest <= 64 * 1024);
+  CHECK(zeros);
+  s.close();
+
+  auto s2 = co_await c.stream("GET", f.base + "/gzip-bomb");
+  bool too_big = false;
+  try {
+    co_await s2.read_body(100000);
+  } catch (const http::BodyTooLarge& e) {
+    too_big = true;
+    CHECK(std::string(e.what()).find("exceeds the limit of 100000 bytes") != std::string::npos);
+  }
+  CHECK(too_big);
+  CHECK(peak_rss_bytes() - rss_before < (32u << 20));
+  CHECK(c.stats().open == 0);  // refused bodies close their connections
+  CHECK((co_await c.get(f.base + "/ok")).body == "hello");
+  f.server.close();
+}
+
+// The decoder keeps what it has not handed out yet between reads: no byte
+// may be lost or repeated, whatever the framing, and a body read to its end
+// leaves the connection reusable.
+Task<void> gzip_bodies_round_trip_in_pieces() {
+  Fixture f = co_await start();
+  http::Client c;
+  for (const char* path : {"/gzip-text", "/gzip-text-chunked"}) {
+    std::string where = path;
+    CAPTURE(where);
+    CHECK((co_await c.get(f.base + path)).body == text_body());
+    auto s = co_await c.stream("GET", f.base + path);
+    std::string got;
+    std::size_t pieces = 0, biggest = 0;
+    for (;;) {
+      std::string piece = co_await s.read_chunk();
+      if (piece.empty()) break;
+      ++pieces;
+      biggest = std::max(biggest, piece.size());
+      got += piece;
+    }
+    CHECK(got == text_body());
+    CHECK(biggest <= 64 * 1024);
+    CHECK(pieces >= text_body().size() / (64 * 1024));
+    CHECK(s.body_done());
+    CHECK(co_await s.read_chunk() == "");
+  }
+  CHECK(c.stats().created == 1);  // every body ended cleanly, so one connection served all four
+  f.server.close();
+}
+
 Task<void> bad_requests() {
   http::Client c;
   bool bad_scheme = false, bad_header = false, refused = false;
@@ -460,6 +596,14 @@ TEST_CASE("servers that lie get errors or bounded reads, never hangs") {
 
 TEST_CASE("a streamed body is read in bounded pieces") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, streaming_is_bounded()); });
+}
+
+TEST_CASE("a gzip bomb is refused at max_body_size in bounded memory and streams in bounded pieces") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, gzip_bomb_is_refused_in_bounded_memory()); });
+}
+
+TEST_CASE("gzip bodies decode exactly, whole and streamed in bounded pieces, over any framing") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, gzip_bodies_round_trip_in_pieces()); });
 }
 
 TEST_CASE("bad URLs, bad headers and refused connections are clear errors") {
