@@ -87,8 +87,10 @@ class TaskBase : public detail::Runnable {
   // take that request back when they end. cancel_own() makes the request and
   // remembers whether it is the only undelivered one; uncancel_own() takes it
   // back, dropping it as well when it is still undelivered: a kernel
-  // completion that won the race resumed the task with its result, or another
-  // request's CancelledError was already on its way. Without that, with
+  // completion that won the race resumed the task with its result, or the
+  // request was made while the task ran and it never awaited again. (One
+  // that arrived behind another CancelledError already on its way is
+  // delivered with it: throw_cancelled().) Without that, with
   // older requests keeping cancelling() above zero, the scope's request
   // would reach the caller at its next suspension point, after the scope
   // ended.
