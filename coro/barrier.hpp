@@ -67,7 +67,7 @@ class Barrier {
  private:
   enum class State : unsigned char { filling, draining, resetting, broken };
 
-  detail::ParkAwaiter park() noexcept { return detail::ParkAwaiter(parked_, false, "Barrier.wait()"); }
+  detail::ParkAwaiter park() noexcept { return detail::ParkAwaiter(parked_, nullptr, "Barrier.wait()"); }
   void changed() noexcept { detail::ParkAwaiter::wake_all(parked_); }
   void leave() noexcept;
 

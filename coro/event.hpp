@@ -36,7 +36,7 @@ class Event {
   // Cancellation: the waiter leaves the list and throws CancelledError; a
   // cancel that arrives after set() woke it but before it resumed is thrown
   // too (nothing is handed over, so nothing is lost).
-  detail::ParkAwaiter wait() noexcept { return detail::ParkAwaiter(waiters_, value_, "Event.wait()"); }
+  detail::ParkAwaiter wait() noexcept { return detail::ParkAwaiter(waiters_, &value_, "Event.wait()"); }
 
   // Tasks waiting now (for tests and debugging).
   std::size_t n_waiters() const noexcept { return waiters_.size(); }

@@ -110,7 +110,14 @@ class WaitList {
 // task resumed is delivered here (CancelledError), as sleep() does.
 class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
  public:
-  // ready: do not suspend at all (the awaited condition already holds).
+  // ready: a flag read when the awaiter is awaited (not when it is made, so
+  // a stored `auto w = ev.wait();` sees a set() or clear() made since, as an
+  // asyncio coroutine would): set, it does not suspend at all. nullptr:
+  // always parks.
+  ParkAwaiter(WaitList<ParkAwaiter>& list, const bool* ready, const char* what) noexcept
+      : list_(&list), what_(what), flag_(ready) {}
+  // ready: decided by the caller when the awaiter is made, for awaiters that
+  // are awaited at once (net/'s ParkList: `co_await list.wait(...)`).
   ParkAwaiter(WaitList<ParkAwaiter>& list, bool ready, const char* what) noexcept
       : list_(&list), what_(what), ready_(ready) {}
   ParkAwaiter(ParkAwaiter&&) = delete;
@@ -118,7 +125,7 @@ class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
     if (linked()) list_->remove(*this);
   }
 
-  bool await_ready() const noexcept { return ready_; }
+  bool await_ready() const noexcept { return ready_ || (flag_ && *flag_); }
   bool await_suspend(std::coroutine_handle<> h) {
     task_ = &TaskBase::current_checked(what_);
     if (task_->take_pending_cancel()) {
@@ -148,7 +155,8 @@ class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
   WaitList<ParkAwaiter>* list_;
   TaskBase* task_ = nullptr;
   const char* what_;
-  bool ready_;
+  const bool* flag_ = nullptr;
+  bool ready_ = false;
   bool cancelled_ = false;
 };
 

@@ -195,3 +195,35 @@ TEST_CASE("loop teardown with tasks waiting on an event frees every frame safely
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("an awaiter made by wait() checks the flag when it is awaited, not when it was made") {
+  // asyncio: ev.wait() makes a coroutine that looks at the flag only once
+  // awaited; a stored awaiter must behave the same.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<std::string> {
+      std::string trace;
+      Event ev;
+      {
+        auto w = ev.wait();  // made while clear
+        ev.set();
+        co_await w;  // set by now: passes (it parked forever before)
+        trace += 'a';
+      }
+      {
+        auto w = ev.wait();  // made while set
+        ev.clear();
+        auto setter = [](Event& e, std::string& tr) -> Task<void> {
+          tr += 's';
+          e.set();
+          co_return;
+        };
+        auto t = create_task(setter(ev, trace));
+        co_await w;  // clear by now: waits for the setter (it passed at once before)
+        trace += 'b';
+        co_await t;
+      }
+      co_return trace;
+    };
+    CHECK(test::run_bounded(loop, main()) == "asb");
+  });
+}
