@@ -449,7 +449,8 @@ void EventLoop::run_shutdown_hooks() {
 // ---- signals ---------------------------------------------------------------------
 
 void EventLoop::add_signal_handler(int sig, Callback fn) {
-  if (sig <= 0 || sig >= 64) throw std::invalid_argument("add_signal_handler: invalid signal number " + std::to_string(sig));
+  if (sig <= 0 || sig > SIGRTMAX || sig > detail::SignalState::kMaxSignal)
+    throw std::invalid_argument("add_signal_handler: invalid signal number " + std::to_string(sig));
   if (sig == SIGKILL || sig == SIGSTOP) {
     throw std::invalid_argument(std::string("add_signal_handler: ") + (sig == SIGKILL ? "SIGKILL" : "SIGSTOP") +
                                 " cannot be caught");
@@ -498,8 +499,8 @@ void EventLoop::on_signal_fd(detail::IoOp* op) noexcept {
 
 void EventLoop::dispatch_signals() noexcept {
   unsigned long long bits = detail::SignalState::take_pending();
-  for (int sig = 1; sig < 64; ++sig) {
-    if (!(bits & (1ull << sig))) continue;
+  for (int sig = 1; sig <= detail::SignalState::kMaxSignal; ++sig) {
+    if (!(bits & (1ull << (sig - 1)))) continue;
     for (auto& [s, h] : signal_handlers_) {
       if (s != sig) continue;
       // As a callback on the ready queue: handlers run where user code runs.

@@ -10,7 +10,7 @@
 namespace corio::detail {
 namespace {
 
-constexpr int kMaxSignal = 64;
+constexpr int kMaxSignal = SignalState::kMaxSignal;
 std::atomic<int> g_wake_fd{-1};
 std::atomic<unsigned long long> g_pending{0};
 std::atomic<bool> g_immediate_exit{false};
@@ -37,7 +37,7 @@ extern "C" void corio_on_signal(int sig) {
                             : "\ncorio: second SIGTERM during shutdown, exiting now\n");
     ::_exit(128 + sig);
   }
-  if (sig > 0 && sig < 64) g_pending.fetch_or(1ull << sig, std::memory_order_relaxed);
+  if (sig > 0 && sig <= kMaxSignal) g_pending.fetch_or(1ull << (sig - 1), std::memory_order_relaxed);
   int fd = g_wake_fd.load(std::memory_order_relaxed);
   if (fd >= 0) {
     unsigned long long one = 1;

@@ -16,12 +16,13 @@ namespace corio::detail {
 
 // Process-wide state shared with the C handler.
 struct SignalState {
+  static constexpr int kMaxSignal = 64;  // SIGRTMAX on Linux: signals are 1..64
   static void install(int sig);    // sigaction -> our handler (saving the old action)
   static void uninstall(int sig);  // restore the saved action
   static bool installed(int sig) noexcept;
   static void set_wake_fd(int fd) noexcept;
   static int wake_fd() noexcept;
-  static unsigned long long take_pending() noexcept;  // bits 1..63, cleared
+  static unsigned long long take_pending() noexcept;  // bit sig - 1 for each signal, cleared
   // After this, the next SIGINT (or SIGTERM) makes the C handler print one
   // line and _exit(128 + sig) at once: the escape hatch when a graceful
   // shutdown hangs. Works even if the loop thread is stuck.

@@ -76,6 +76,27 @@ TEST_CASE("several signals arriving together each reach their handler") {
   });
 }
 
+TEST_CASE("every real-time signal up to SIGRTMAX can be handled") {
+  // Python's loop.add_signal_handler takes 1..NSIG-1, SIGRTMAX (64) included.
+  test::on_each_backend([](EventLoop& loop) {
+    int lo = 0, hi = 0;
+    loop.add_signal_handler(SIGRTMIN, [&] { ++lo; });
+    loop.add_signal_handler(SIGRTMAX, [&] { ++hi; });
+    ::raise(SIGRTMIN);
+    ::raise(SIGRTMAX);
+    loop.call_later(20ms, [&] { loop.stop(); });
+    loop.run_forever();
+    CHECK(lo == 1);
+    CHECK(hi == 1);
+    CHECK(loop.remove_signal_handler(SIGRTMIN));
+    CHECK(loop.remove_signal_handler(SIGRTMAX));
+  });
+  EventLoop loop;
+  CHECK_THROWS_WITH_AS(loop.add_signal_handler(SIGRTMAX + 1, [] {}),
+                       ("add_signal_handler: invalid signal number " + std::to_string(SIGRTMAX + 1)).c_str(),
+                       std::invalid_argument);
+}
+
 TEST_CASE("add_signal_handler rejects signals that cannot be caught, naming them") {
   EventLoop loop;
   CHECK_THROWS_WITH_AS(loop.add_signal_handler(SIGKILL, [] {}), "add_signal_handler: SIGKILL cannot be caught",
