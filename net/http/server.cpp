@@ -400,7 +400,7 @@ class Connection {
   void flush();
   Task<void> wait_sent();
   template <class MakeWait>
-  Task<bool> send_wait(MakeWait make_wait);
+  Task<bool> send_wait(MakeWait make_wait, Phase p, std::chrono::milliseconds d);
   [[noreturn]] void send_timed_out();
   void send_error(int status);
   Task<void> lingering_close();
@@ -541,13 +541,14 @@ void Connection::set_nodelay() noexcept {
 void Connection::flush() { out_.flush(); }
 
 // Waits for the client to take response bytes (make_wait() gives a drain or
-// a writable wait, made in place: awaiters do not move), for at most
-// send_timeout; false when it took none for that long.
-// Each wait is one step of progress, so the timeout runs between two bytes
-// taken, not over the whole response.
+// a writable wait, made in place: awaiters do not move), for at most d in
+// phase p (send_timeout while answering); false when it did not happen in
+// that long. A drain wait ends once the buffer is below its low-water mark
+// and a writable wait once the socket takes bytes, so each is one step of
+// progress: the timeout runs between steps, not over the whole response.
 template <class MakeWait>
-Task<bool> Connection::send_wait(MakeWait make_wait) {
-  arm(Phase::send, s_->opts.send_timeout);
+Task<bool> Connection::send_wait(MakeWait make_wait, Phase p, std::chrono::milliseconds d) {
+  arm(p, d);
   waiter_ = TaskBase::current();
   bool cancelled = false;
   try {
@@ -579,7 +580,7 @@ Task<void> Connection::wait_sent() {
   } restore{c_, high, low};
   c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer
   while (c_->buffered() > 0 && !c_->write_error() && !c_->closed()) {
-    if (!co_await send_wait([c = c_] { return c->wait_drain(); })) send_timed_out();
+    if (!co_await send_wait([c = c_] { return c->wait_drain(); }, Phase::send, s_->opts.send_timeout)) send_timed_out();
   }
   if (c_->write_error()) c_->throw_write_error();
 }
@@ -642,19 +643,18 @@ Task<void> Connection::lingering_close() {
 // the background, and the task (with its slot) lasts until that is done, so a
 // graceful shutdown cannot end the loop, which cancels the sends in flight,
 // under an answer half sent. A peer that stops reading gets the keep-alive
-// timeout, then the connection is aborted.
+// timeout to take what is left (at most about the high-water mark: the
+// answer's writers waited for the buffer to drain below it), then the
+// connection is aborted.
 Task<void> Connection::finish_sending() {
   if (!c_->closing() || c_->closed() || c_->buffered() == 0) co_return;
   c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer (or the close)
-  arm(Phase::linger, s_->opts.keep_alive_timeout);
-  waiter_ = TaskBase::current();
-  bool cancelled = false;
-  try {
-    while (!c_->closed() && c_->buffered() > 0 && !c_->write_error()) co_await c_->wait_drain();
-  } catch (const CancelledError&) {
-    cancelled = true;
+  while (!c_->closed() && c_->buffered() > 0 && !c_->write_error()) {
+    if (!co_await send_wait([c = c_] { return c->wait_drain(); }, Phase::linger, s_->opts.keep_alive_timeout)) {
+      c_->abort();
+      co_return;
+    }
   }
-  if (!end_wait(cancelled)) c_->abort();
 }
 
 Task<std::string> Connection::read_body_piece() {
@@ -714,7 +714,7 @@ void Connection::write_body(std::string_view data) {
 Task<void> Connection::drain_body() {
   flush();
   while (c_->paused() && !c_->write_error()) {
-    if (!co_await send_wait([c = c_] { return c->wait_drain(); })) send_timed_out();
+    if (!co_await send_wait([c = c_] { return c->wait_drain(); }, Phase::send, s_->opts.send_timeout)) send_timed_out();
   }
   if (c_->write_error()) c_->throw_write_error();
 }
@@ -729,7 +729,7 @@ Task<void> Connection::send_file(const FileBody& f) {
     if (n > 0) {
       left -= static_cast<std::uint64_t>(n);
     } else if (n < 0 && errno == EAGAIN) {
-      if (!co_await send_wait([fd] { return wait_writable(fd); })) send_timed_out();
+      if (!co_await send_wait([fd] { return wait_writable(fd); }, Phase::send, s_->opts.send_timeout)) send_timed_out();
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else {
