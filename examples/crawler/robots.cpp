@@ -41,6 +41,10 @@ RobotsRules RobotsRules::parse(std::string_view body, std::string_view user_agen
   // The group being read: which of mine/star it feeds.
   bool in_agents = false;       // reading the user-agent lines that open a group
   bool to_mine = false, to_star = false;
+  // A UTF-8 byte order mark (files saved by Windows editors): Google's parser
+  // skips it too; left in, it hides the first "User-agent" and every rule of
+  // that group.
+  if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);
   while (!body.empty()) {
     std::size_t nl = body.find('\n');
     std::string_view line = body.substr(0, nl);

@@ -78,3 +78,12 @@ TEST_CASE("pathological patterns stay fast") {
   std::string path = "/" + std::string(5000, 'a') + "b";
   CHECK_FALSE(robots_match(pattern, path));
 }
+
+TEST_CASE("a robots.txt that starts with a UTF-8 byte order mark keeps its first group") {
+  // Saved by a Windows editor; left in, the BOM hid "User-agent" and every
+  // rule of the group was dropped (everything allowed).
+  auto r = RobotsRules::parse("\xEF\xBB\xBFUser-agent: *\nDisallow: /private\n", "corio-crawler/1.0");
+  CHECK_FALSE(r.allowed("/private/x"));
+  CHECK(r.allowed("/public"));
+  CHECK(r.rule_count() == 1);
+}
