@@ -14,6 +14,7 @@
 #include <corio/corio.hpp>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -70,6 +71,23 @@ struct Options {
   bool robots = true, quiet = false;
   std::set<std::string> allow_hosts;
 };
+
+// Whether a Content-Type names an HTML page. Media types are
+// case-insensitive (RFC 9110 §8.3.1): "Text/HTML; charset=UTF-8" is one.
+bool is_html(std::string_view content_type) {
+  std::string type(content_type.substr(0, content_type.find(';')));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  std::size_t start = type.find_first_not_of(" \t");
+  type.erase(0, start == std::string::npos ? type.size() : start);
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return type == "text/html" || type == "application/xhtml+xml";
+}
+
+// extract_links over owned arguments, for to_thread: an abandoned call keeps
+// its copies alive, never the caller's frame.
+crawler::PageLinks parse_links(const http::Url& page, const std::string& html) {
+  return crawler::extract_links(page, html);
+}
 
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr, "crawler: %s (try --help)\n", why.c_str());
@@ -285,8 +303,7 @@ Task<void> Crawler::crawl_one(Item item) {
         redirects.clear();
         for (const auto& h : r.history) redirects.push_back(h.str());
         content_type = std::string(r.header("Content-Type"));
-        const bool html = content_type.find("text/html") != std::string::npos ||
-                          content_type.find("application/xhtml+xml") != std::string::npos;
+        const bool html = is_html(content_type);
         std::string body;
         bool too_big = false;
         try {
@@ -300,14 +317,17 @@ Task<void> Crawler::crawl_one(Item item) {
         } else if (status >= 500 && attempt < o_.retries) {
           retry = true;
         } else if (status >= 200 && status < 300 && html) {
-          crawler::PageLinks found;
-          if (body.size() > 256 * 1024) {  // a big page: parse it off the loop
-            found = co_await corio::to_thread(crawler::extract_links, std::cref(r.url), std::string_view(body));
-          } else {
-            found = crawler::extract_links(r.url, body);
-          }
+          // Parsed off the loop, whatever the size: gumbo's cost grows
+          // faster than the page (a 200 KB page of nested tags takes
+          // seconds), and a stalled loop times out every other fetch. The
+          // call owns copies of its arguments: if the shutdown grace ends
+          // during the parse, this frame goes while the thread still runs.
+          crawler::PageLinks found =
+              co_await corio::to_thread(parse_links, r.url, std::move(body));
           links = found.urls.size();
-          if (item.depth < o_.max_depth && !stopping_) {
+          // Stored even when stopping: this page is recorded as done, so a
+          // resumed crawl would never find these links again.
+          if (item.depth < o_.max_depth) {
             for (const http::Url& l : found.urls) {
               if (follows(l)) co_await enqueue(l.str(), item.depth + 1);
             }

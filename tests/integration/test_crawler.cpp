@@ -128,7 +128,8 @@ Task<http::Response> counting_handler(http::Request& req) {
   ++g_counts.fetches[path];
   ++g_counts.active;
   g_counts.max_active = std::max(g_counts.max_active, g_counts.active);
-  co_await sleep(path == "/robots.txt" ? 0ms : 15ms);
+  // /slow is still in flight when the resume test's Ctrl+C arrives.
+  co_await sleep(path == "/robots.txt" ? 0ms : path == "/slow" ? 1000ms : 15ms);
   --g_counts.active;
   if (path == "/robots.txt") co_return http::Response::error(404);
   if (path == "/loop") {
@@ -144,8 +145,11 @@ Task<http::Response> counting_handler(http::Request& req) {
   }
   std::string body = "<html><body>";
   if (path == "/") {
+    body += "<a href='/slow'>slow</a>";
     for (int i = 0; i < 60; ++i) body += "<a href='/p" + std::to_string(i) + "'>p</a>";
     body += "<a href='/loop'>loop</a><a href='/flaky'>flaky</a>";
+  } else if (path == "/slow") {  // the only page that links to /s0../s4
+    for (int i = 0; i < 5; ++i) body += "<a href='/s" + std::to_string(i) + "'>s</a>";
   } else if (path.rfind("/p", 0) == 0) {
     int n = std::atoi(path.c_str() + 2);
     for (int k = 1; k <= 3; ++k) body += "<a href='/q" + std::to_string((n * 3 + k) % 90) + "'>q</a>";
@@ -250,7 +254,7 @@ TEST_CASE("the crawler keeps its per-host limit, ends redirect loops and retries
   CHECK(g_counts.max_active <= 3);
   CHECK(g_counts.max_active >= 2);  // the limit, not a lack of concurrency
   std::vector<std::string> urls = urls_of(r.output);
-  CHECK(urls.size() == 1 + 60 + 90 + 2);
+  CHECK(urls.size() == 1 + 60 + 90 + 2 + 1 + 5);
   std::string base = "http://127.0.0.1:" + std::to_string(port);
   CHECK(line_for(r.output, base + "/loop").find("redirects") != std::string::npos);
   CHECK(line_for(r.output, base + "/flaky").find("\"status\":200") != std::string::npos);
@@ -291,6 +295,9 @@ TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetch
     std::vector<std::string> urls = urls_of(first.output);
     std::set<std::string> uniq(urls.begin(), urls.end());
     CHECK(uniq.size() == urls.size());
-    CHECK(urls.size() == 1 + 60 + 90 + 2);
+    // Links found by a page still in flight at the Ctrl+C (/slow) are kept
+    // for the resume: they were lost before.
+    CHECK(urls.size() == 1 + 60 + 90 + 2 + 1 + 5);
+    for (int i = 0; i < 5; ++i) CHECK_MESSAGE(uniq.count(start + "s" + std::to_string(i)) == 1, "/s" << i << " missing");
   });
 }
