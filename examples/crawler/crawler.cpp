@@ -205,6 +205,7 @@ class Crawler {
   Task<bool> robots_allows(Host& h, const http::Url& u);
   Task<void> progress();
   Task<void> emit(const std::string& url, std::string record);
+  void output_failed(int err);
   Host& host_for(const http::Url& u);
   bool follows(const http::Url& u) const { return allowed_hosts_.count(u.host_header()) > 0; }
 
@@ -216,6 +217,7 @@ class Crawler {
   std::set<std::string> allowed_hosts_;
   std::unique_ptr<crawler::CrawlState> state_;
   FILE* out_ = stdout;
+  std::string write_error_;  // the first failed write to out_, if any
   long scheduled_ = 0;  // URLs admitted (counts toward --max-pages)
   long done_ = 0, errors_ = 0, in_flight_ = 0, resumed_done_ = 0;
   std::uint64_t bytes_ = 0;
@@ -267,10 +269,27 @@ Task<bool> Crawler::robots_allows(Host& h, const http::Url& u) {
   co_return h.robots->allowed(u.target());
 }
 
+// Writes the page's record. A failed write (a full disk, a closed pipe) stops
+// the crawl, and the run ends with exit status 1 naming it. With --state the
+// record is flushed before the page is marked done there, so a resume
+// fetches again every page whose record did not reach the output.
 Task<void> Crawler::emit(const std::string& url, std::string record) {
-  std::fputs(record.c_str(), out_);
-  std::fputc('\n', out_);
+  if (!write_error_.empty()) co_return;  // the output failed: nothing more is recorded
+  errno = 0;
+  const bool ok = std::fputs(record.c_str(), out_) >= 0 && std::fputc('\n', out_) != EOF &&
+                  (!state_ || std::fflush(out_) == 0) && !std::ferror(out_);
+  if (!ok) {
+    output_failed(errno);
+    co_return;
+  }
   if (state_) co_await state_->done(url, std::move(record));
+}
+
+void Crawler::output_failed(int err) {
+  if (!write_error_.empty()) return;
+  write_error_ = "cannot write " + (o_.output.empty() ? std::string("the output") : o_.output) + ": " +
+                 std::strerror(err ? err : EIO);
+  stopping_ = true;  // the workers drop what is queued, so the run ends
 }
 
 Task<void> Crawler::crawl_one(Item item) {
@@ -470,9 +489,12 @@ Task<int> Crawler::run() {
   queue_.shutdown();
   for (auto& w : workers) co_await w;
   prog.cancel();
-  if (out_ != stdout) std::fclose(out_);
-  else std::fflush(stdout);
+  errno = 0;
+  if ((out_ != stdout ? std::fclose(out_) : std::fflush(stdout)) != 0 || (out_ == stdout && std::ferror(stdout))) {
+    output_failed(errno);
+  }
   if (state_) co_await state_->close();
+  if (!write_error_.empty()) throw std::runtime_error(write_error_);
   double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   if (!o_.quiet && isatty(2)) std::fprintf(stderr, "\r\033[K");
   std::string statuses;

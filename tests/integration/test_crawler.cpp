@@ -301,3 +301,22 @@ TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetch
     for (int i = 0; i < 5; ++i) CHECK_MESSAGE(uniq.count(start + "s" + std::to_string(i)) == 1, "/s" << i << " missing");
   });
 }
+
+TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it") {
+  std::string dir = env("CORIO_EXAMPLES_DIR");
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  int port = test::free_tcp_port();
+  Run r;
+  r.argv = {dir + "/crawler/crawler", "http://127.0.0.1:" + std::to_string(port) + "/", "--output", "/dev/full",
+            "--quiet"};
+  test::on_each_backend([&](EventLoop& loop) {
+    test::run_bounded(loop, with_counting_server(port, {&r}));
+    CHECK_MESSAGE(r.status == 1, r.err);  // it said "0 errors" and exited 0, every record lost
+    CHECK(r.err.find("crawler: cannot write /dev/full: No space left on device") != std::string::npos);
+    // It stopped at the failure instead of crawling the whole site.
+    CHECK(g_counts.fetches.size() < 1 + 60 + 90 + 2 + 1 + 5);
+  });
+}
