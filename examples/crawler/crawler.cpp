@@ -300,6 +300,7 @@ Task<void> Crawler::crawl_one(Item item) {
   std::string final_url = item.url, content_type, error;
   std::vector<std::string> redirects;
   std::size_t links = 0, bytes = 0;
+  bool unfinished = false;
   if (!(co_await robots_allows(host, url))) {
     error = "disallowed by robots.txt";
   } else {
@@ -361,12 +362,19 @@ Task<void> Crawler::crawl_one(Item item) {
       } catch (const std::exception& e) {
         error = e.what();
       }
-      if (!retry || stopping_) break;
+      if (!retry) break;
+      if (stopping_) {
+        unfinished = true;
+        break;
+      }
       co_await corio::sleep(std::chrono::duration<double>(0.25 * std::pow(2.0, attempt)));  // backoff
     }
     --host.active;
     host.slots->release();
   }
+  // Stopped while it still had retries: not a result. No record, and --state
+  // keeps it in the frontier, so a resume tries it again.
+  if (unfinished) co_return;
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   std::string rec = "{\"url\":" + json_string(item.url) + ",\"final_url\":" + json_string(final_url) +
                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -122,6 +123,7 @@ struct Counts {
   int flaky_left = 2;
 };
 Counts g_counts;
+std::atomic<int> g_down_hits{0};  // read by run_child's thread
 
 Task<http::Response> counting_handler(http::Request& req) {
   std::string path(req.path());
@@ -132,6 +134,10 @@ Task<http::Response> counting_handler(http::Request& req) {
   co_await sleep(path == "/robots.txt" ? 0ms : path == "/slow" ? 1000ms : 15ms);
   --g_counts.active;
   if (path == "/robots.txt") co_return http::Response::error(404);
+  if (path == "/down") {  // linked from nowhere
+    ++g_down_hits;
+    co_return http::Response::error(503);
+  }
   if (path == "/loop") {
     http::Response r = http::Response::error(302);
     r.set_header("Location", "/loop");
@@ -166,13 +172,17 @@ struct Run {
   std::vector<std::string> argv;
   std::string output;
   std::size_t interrupt_after = 0;
+  int interrupt_after_down = 0;  // or SIGINT once /down was fetched this many times
   int status = -1;
   std::string err;
 };
 
 void run_child(Run& r) {
   test::ChildProcess c(r.argv);
-  if (r.interrupt_after > 0) {
+  if (r.interrupt_after_down > 0) {
+    for (int i = 0; i < 3000 && g_down_hits < r.interrupt_after_down; ++i) usleep(1'000);
+    c.signal(SIGINT);
+  } else if (r.interrupt_after > 0) {
     for (int i = 0; i < 3000; ++i) {
       std::ifstream f(r.output);
       std::size_t lines = 0;
@@ -318,5 +328,38 @@ TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it"
     CHECK(r.err.find("crawler: cannot write /dev/full: No space left on device") != std::string::npos);
     // It stopped at the failure instead of crawling the whole site.
     CHECK(g_counts.fetches.size() < 1 + 60 + 90 + 2 + 1 + 5);
+  });
+}
+
+TEST_CASE("a page stopped between its retries is left for the resume, not recorded as failed") {
+  std::string dir = env("CORIO_EXAMPLES_DIR");
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  std::string down = "http://127.0.0.1:" + std::to_string(port) + "/down";
+  Run first, second;
+  first.output = tmp.path + "/first.jsonl";
+  second.output = tmp.path + "/second.jsonl";
+  first.argv = {dir + "/crawler/crawler", down, "--output", first.output, "--state", tmp.path + "/state.db",
+                "--retries", "2", "--quiet"};
+  first.interrupt_after_down = 1;  // in the backoff after the first 503 (0.25 s)
+  second.argv = {dir + "/crawler/crawler", down, "--output", second.output, "--state", tmp.path + "/state.db",
+                 "--retries", "2", "--quiet"};
+  test::on_each_backend([&](EventLoop& loop) {
+    for (const char* f : {"/first.jsonl", "/second.jsonl", "/state.db", "/state.db-wal", "/state.db-shm"}) {
+      fs::remove(tmp.path + f);
+    }
+    g_down_hits = 0;
+    test::run_bounded(loop, with_counting_server(port, {&first, &second}));
+    CHECK_MESSAGE(first.status == 130, first.err);
+    // Before: the 503 was recorded as the page's final result, and the
+    // resume had nothing left to do.
+    CHECK(line_for(first.output, down).empty());
+    CHECK_MESSAGE(second.err.find("resuming: 0 fetched before, 1 queued") != std::string::npos, second.err);
+    CHECK(line_for(second.output, down).find("\"status\":503") != std::string::npos);
+    CHECK(g_counts.fetches["/down"] >= 4);  // at least 1 + 3 (the resume's attempts)
   });
 }
