@@ -190,9 +190,13 @@ class Crawler {
     co.max_connections = static_cast<std::size_t>(o.concurrency) + 8;
     co.read_timeout = std::chrono::duration_cast<corio::Duration>(std::chrono::duration<double>(o.timeout));
     co.connect_timeout = co.read_timeout;
-    co.max_redirects = 10;
+    co.max_redirects = 5;  // robots.txt: RFC 9309 asks for at least five
     co.user_agent = o.user_agent;
     client_ = std::make_unique<http::Client>(co);
+    // Pages: crawl_one follows redirects itself, so that every hop passes
+    // the host list and robots.txt, as a link would.
+    co.follow_redirects = false;
+    pages_ = std::make_unique<http::Client>(co);
   }
 
   Task<int> run();
@@ -205,12 +209,15 @@ class Crawler {
   Task<bool> robots_allows(Host& h, const http::Url& u);
   Task<void> progress();
   Task<void> emit(const std::string& url, std::string record);
+  Task<http::ClientResponse> fetch_following(const std::string& start, std::vector<std::string>& redirects,
+                                             std::string& error);
   void output_failed(int err);
   Host& host_for(const http::Url& u);
   bool follows(const http::Url& u) const { return allowed_hosts_.count(u.host_header()) > 0; }
 
   const Options& o_;
-  std::unique_ptr<http::Client> client_;
+  std::unique_ptr<http::Client> client_;  // robots.txt
+  std::unique_ptr<http::Client> pages_;   // everything else (no automatic redirects)
   corio::Queue<Item> queue_;
   std::unordered_set<std::string> seen_;
   std::unordered_map<std::string, Host> hosts_;
@@ -292,6 +299,56 @@ void Crawler::output_failed(int err) {
   stopping_ = true;  // the workers drop what is queued, so the run ends
 }
 
+// GETs `start`, following up to kMaxRedirects redirects. Each target must be
+// on a followed host and allowed by its robots.txt, like a link: otherwise
+// the redirect itself is the answer and `error` says why. The
+// URLs that redirected go to `redirects`. Throws what the client throws, and
+// TooManyRedirects.
+Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, std::vector<std::string>& redirects,
+                                                    std::string& error) {
+  constexpr int kMaxRedirects = 10;
+  std::string at = start;
+  for (int hop = 0;; ++hop) {
+    http::ClientResponse r = co_await pages_->stream("GET", at);
+    const int st = r.status;
+    const std::string location(r.header("Location"));
+    if (!(st == 301 || st == 302 || st == 303 || st == 307 || st == 308) || location.empty()) co_return r;
+    std::optional<http::Url> next;
+    try {
+      next = r.url.resolve(location).without_fragment();
+    } catch (const std::exception&) {
+    }
+    if (!next || (next->scheme() != "http" && next->scheme() != "https")) {
+      error = "invalid Location '" + location + "' in a " + std::to_string(st);
+      co_return r;
+    }
+    redirects.push_back(at);
+    if (hop == kMaxRedirects) {
+      r.close();
+      std::string chain;
+      for (const std::string& u : redirects) chain += u + " -> ";
+      throw http::TooManyRedirects(st, "more than " + std::to_string(kMaxRedirects) + " redirects: " + chain +
+                                           next->str());
+    }
+    std::string why;
+    if (!follows(*next)) {
+      why = "redirect to " + next->str() + ": host not followed";
+    } else if (!(co_await robots_allows(host_for(*next), *next))) {
+      why = "redirect to " + next->str() + " disallowed by robots.txt";
+    }
+    if (!why.empty()) {
+      redirects.pop_back();  // not followed: this response is the answer
+      error = std::move(why);
+      co_return r;
+    }
+    try {
+      co_await r.read_body(64 * 1024);  // a small redirect body: the connection can be reused
+    } catch (const http::BodyTooLarge&) {
+    }
+    at = next->str();
+  }
+}
+
 Task<void> Crawler::crawl_one(Item item) {
   const auto t0 = Clock::now();
   http::Url url = http::Url::parse(item.url);
@@ -317,11 +374,10 @@ Task<void> Crawler::crawl_one(Item item) {
       bool retry = false;
       error.clear();
       try {
-        auto r = co_await client_->stream("GET", item.url);
+        redirects.clear();
+        http::ClientResponse r = co_await fetch_following(item.url, redirects, error);
         status = r.status;
         final_url = r.url.str();
-        redirects.clear();
-        for (const auto& h : r.history) redirects.push_back(h.str());
         content_type = std::string(r.header("Content-Type"));
         const bool html = is_html(content_type);
         std::string body;

@@ -133,7 +133,12 @@ Task<http::Response> counting_handler(http::Request& req) {
   // /slow is still in flight when the resume test's Ctrl+C arrives.
   co_await sleep(path == "/robots.txt" ? 0ms : path == "/slow" ? 1000ms : 15ms);
   --g_counts.active;
-  if (path == "/robots.txt") co_return http::Response::error(404);
+  if (path == "/robots.txt") co_return http::Response::text("User-agent: *\nDisallow: /private\n");
+  if (path == "/go" || path == "/away" || path == "/hop") {  // linked from nowhere
+    http::Response r = http::Response::error(302);
+    r.set_header("Location", path == "/go" ? "/private/secret" : path == "/away" ? "http://elsewhere.test/x" : "/p1");
+    co_return r;
+  }
   if (path == "/down") {  // linked from nowhere
     ++g_down_hits;
     co_return http::Response::error(503);
@@ -361,5 +366,37 @@ TEST_CASE("a page stopped between its retries is left for the resume, not record
     CHECK_MESSAGE(second.err.find("resuming: 0 fetched before, 1 queued") != std::string::npos, second.err);
     CHECK(line_for(second.output, down).find("\"status\":503") != std::string::npos);
     CHECK(g_counts.fetches["/down"] >= 4);  // at least 1 + 3 (the resume's attempts)
+  });
+}
+
+TEST_CASE("a redirect is followed only where a link would be: robots.txt and the host list apply to each hop") {
+  std::string dir = env("CORIO_EXAMPLES_DIR");
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  std::string base = "http://127.0.0.1:" + std::to_string(port);
+  Run r;
+  r.output = tmp.path + "/out.jsonl";
+  r.argv = {dir + "/crawler/crawler", base + "/go", base + "/away", base + "/hop", "--output", r.output,
+            "--max-depth", "0", "--quiet"};
+  test::on_each_backend([&](EventLoop& loop) {
+    fs::remove(r.output);
+    test::run_bounded(loop, with_counting_server(port, {&r}));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    // Before: the client followed /go to /private/secret, which robots.txt
+    // disallows, and fetched it.
+    CHECK(g_counts.fetches.count("/private/secret") == 0);
+    std::string go = line_for(r.output, base + "/go");
+    CHECK(go.find("\"status\":302") != std::string::npos);
+    CHECK(go.find("redirect to " + base + "/private/secret disallowed by robots.txt") != std::string::npos);
+    std::string away = line_for(r.output, base + "/away");
+    CHECK(away.find("redirect to http://elsewhere.test/x: host not followed") != std::string::npos);
+    std::string hop = line_for(r.output, base + "/hop");
+    CHECK(hop.find("\"final_url\":\"" + base + "/p1\"") != std::string::npos);
+    CHECK(hop.find("\"status\":200") != std::string::npos);
+    CHECK(hop.find("\"redirects\":[\"" + base + "/hop\"]") != std::string::npos);
   });
 }
