@@ -499,10 +499,6 @@ Task<void> Crawler::progress() {
 }
 
 Task<int> Crawler::run() {
-  if (!o_.output.empty()) {
-    out_ = std::fopen(o_.output.c_str(), o_.state.empty() ? "w" : "a");
-    if (!out_) throw std::runtime_error("cannot write " + o_.output + ": " + std::strerror(errno));
-  }
   crawler::LoadedState loaded;
   if (!o_.state.empty()) {
     const std::string* path = &o_.state;
@@ -511,6 +507,13 @@ Task<int> Crawler::run() {
     crawler::CrawlState* st = state_.get();
     auto load = [st] { return st->load(); };
     loaded = co_await corio::to_thread(load);
+  }
+  if (!o_.output.empty()) {
+    // A resumed crawl adds to the records of the runs before it; a new one
+    // (no --state, or a state file with nothing in it) starts the file anew.
+    const bool resuming = !loaded.frontier.empty() || !loaded.done.empty();
+    out_ = std::fopen(o_.output.c_str(), resuming ? "a" : "w");
+    if (!out_) throw std::runtime_error("cannot write " + o_.output + ": " + std::strerror(errno));
   }
   for (const std::string& s : o_.starts) {
     http::Url u = http::Url::parse(s);
