@@ -6,8 +6,9 @@
 //
 // What it shows: a bounded set of worker tasks fed by a corio::Queue; per-host
 // Semaphores and politeness delays; robots.txt fetched once per host while
-// the other workers wait on an Event; redirects and retries with backoff;
-// big pages parsed on the thread pool (to_thread) so the loop never stalls;
+// the other workers wait on an Event; redirects followed hop by hop (each
+// target checked like a link) and retries with backoff; pages parsed on the
+// thread pool (to_thread) so the loop never stalls;
 // the crawl state in SQLite written by a thread fed through a BridgeQueue;
 // Ctrl+C handled as a graceful shutdown (RunOptions::request_shutdown):
 // no new fetches, the ones in flight finish and are written, then exit 130.
