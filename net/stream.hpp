@@ -363,9 +363,10 @@ class StreamWriter {
   // are still sent, then the socket is closed. Idempotent. A peer that never
   // reads keeps the socket open until abort() or the loop's shutdown.
   void close() noexcept { c_->close(); }
-  // Closes at once, dropping unsent bytes (asyncio's transport.abort()); from
-  // then on drain() throws ConnectionResetError. Does nothing once a close()
-  // has finished.
+  // Closes at once, dropping unsent bytes (asyncio's transport.abort()): it
+  // sends nothing more, not even TLS's close_notify (the peer sees the
+  // stream end without it). From then on drain() throws
+  // ConnectionResetError. Does nothing once a close() has finished.
   void abort() noexcept { c_->abort(); }
   bool is_closing() const noexcept { return c_->closing(); }
   // Waits until the socket is closed (after close(): once the buffer drained).

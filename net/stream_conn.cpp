@@ -493,9 +493,16 @@ void StreamConn::close() noexcept {
 }
 
 void StreamConn::abort() noexcept {
-  close();
-  if (closed_ || aborted_) return;
+  if (closed_) return;
+  // Marked before close(), so that close() queues no goodbye (a filter's
+  // on_close: TLS's close_notify) and append_raw() takes nothing more: abort
+  // sends nothing beyond what the kernel already has, as asyncio's
+  // transport.abort(). A close_notify queued by an earlier close() or
+  // write_eof() is dropped with the rest, unless its send is in flight.
+  const bool was_aborted = aborted_;  // by an earlier abort(), or the loop's teardown
   aborted_ = true;
+  close();
+  if (was_aborted) return;
   drop_write_buffers();
   if (writing_) loop().backend().cancel(w_->op);
   update_pause();

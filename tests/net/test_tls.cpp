@@ -122,6 +122,40 @@ TEST_CASE("close_notify goes both ways and reads as a clean EOF") {
   });
 }
 
+// Echoes one line, then tells how the stream ended: "clean eof" (the
+// peer's close_notify) or the TlsError's reason ("unexpected eof while
+// reading": the TCP stream ended without one).
+Task<void> echo_then_report_end(StreamReader& r, StreamWriter& w, std::string* end) {
+  w.write(co_await r.readline());
+  co_await w.drain();
+  try {
+    std::string rest = co_await r.read();
+    *end = "clean eof after " + std::to_string(rest.size()) + " bytes";
+  } catch (const TlsError& e) {
+    *end = e.reason();
+  }
+}
+
+Task<void> abort_sends_nothing(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
+  std::string end;
+  ClientHandler h = [&end](StreamReader& r, StreamWriter& w) { return echo_then_report_end(r, w, &end); };
+  Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
+  auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
+  w.write("hi\n");
+  CHECK(co_await r.readline() == "hi\n");  // everything written so far reached the server
+  w.abort();  // asyncio's transport.abort(): no close_notify, the socket just closes
+  co_await wait_for(w.wait_closed(), 5s);
+  server.close();
+  co_await wait_for(server.wait_closed(), 5s);
+  CHECK(end == "unexpected eof while reading");
+}
+
+TEST_CASE("abort() on a TLS stream sends no close_notify: the peer sees a truncated stream") {
+  test::on_each_backend([](EventLoop& loop) {
+    test::run_bounded(loop, abort_sends_nothing(server_ctx(), client_ctx()));
+  });
+}
+
 // Ends the TCP stream without close_notify.
 Task<void> truncate_after_hello(StreamReader&, StreamWriter& w) {
   w.write("hello\n");
