@@ -258,6 +258,9 @@ StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
 
 Task<void> detail::Drain::drain_wait(StreamConn* c) {
   for (;;) {
+    // The connection was lost under the reader (a reset, a failed TLS
+    // session): asyncio's drain() raises the reader's exception first.
+    if (c->read_error()) c->throw_read_error();
     if (c->write_error()) c->throw_write_error();
     // abort() wakes a drain blocked here as the buffer empties; the bytes were
     // dropped, not flushed, and returning would say they went out.

@@ -17,10 +17,11 @@
 // called from any task on the loop; several tasks may await drain().
 //
 // Errors: a reset connection makes reads throw ConnectionResetError once the
-// bytes received before it were consumed; a failed send makes drain() throw
-// (BrokenPipeError, ConnectionResetError), and so do an aborted stream
-// (ConnectionResetError) and a failed TLS session (TlsError). Messages name
-// the peer.
+// bytes received before it were consumed, and drain() throw it at once; a
+// failed send makes drain() throw (BrokenPipeError, ConnectionResetError),
+// and so do an aborted stream (ConnectionResetError) and a failed TLS
+// session (TlsError). Either way is_closing() turns true. Messages name the
+// peer.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -282,7 +283,7 @@ class StreamReader {
 namespace detail {
 
 // What StreamWriter::drain() returns. The usual case (below the high-water
-// mark, no failed send, not aborted) is ready at once and costs no
+// mark, no failed send or read, not aborted) is ready at once and costs no
 // coroutine frame; only a drain that must wait (or throw) runs drain_wait()
 // as a Task. Converts to a Task (`Task<void> t = writer.drain();`) where a
 // Task is wanted.
@@ -292,7 +293,7 @@ class Drain {
   Drain(Drain&& o) noexcept : c_(o.c_), wait_(std::move(o.wait_)) {}
   Drain& operator=(Drain&&) = delete;
   bool await_ready() {
-    if (!c_->write_error() && !c_->paused() && !c_->aborted()) return true;
+    if (!c_->read_error() && !c_->write_error() && !c_->paused() && !c_->aborted()) return true;
     wait_ = drain_wait(c_);
     return false;
   }
@@ -342,6 +343,9 @@ class StreamWriter {
   // below the low-water mark: it really blocks while the peer does not read.
   // Returns at once below the high-water mark. Throws, whether it waited or
   // not, when bytes written may not have been sent:
+  // - a read failed (the reader saw a reset, or a failed TLS session): the
+  //   exception that read threw, as asyncio's drain() raises the reader's
+  //   exception (even before a send fails);
   // - a send failed: the connection's error (BrokenPipeError,
   //   ConnectionResetError); over TLS also a failed session: its TlsError
   //   (net/tls.hpp);
@@ -368,7 +372,11 @@ class StreamWriter {
   // stream end without it). From then on drain() throws
   // ConnectionResetError. Does nothing once a close() has finished.
   void abort() noexcept { c_->abort(); }
-  bool is_closing() const noexcept { return c_->closing(); }
+  // True once close() or abort() was called, and also once the connection
+  // was lost (a read or a send failed: a reset, a failed TLS session), as
+  // asyncio's is_closing() is once the transport is lost. The peer's EOF
+  // alone does not count: the stream can still send (half-close).
+  bool is_closing() const noexcept { return c_->closing() || c_->lost(); }
   // Waits until the socket is closed (after close(): once the buffer drained).
   // Cancellation: CancelledError; the close goes on.
   Task<void> wait_closed();

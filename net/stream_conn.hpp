@@ -216,7 +216,12 @@ class StreamConn {
   // ---- closing --------------------------------------------------------------
   void close() noexcept;
   void abort() noexcept;
+  // close() or abort() was called.
   bool closing() const noexcept { return closing_; }
+  // The connection is lost without a close(): a recv or a send failed (also
+  // a filter's failure: fail_read, fail_write), or the loop's teardown
+  // dropped what was queued.
+  bool lost() const noexcept { return read_err_ || write_err_ || aborted_; }
   bool closed() const noexcept { return closed_; }
   Waiter wait_closed() noexcept { return writer_waiters_.wait("StreamWriter.wait_closed", closed_); }
 

@@ -612,6 +612,53 @@ TEST_CASE("a peer reset mid-read is a ConnectionResetError after the bytes that 
   });
 }
 
+TEST_CASE("once the reader saw the peer's reset, is_closing() is true and drain() throws it, as asyncio's do") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TcpPeers p = co_await tcp_peers();
+      auto& [reader, writer] = p.streams;
+      CHECK_FALSE(writer.is_closing());
+      p.peer.set_linger(0);
+      p.peer.close();
+      std::string read_what;
+      try {
+        (void)co_await reader.read(10);
+      } catch (const ConnectionResetError& e) {
+        read_what = e.what();
+      }
+      REQUIRE(!read_what.empty());
+      // asyncio: the transport is lost (is_closing() is True), and drain()
+      // raises the reader's exception rather than report bytes as sent.
+      CHECK(writer.is_closing());
+      writer.write("nobody will read this");
+      std::string drain_what;
+      try {
+        co_await writer.drain();
+      } catch (const ConnectionResetError& e) {
+        drain_what = e.what();
+      }
+      CHECK(drain_what == read_what);
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+TEST_CASE("once a send failed, is_closing() is true") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      TcpPeers p = co_await tcp_peers();
+      StreamWriter& w = p.streams.writer;
+      w.write(std::string(8 << 20, 'w'));  // more than the kernel takes: a send is pending
+      co_await sleep(20ms);
+      p.peer.set_linger(0);
+      p.peer.close();
+      CHECK_THROWS_AS(co_await wait_for(w.drain(), 5s), ConnectionError);
+      CHECK(w.is_closing());
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
 TEST_CASE("a peer reset mid-write makes drain throw a ConnectionError, never SIGPIPE") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
