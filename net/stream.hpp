@@ -381,7 +381,12 @@ class StreamWriter {
   // Cancellation: CancelledError; the close goes on.
   Task<void> wait_closed();
 
-  // get_extra_info('peername') / ('sockname') / ('socket').
+  // get_extra_info('peername') / ('sockname') / ('socket'). Both addresses
+  // still answer after close() and after a reset, as asyncio's do: the peer
+  // is kept from the start (empty if the socket never had one), the local
+  // address from the first call or, at the latest, from just before the
+  // socket closes. local_address() throws OSError only if the kernel
+  // refused getsockname.
   SocketAddress peer_address() const noexcept { return c_->peer(); }
   SocketAddress local_address() const { return c_->local_address(); }
   // The Socket object is made on first use (a connection does not carry

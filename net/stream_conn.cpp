@@ -109,10 +109,12 @@ const Socket& StreamConn::socket() const {
 }
 
 SocketAddress StreamConn::local_address() const {
+  if (x_ && x_->local) return *x_->local;
   SocketAddress a;
   socklen_t len = SocketAddress::capacity();
   if (::getsockname(fd(), a.data(), &len) < 0) throw_os_error(errno, "getsockname", "fd " + std::to_string(fd()));
   a.set_size(len);
+  extras().local = a;
   return a;
 }
 
@@ -140,6 +142,16 @@ void StreamConn::destroy() noexcept {
 void StreamConn::close_socket() noexcept {
   // No recv is in flight (the invariant above): read_op_.fd is free to change.
   if (read_op_.fd < 0) return;
+  // Last chance for getsockname: a StreamWriter may still ask after the
+  // close. With no handle left nobody can, so the usual server connection
+  // (closed when its handler returns) pays nothing.
+  if (handles_ > 0) {
+    try {
+      (void)local_address();
+    } catch (...) {
+      // No memory, or the kernel refused: local_address() throws later.
+    }
+  }
   if (SocketView* v = view()) (void)v->sock.release();
   corio::close_fd(std::exchange(read_op_.fd, -1));
 }

@@ -43,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "coro/frame_allocator.hpp"
@@ -229,7 +230,11 @@ class StreamConn {
   // made on first use; fd -1 once the connection closed.
   const Socket& socket() const;
   int fd() const noexcept { return read_op_.fd; }
-  // getsockname (OSError once closed).
+  // getsockname, cached by the first call and, for a connection closed
+  // while a StreamReader/StreamWriter still exists, just before its socket
+  // closes: it answers after close() too (asyncio caches 'sockname' when
+  // the transport is made; corio pays the syscall only for connections
+  // that can still be asked). OSError if the kernel refused it.
   SocketAddress local_address() const;
   // The peer, cached at construction (accept's address or getpeername);
   // empty if the socket never had one.
@@ -336,10 +341,12 @@ class StreamConn {
   };
 
   // What few connections have: a Socket object (socket(); a non-IP
-  // socket's from the start) and a filter (TLS).
+  // socket's from the start), a filter (TLS) and the local address
+  // (local_address(); kept here, not inline: no room in the 184 bytes).
   struct Extras {
     std::unique_ptr<SocketView> view;
     std::unique_ptr<StreamFilter> filter;
+    std::optional<SocketAddress> local;
   };
   Extras& extras() const;
   SocketView* view() const noexcept { return x_ ? x_->view.get() : nullptr; }

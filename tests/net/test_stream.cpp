@@ -588,6 +588,48 @@ TEST_CASE("readinto takes arriving bytes straight into its buffer, and gives the
   });
 }
 
+TEST_CASE("local_address() and peer_address() still answer after close(), as asyncio's get_extra_info does") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      {
+        TcpPeers p = co_await tcp_peers();
+        StreamWriter& w = p.streams.writer;
+        // Not asked before the close: the answer must not depend on an
+        // earlier call having cached it.
+        const SocketAddress local = p.peer.peer_address();
+        const SocketAddress peer = p.peer.local_address();
+        w.close();
+        co_await wait_for(w.wait_closed(), 5s);
+        REQUIRE(w.socket().fd() == -1);
+        CHECK(w.local_address() == local);
+        CHECK(w.peer_address() == peer);
+      }
+      {
+        // A Unix server's side: its local address is the path it listens on.
+        char dir[] = "/tmp/corio-stream-XXXXXX";
+        REQUIRE(::mkdtemp(dir) != nullptr);
+        const std::string path = std::string(dir) + "/s";
+        Socket l = Socket::create(AF_UNIX, SOCK_STREAM);
+        l.bind(SocketAddress::unix_path(path));
+        l.listen();
+        auto [cr, cw] = co_await open_unix_connection(path);
+        Accepted a = co_await l.accept();
+        auto [r, w] = make_streams(std::move(a.socket));
+        w.abort();
+        co_await wait_for(w.wait_closed(), 5s);
+        CHECK(w.local_address().to_string() == path);
+        CHECK(cw.peer_address().to_string() == path);
+        cw.close();
+        co_await wait_for(cw.wait_closed(), 5s);
+        CHECK(cw.peer_address().to_string() == path);
+        ::unlink(path.c_str());
+        ::rmdir(dir);
+      }
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
 TEST_CASE("a peer reset mid-read is a ConnectionResetError after the bytes that came first") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
