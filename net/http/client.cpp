@@ -500,7 +500,10 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
             auto s = std::make_unique<ClientResponse::Stream>();
             s->client = this;
             s->body.start(h.body_kind, h.content_length);
-            s->keep_alive = h.keep_alive;
+            // After 101 the connection speaks the protocol it switched to
+            // (RFC 9110 §15.2.2), whatever Connection says: a request
+            // pooled onto it would be read as that protocol's data.
+            s->keep_alive = h.keep_alive && h.status != 101;
             s->url = url.str();
             std::string_view coding = h.header("Content-Encoding");
             if (decode && !coding.empty() && mid != Method::head) {

@@ -24,7 +24,9 @@
 // record is dropped once it has no connection and nobody waits for it, so a
 // crawler that visits a million hosts holds only the hosts it is using. A request that fails on a reused connection before any response
 // byte arrived (the server closed it while idle) is retried once on a new
-// connection when the method is idempotent.
+// connection when the method is idempotent. A connection that answered 101
+// Switching Protocols speaks another protocol from then on: it is closed
+// once its response is done with, never pooled.
 //
 // Redirects (301, 302, 303, 307, 308) are followed up to max_redirects: 303,
 // and 301/302 after a POST, become GET without a body; 307/308 keep method and

@@ -155,6 +155,19 @@ Task<void> script(StreamReader& r, StreamWriter& w) {
       }
       w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n" + framed +
               "0\r\n\r\n");
+    } else if (path == "/upgrade") {
+      // Switches to another protocol, which then waits for the client to
+      // speak first; HTTP sent on it gets a WebSocket close frame.
+      w.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+      co_await w.drain();
+      bool gone = false;
+      try {
+        (void)co_await r.read(4096);
+      } catch (const std::exception&) {
+        gone = true;
+      }
+      if (!gone) w.write(std::string("\x88\x02\x03\xea", 4));
+      close_after = true;
     } else if (path == "/close-delimited") {
       w.write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
       close_after = true;
@@ -484,6 +497,32 @@ Task<void> gzip_bodies_round_trip_in_pieces() {
   f.server.close();
 }
 
+// After 101 the connection speaks another protocol: an HTTP request sent on
+// it would be read as that protocol's data, so it never goes back to the pool.
+Task<void> switching_protocols_is_not_pooled() {
+  Fixture f = co_await start();
+  http::Client c;
+  auto up = co_await c.get(f.base + "/upgrade");
+  CHECK(up.status == 101);
+  CHECK(up.body.empty());
+  CHECK(c.stats().idle == 0);
+  CHECK(c.stats().open == 0);
+  CHECK((co_await c.get(f.base + "/ok")).body == "hello");
+  CHECK(c.stats().created == 2);
+  CHECK(c.stats().reused == 0);
+  // Streamed: the body "ends" at once, and the connection (the pooled /ok
+  // one, upgraded) closes all the same.
+  auto s = co_await c.stream("GET", f.base + "/upgrade");
+  CHECK(s.status == 101);
+  CHECK(c.stats().reused == 1);
+  CHECK(co_await s.read_chunk() == "");
+  CHECK(s.body_done());
+  CHECK(c.stats().idle == 0);
+  CHECK(c.stats().open == 0);
+  CHECK((co_await c.get(f.base + "/conn")).body == "3/1");
+  f.server.close();
+}
+
 Task<void> bad_requests() {
   http::Client c;
   bool bad_scheme = false, bad_header = false, refused = false;
@@ -624,4 +663,8 @@ TEST_CASE("total_timeout bounds a whole request") {
 
 TEST_CASE("the pool forgets origins nobody uses and closes connections idle past idle_timeout") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pool_forgets_origins()); });
+}
+
+TEST_CASE("a 101 Switching Protocols connection never returns to the pool") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, switching_protocols_is_not_pooled()); });
 }
