@@ -114,6 +114,42 @@ Url parse_http_url(std::string_view text) {
   return u;
 }
 
+// The transfer codings of a response before its final chunked (RFC 9112
+// §7), as a list ContentDecoder takes ("gzip"); "" for chunked alone or none.
+// `all` gets every coding, chunked too, for messages. Throws
+// MalformedResponse for one it cannot decode: handing the body on still
+// encoded would pass it off as the content.
+std::string transfer_codings(const ResponseHead& h, const std::string& peer, std::string& all) {
+  std::vector<std::string> names;
+  for (const Header& f : h.headers) {
+    if (!iequals(f.name, "Transfer-Encoding")) continue;
+    std::string_view v = f.value;
+    while (!v.empty()) {
+      std::size_t comma = v.find(',');
+      std::string_view e = v.substr(0, std::min(comma, v.find(';')));
+      v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+      while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+      while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+      if (!e.empty()) names.emplace_back(e);
+    }
+  }
+  std::string list;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& n = names[i];
+    all += (i ? ", " : "") + n;
+    if (i + 1 == names.size() && iequals(n, "chunked")) break;  // the framing, already removed
+    // The parser frames "chunked, gzip" as close-delimited; chunked before
+    // another coding cannot be undone by a decoder that runs after framing.
+    // identity: RFC 2616's, dropped since, and harmless.
+    if (!iequals(n, "gzip") && !iequals(n, "x-gzip") && !iequals(n, "deflate") && !iequals(n, "identity")) {
+      throw MalformedResponse("unsupported transfer coding '" + n + "' in a response from " + peer +
+                              " (supported: chunked last; gzip and deflate before it)");
+    }
+    list += (list.empty() ? "" : ", ") + n;
+  }
+  return list;
+}
+
 }  // namespace
 
 // ---- ClientResponse ------------------------------------------------------------
@@ -124,7 +160,7 @@ struct ClientResponse::Stream {
   std::unique_ptr<ClientConn> conn;
   BodyDecoder body;
   std::optional<ContentDecoder> decoder;
-  std::string coding;  // Content-Encoding, for messages
+  std::string coding;  // the codings decoded, as headers ("Content-Encoding: gzip"), for messages
   bool keep_alive = false;
   bool done = false;
   std::string url;  // for messages
@@ -256,7 +292,7 @@ Task<std::string> ClientResponse::read_body(std::size_t max) {
       close();
       if (decoded) {
         throw BodyTooLarge("the decoded body of " + url.str() + " exceeds the limit of " + std::to_string(max) +
-                           " bytes (Content-Encoding: " + coding + ")");
+                           " bytes (" + coding + ")");
       }
       throw BodyTooLarge("the body of " + url.str() + " exceeds the limit of " + std::to_string(max) + " bytes");
     }
@@ -505,14 +541,31 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
             // pooled onto it would be read as that protocol's data.
             s->keep_alive = h.keep_alive && h.status != 101;
             s->url = url.str();
-            std::string_view coding = h.header("Content-Encoding");
-            if (decode && !coding.empty() && mid != Method::head) {
+            // Content codings are decoded if the caller left that to us;
+            // transfer codings always, being the message's, not the
+            // content's. The body was encoded content codings first, then
+            // transfer codings, which is the order of a coding list that
+            // ContentDecoder undoes from the last.
+            std::string codings;
+            std::string_view content = h.header("Content-Encoding");
+            if (decode && !content.empty() && mid != Method::head) {
+              codings = std::string(content);
+              s->coding = "Content-Encoding: " + codings;
+            }
+            if (h.body_kind != BodyKind::none) {
+              std::string te_all;
+              std::string te = transfer_codings(h, c->peer, te_all);
+              if (!te.empty()) {
+                codings += (codings.empty() ? "" : ", ") + te;
+                s->coding += (s->coding.empty() ? "" : "; ") + ("Transfer-Encoding: " + te_all);
+              }
+            }
+            if (!codings.empty()) {
               // No max_output: ClientResponse::read_body applies its own
               // max, and the decoder's bounded pieces are what keep memory
               // near it.
               try {
-                s->decoder.emplace(coding);
-                s->coding = std::string(coding);
+                s->decoder.emplace(codings);
               } catch (const UnsupportedEncoding& e) {
                 throw MalformedResponse(std::string(e.what()) + " from " + c->peer);
               }

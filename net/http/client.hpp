@@ -34,7 +34,9 @@
 // ClientResponse::history lists the URLs that redirected.
 //
 // Bodies: Content-Length, chunked and close-delimited; gzip/deflate decoded
-// (Accept-Encoding is sent) unless ClientOptions::decompress is false. A body
+// (Accept-Encoding is sent) unless ClientOptions::decompress is false.
+// Transfer codings before chunked ("Transfer-Encoding: gzip, chunked") are
+// always decoded, under the same caps; any other is a MalformedResponse. A body
 // that ends early is an IncompleteBody error, never a short "complete" body;
 // request() caps a whole body at max_body_size (BodyTooLarge); a response
 // head without an end is a MalformedResponse once it passes max_header_bytes.

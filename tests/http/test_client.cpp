@@ -155,6 +155,31 @@ Task<void> script(StreamReader& r, StreamWriter& w) {
       }
       w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n" + framed +
               "0\r\n\r\n");
+    } else if (path == "/te-gzip-chunked" || path == "/te-gzip-ce-gzip") {
+      // A transfer coding under chunked: the gzip is the message's, not the
+      // content's (RFC 9112 §7), so it must come off whatever Accept-Encoding said.
+      const bool both = path == "/te-gzip-ce-gzip";
+      std::string z = gzip(both ? gzip(text_body()) : text_body()), framed;
+      for (std::size_t i = 0; i < z.size(); i += 1000) {
+        std::string part = z.substr(i, 1000);
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx\r\n", part.size());
+        framed += size + part + "\r\n";
+      }
+      w.write(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n") +
+              (both ? "Content-Encoding: gzip\r\n" : "") + "\r\n" + framed + "0\r\n\r\n");
+    } else if (path == "/te-gzip-close") {  // gzip without chunked: delimited by the close
+      w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n" + gzip("closed gzip"));
+      close_after = true;
+    } else if (path == "/te-bomb") {
+      std::string framed = [] {
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx\r\n", gzip_bomb().size());
+        return size + gzip_bomb() + "\r\n0\r\n\r\n";
+      }();
+      w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Encoding: gzip\r\n\r\n" + framed);
+    } else if (path == "/te-br") {
+      w.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     } else if (path == "/upgrade") {
       // Switches to another protocol, which then waits for the client to
       // speak first; HTTP sent on it gets a WebSocket close frame.
@@ -497,6 +522,49 @@ Task<void> gzip_bodies_round_trip_in_pieces() {
   f.server.close();
 }
 
+// Transfer codings other than chunked (RFC 9112 §7) are the message's, not
+// the content's: they come off even with decompress off, under the same
+// max_body_size as Content-Encoding, and one the client cannot decode is an
+// error naming it, never a body returned still encoded.
+Task<void> transfer_codings_are_decoded() {
+  Fixture f = co_await start();
+  http::ClientOptions o;
+  o.max_body_size = 2 << 20;
+  http::Client c(o);
+  CHECK((co_await c.get(f.base + "/te-gzip-chunked")).body == text_body());
+  CHECK((co_await c.get(f.base + "/te-gzip-ce-gzip")).body == text_body());
+  CHECK((co_await c.get(f.base + "/te-gzip-close")).body == "closed gzip");
+  auto s = co_await c.stream("GET", f.base + "/te-gzip-chunked");
+  std::string got;
+  std::size_t biggest = 0;
+  for (;;) {
+    std::string piece = co_await s.read_chunk();
+    if (piece.empty()) break;
+    biggest = std::max(biggest, piece.size());
+    got += piece;
+  }
+  CHECK(got == text_body());
+  CHECK(biggest <= 64 * 1024);
+  // The content coding stays for the caller; the transfer coding does not.
+  http::ClientOptions raw_opts = o;
+  raw_opts.decompress = false;
+  http::Client raw(raw_opts);
+  CHECK((co_await raw.get(f.base + "/te-gzip-chunked")).body == text_body());
+  auto both = co_await raw.get(f.base + "/te-gzip-ce-gzip");
+  CHECK(both.header("Content-Encoding") == "gzip");
+  CHECK(both.body == gzip(text_body()));
+  // Bounded like Content-Encoding: a bomb stops at max_body_size.
+  const std::size_t rss_before = peak_rss_bytes();
+  std::string big = co_await expect_error<http::BodyTooLarge>(c, f.base + "/te-bomb");
+  CHECK(big == "the decoded body of " + f.base + "/te-bomb exceeds the limit of 2097152 bytes" +
+                   " (Content-Encoding: gzip; Transfer-Encoding: gzip, chunked)");
+  CHECK(peak_rss_bytes() - rss_before < (32u << 20));
+  std::string br = co_await expect_error<http::MalformedResponse>(c, f.base + "/te-br");
+  CHECK(br.find("unsupported transfer coding 'br'") != std::string::npos);
+  CHECK((co_await c.get(f.base + "/ok")).body == "hello");
+  f.server.close();
+}
+
 // After 101 the connection speaks another protocol: an HTTP request sent on
 // it would be read as that protocol's data, so it never goes back to the pool.
 Task<void> switching_protocols_is_not_pooled() {
@@ -663,6 +731,10 @@ TEST_CASE("total_timeout bounds a whole request") {
 
 TEST_CASE("the pool forgets origins nobody uses and closes connections idle past idle_timeout") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, pool_forgets_origins()); });
+}
+
+TEST_CASE("transfer codings under chunked are decoded within max_body_size, and unknown ones named in an error") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, transfer_codings_are_decoded()); });
 }
 
 TEST_CASE("a 101 Switching Protocols connection never returns to the pool") {
