@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
-#include <cstring>
+#include <cstdio>
 #include <ctime>
 
 namespace corio::http {
@@ -145,14 +145,96 @@ std::string format_http_date(long long seconds) {
   return std::string(b, n);
 }
 
+namespace {
+
+// RFC 9110 §5.6.7's names, which are case-sensitive.
+constexpr std::string_view kDayNames[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+constexpr std::string_view kLongDayNames[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+                                              "Friday", "Saturday", "Sunday"};
+constexpr std::string_view kMonthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// A cursor over a date's text: each step consumes what it matched, or
+// fails and leaves the date unparsed (-1).
+struct DateText {
+  std::string_view s;
+
+  bool lit(std::string_view l) noexcept {
+    if (s.substr(0, l.size()) != l) return false;
+    s.remove_prefix(l.size());
+    return true;
+  }
+  bool digits(int n, int& v) noexcept {
+    if (s.size() < static_cast<std::size_t>(n)) return false;
+    v = 0;
+    for (int i = 0; i < n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    s.remove_prefix(static_cast<std::size_t>(n));
+    return true;
+  }
+  template <std::size_t N>
+  bool one_of(const std::string_view (&names)[N], int* index = nullptr) noexcept {
+    for (std::size_t i = 0; i < N; ++i) {
+      if (lit(names[i])) {
+        if (index) *index = static_cast<int>(i);
+        return true;
+      }
+    }
+    return false;
+  }
+  // time-of-day = hour ":" minute ":" second (second 60: a leap second)
+  bool time_of_day(std::tm& tm) noexcept {
+    return digits(2, tm.tm_hour) && lit(":") && digits(2, tm.tm_min) && lit(":") && digits(2, tm.tm_sec) &&
+           tm.tm_hour <= 23 && tm.tm_min <= 59 && tm.tm_sec <= 60;
+  }
+};
+
+// RFC 850's two-digit year, read as RFC 9110 §5.6.7 says: one that would be
+// more than 50 years in the future is the latest past year ending in them.
+int full_year(int yy) noexcept {
+  std::time_t now = std::time(nullptr);
+  std::tm tm;
+  gmtime_r(&now, &tm);
+  const int this_year = 1900 + tm.tm_year;
+  int y = this_year - this_year % 100 + yy;
+  if (y > this_year + 50) y -= 100;
+  return y;
+}
+
+}  // namespace
+
 long long parse_http_date(std::string_view text) noexcept {
-  if (text.size() != 29) return -1;
-  char buf[30];
-  std::memcpy(buf, text.data(), 29);
-  buf[29] = '\0';
+  // Hand-made rather than strptime: strptime reads names in the process's
+  // LC_TIME locale, case-insensitively, and its %y is not RFC 850's rule.
+  DateText d{text};
   std::tm tm{};
-  const char* end = strptime(buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!end || *end != '\0') return -1;
+  int year = 0;
+  if (d.one_of(kLongDayNames)) {
+    // rfc850-date: Sunday, 06-Nov-94 08:49:37 GMT
+    if (!(d.lit(", ") && d.digits(2, tm.tm_mday) && d.lit("-") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit("-") &&
+          d.digits(2, year) && d.lit(" ") && d.time_of_day(tm) && d.lit(" GMT")))
+      return -1;
+    year = full_year(year);
+  } else if (d.one_of(kDayNames)) {
+    if (d.lit(", ")) {
+      // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+      if (!(d.digits(2, tm.tm_mday) && d.lit(" ") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit(" ") &&
+            d.digits(4, year) && d.lit(" ") && d.time_of_day(tm) && d.lit(" GMT")))
+        return -1;
+    } else {
+      // asctime-date: Sun Nov  6 08:49:37 1994 (the day is "SP DIGIT" or 2DIGIT)
+      if (!(d.lit(" ") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit(" ") &&
+            (d.lit(" ") ? d.digits(1, tm.tm_mday) : d.digits(2, tm.tm_mday)) && d.lit(" ") && d.time_of_day(tm) &&
+            d.lit(" ") && d.digits(4, year)))
+        return -1;
+    }
+  } else {
+    return -1;
+  }
+  if (!d.s.empty() || tm.tm_mday < 1 || tm.tm_mday > 31) return -1;
+  tm.tm_year = year - 1900;
   return static_cast<long long>(timegm(&tm));
 }
 

@@ -29,7 +29,9 @@ Response file_response(const Request& req, std::string_view root);
 Handler static_files(std::string root);
 // "text/html; charset=utf-8" etc. by extension; application/octet-stream otherwise.
 std::string_view content_type_for(std::string_view path) noexcept;
-// HTTP-date (IMF-fixdate) ↔ seconds since the epoch; parse returns -1 if malformed.
+// HTTP-date ↔ seconds since the epoch. format writes IMF-fixdate; parse also
+// reads the obsolete RFC 850 and asctime forms, as RFC 9110 §5.6.7 requires
+// of recipients, and returns -1 for anything else.
 std::string format_http_date(long long seconds);
 long long parse_http_date(std::string_view text) noexcept;
 

@@ -1,0 +1,120 @@
+// Static files (net/http/static_files.hpp): the HTTP-date parser, and the
+// conditional requests that use it, against the server on loopback.
+#include "net/http/static_files.hpp"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "coro/sleep.hpp"
+#include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
+#include "loop/event_loop.hpp"
+#include "net/http/client.hpp"
+#include "net/http/server.hpp"
+#include "tests/net/net_support.hpp"
+#include "tests/support.hpp"
+
+using namespace corio;
+using namespace std::chrono_literals;
+namespace http = corio::http;
+
+namespace {
+
+// RFC 9110 §5.6.7's example instant, in its three formats.
+constexpr long long kExample = 784111777;  // Sun, 06 Nov 1994 08:49:37 GMT
+
+// A directory holding one file whose modification time is kExample.
+struct Root {
+  std::string dir;
+  Root() {
+    char tmpl[] = "/tmp/corio_static_XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    std::ofstream(dir + "/old.txt") << "old file\n";
+    timespec times[2] = {{kExample, 0}, {kExample, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (dir + "/old.txt").c_str(), times, 0) == 0);
+  }
+  ~Root() { std::filesystem::remove_all(dir); }
+};
+
+Task<int> status_with(http::Client& c, const std::string& url, const std::string& name, const std::string& value) {
+  http::HeaderList h;  // named: GCC 12 mishandles braced temporaries in co_await
+  h.emplace_back(name, value);
+  co_return (co_await c.get(url, h)).status;
+}
+
+// Every format a recipient must accept (RFC 9110 §5.6.7) makes the same
+// comparison with the file's time: not modified since that second, modified
+// since the one before; a date that fits no format is ignored.
+Task<void> if_modified_since_in_every_format(std::string root) {
+  std::uint16_t port = 0;
+  http::ServeOptions o;
+  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
+  auto server = create_task(http::serve(http::static_files(root), "127.0.0.1", 0, o), "http server");
+  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(port != 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/old.txt";
+  http::Client c;
+  auto plain = co_await c.get(url);
+  CHECK(plain.status == 200);
+  CHECK(plain.header("Last-Modified") == "Sun, 06 Nov 1994 08:49:37 GMT");
+  for (const char* same_text : {"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
+                           "Sun Nov  6 08:49:37 1994"}) {
+    std::string same = same_text;
+    CAPTURE(same);
+    CHECK(co_await status_with(c, url, "If-Modified-Since", same) == 304);
+  }
+  for (const char* before_text : {"Sun, 06 Nov 1994 08:49:36 GMT", "Sunday, 06-Nov-94 08:49:36 GMT",
+                             "Sun Nov  6 08:49:36 1994", "Sunday, 06-Nov-94 08:49:37"}) {
+    std::string before = before_text;
+    CAPTURE(before);
+    CHECK(co_await status_with(c, url, "If-Modified-Since", before) == 200);
+  }
+  EventLoop::current().request_shutdown();
+  co_await wait_for(server, 5s);
+}
+
+}  // namespace
+
+TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and nothing else") {
+  CHECK(http::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == kExample);
+  CHECK(http::parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == kExample);
+  CHECK(http::parse_http_date("Sun Nov  6 08:49:37 1994") == kExample);
+  CHECK(http::parse_http_date("Sun Nov 16 08:49:37 1994") == kExample + 10 * 86400);
+  CHECK(http::parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT") == 0);
+  CHECK(http::parse_http_date(http::format_http_date(1700000000)) == 1700000000);
+  // A two-digit year more than 50 years ahead is the last such year past.
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  const int this_year = 1900 + tm.tm_year;
+  const int ahead = (this_year + 49) % 100, behind = (this_year + 51) % 100;
+  char text[64];
+  std::snprintf(text, sizeof text, "Monday, 01-Jan-%02d 00:00:00 GMT", ahead);
+  CHECK(http::format_http_date(http::parse_http_date(text)).substr(12, 4) == std::to_string(this_year + 49));
+  std::snprintf(text, sizeof text, "Monday, 01-Jan-%02d 00:00:00 GMT", behind);
+  CHECK(http::format_http_date(http::parse_http_date(text)).substr(12, 4) == std::to_string(this_year + 51 - 100));
+  for (const char* bad_text : {"", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT",
+                          "sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 94 08:49:37 GMT", "Sun, 32 Nov 1994 08:49:37 GMT",
+                          "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Xyz 1994 08:49:37 GMT",
+                          "Sun, 06 Nov 1994 08:49:37 GMT ", "Sunday, 06-Nov-1994 08:49:37 GMT",
+                          "Sun, 06-Nov-94 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37", "Sun Nov 6 08:49:37 1994",
+                          "Sun Nov 06 08:49:37 1994x", "Sunday Nov  6 08:49:37 1994", "Sun Nov  6 08:49:37 94"}) {
+    std::string bad = bad_text;
+    CAPTURE(bad);
+    CHECK(http::parse_http_date(bad) == -1);
+  }
+}
+
+TEST_CASE("If-Modified-Since is honoured in the IMF-fixdate, RFC 850 and asctime formats") {
+  Root root;
+  test::on_each_backend([&](EventLoop& loop) { test::run_bounded(loop, if_modified_since_in_every_format(root.dir)); });
+}
