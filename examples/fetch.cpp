@@ -14,7 +14,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <typeinfo>
 #include <string>
@@ -55,11 +57,31 @@ struct Options {
   std::exit(2);
 }
 
-double number(const std::string& opt, const std::string& v) {
+// Seconds become nanoseconds in 64 bits, which overflow past about 292
+// years; converting a larger (or infinite, or NaN) double is undefined.
+constexpr double kMaxSeconds = 1e9;  // about 31 years
+
+double seconds(const std::string& opt, const std::string& v) {
   char* end = nullptr;
   double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || *end || d < 0) usage_error(opt + " needs a non-negative number, not '" + v + "'");
+  // Written so that NaN fails it too.
+  if (end == v.c_str() || *end || !(d >= 0 && d <= kMaxSeconds)) {
+    usage_error(opt + " needs a number of seconds in 0.." + std::to_string(static_cast<long long>(kMaxSeconds)) +
+                ", not '" + v + "'");
+  }
   return d;
+}
+
+// A whole number in 0..INT_MAX, checked before any conversion: casting a
+// double out of int's range is undefined (1e10 came out as INT_MIN).
+int count(const std::string& opt, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (end == v.c_str() || *end || errno || n < 0 || n > INT_MAX) {
+    usage_error(opt + " needs a whole number in 0.." + std::to_string(INT_MAX) + ", not '" + v + "'");
+  }
+  return static_cast<int>(n);
 }
 
 std::string read_file(const std::string& path) {
@@ -105,15 +127,15 @@ Options parse(int argc, char** argv) {
     } else if (a == "-L" || a == "--location") {
       o.location = true;
     } else if (a == "--max-redirs") {
-      o.max_redirs = static_cast<int>(number(a, value()));
+      o.max_redirs = count(a, value());
     } else if (a == "-k" || a == "--insecure") {
       o.insecure = true;
     } else if (a == "--cacert") {
       o.cacert = value();
     } else if (a == "-m" || a == "--max-time") {
-      o.max_time = number(a, value());
+      o.max_time = seconds(a, value());
     } else if (a == "--connect-timeout") {
-      o.connect_timeout = number(a, value());
+      o.connect_timeout = seconds(a, value());
     } else if (a == "-f" || a == "--fail") {
       o.fail = true;
     } else if (a == "--compressed") {

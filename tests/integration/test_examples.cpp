@@ -130,6 +130,49 @@ TEST_CASE("the examples answer --help, and reject bad usage with status 2") {
   CHECK(refused.err() == "echo_client: connect 127.0.0.1:1: Connection refused\n");
 }
 
+// Numbers fetch cannot hold were converted anyway (double to int, seconds
+// to nanoseconds): undefined behaviour, which on x86 made --max-redirs 1e10
+// INT_MIN ("more than -2147483648 redirects") and --max-time 1e300 an
+// instant timeout. Each is a usage error now, before anything is fetched.
+TEST_CASE("fetch refuses --max-redirs, --max-time and --connect-timeout values it cannot hold, with status 2") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    const std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    auto fetch = [&](const std::string& opt, const std::string& value) {
+      return test::ChildProcess({dir + "/fetch", "--backend", backend, "-L", opt, value, "http://127.0.0.1:1/"});
+    };
+    const std::pair<const char*, const char*> bad[] = {
+        {"--max-redirs", "1e10"}, {"--max-redirs", "2147483648"}, {"--max-redirs", "-1"},
+        {"--max-redirs", "1.5"},  {"--max-redirs", "nan"},        {"--max-redirs", "inf"},
+        {"--max-time", "1e300"},  {"--max-time", "inf"},          {"--max-time", "nan"},
+        {"--connect-timeout", "1e300"}, {"--connect-timeout", "inf"}, {"--connect-timeout", "nan"}};
+    for (const auto& [o, v] : bad) {
+      const std::string opt = o, value = v;
+      CAPTURE(opt);
+      CAPTURE(value);
+      test::ChildProcess p = fetch(opt, value);
+      CHECK(p.wait_exit(10s) == 2);
+      CHECK(p.err().rfind("fetch: " + opt + " ", 0) == 0);
+    }
+    // Values in range are taken: the run goes on to the (refused) fetch.
+    const std::pair<const char*, const char*> good[] = {
+        {"--max-redirs", "0"}, {"--max-redirs", "2147483647"}, {"--max-time", "30"}, {"--connect-timeout", "2.5"}};
+    for (const auto& [o, v] : good) {
+      const std::string opt = o, value = v;
+      CAPTURE(opt);
+      CAPTURE(value);
+      test::ChildProcess p = fetch(opt, value);
+      CHECK(p.wait_exit(10s) == 1);
+      CHECK(p.err().find("Connection refused") != std::string::npos);
+    }
+  }
+}
+
 namespace {
 
 struct ChatLog {
