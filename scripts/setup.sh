@@ -14,6 +14,8 @@ PKGS=(
   # tests (the TLS tests make certificates with openssl and talk to curl;
   # nginx-light is the HTTP client's real peer)
   doctest-dev python3 procps openssl curl nginx-light
+  # (the HTTP-date test builds a German locale with localedef)
+  locales
   # benchmark peers and the README's charts (bench/run.py, bench/tls_bench.sh,
   # bench/http_client and bench/crawler: aiohttp; bench/report.py: gnuplot)
   python3-uvloop python3-aiohttp wrk gnuplot-nox

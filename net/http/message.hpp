@@ -61,6 +61,16 @@ bool valid_field_value(std::string_view value) noexcept;
 std::string_view reason_phrase(int status) noexcept;
 std::string_view method_name(Method m) noexcept;
 
+namespace detail {
+// The IMF-fixdate of `seconds` since the epoch ("Sun, 06 Nov 1994 08:49:37
+// GMT"): exactly kHttpDateSize bytes at out, no NUL. English names whatever
+// the C locale: strftime's %a and %b follow LC_TIME, so a program that calls
+// setlocale(LC_ALL, "") would send "Sa, 28 Nov" in a German locale. Times
+// outside years 0000-9999 are clamped to them.
+inline constexpr std::size_t kHttpDateSize = 29;
+void write_http_date(char* out, long long seconds) noexcept;
+}  // namespace detail
+
 // Fields common to requests and responses.
 struct MessageHead {
   int version_minor = 1;  // HTTP/1.<minor>; the major is always 1

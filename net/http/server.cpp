@@ -193,9 +193,10 @@ long refresh_date() noexcept {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   if (ts.tv_sec != d.sec) {
-    std::tm t;
-    gmtime_r(&ts.tv_sec, &t);
-    d.len = std::strftime(d.buf, sizeof d.buf, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &t);
+    std::memcpy(d.buf, "Date: ", 6);
+    detail::write_http_date(d.buf + 6, ts.tv_sec);
+    std::memcpy(d.buf + 6 + detail::kHttpDateSize, "\r\n", 2);
+    d.len = 6 + detail::kHttpDateSize + 2;
     d.sec = ts.tv_sec;
   }
   return 1'000'000'000L - ts.tv_nsec;

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace corio::http {
@@ -137,12 +139,9 @@ std::string_view content_type_for(std::string_view path) noexcept {
 }
 
 std::string format_http_date(long long seconds) {
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm;
-  gmtime_r(&t, &tm);
-  char b[40];
-  std::size_t n = std::strftime(b, sizeof b, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(b, n);
+  char b[detail::kHttpDateSize];
+  detail::write_http_date(b, seconds);
+  return std::string(b, sizeof b);
 }
 
 namespace {
@@ -153,6 +152,41 @@ constexpr std::string_view kLongDayNames[] = {"Monday", "Tuesday", "Wednesday", 
                                               "Friday", "Saturday", "Sunday"};
 constexpr std::string_view kMonthNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+}  // namespace
+
+void detail::write_http_date(char* out, long long seconds) noexcept {
+  // -62167219200 is 0000-01-01T00:00:00Z, 253402300799 9999-12-31T23:59:59Z.
+  seconds = std::clamp(seconds, -62167219200LL, 253402300799LL);
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm;
+  gmtime_r(&t, &tm);  // locale-independent; only the names below are not
+  auto two = [](char* p, int v) {
+    p[0] = static_cast<char>('0' + v / 10);
+    p[1] = static_cast<char>('0' + v % 10);
+  };
+  const std::string_view day = kDayNames[(tm.tm_wday + 6) % 7];  // tm_wday 0 is Sunday
+  const std::string_view month = kMonthNames[tm.tm_mon];
+  const int year = tm.tm_year + 1900;
+  char* p = out;
+  std::memcpy(p, day.data(), 3);
+  std::memcpy(p + 3, ", ", 2);
+  two(p + 5, tm.tm_mday);
+  p[7] = ' ';
+  std::memcpy(p + 8, month.data(), 3);
+  p[11] = ' ';
+  two(p + 12, year / 100);
+  two(p + 14, year % 100);
+  p[16] = ' ';
+  two(p + 17, tm.tm_hour);
+  p[19] = ':';
+  two(p + 20, tm.tm_min);
+  p[22] = ':';
+  two(p + 23, tm.tm_sec);
+  std::memcpy(p + 25, " GMT", 4);
+}
+
+namespace {
 
 // A cursor over a date's text: each step consumes what it matched, or
 // fails and leaves the date unparsed (-1).

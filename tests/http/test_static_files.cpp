@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <clocale>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +113,62 @@ TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and noth
     std::string bad = bad_text;
     CAPTURE(bad);
     CHECK(http::parse_http_date(bad) == -1);
+  }
+}
+
+// A program that calls setlocale(LC_ALL, "") must still send English day
+// and month names: strftime's %a and %b follow LC_TIME ("Sa, 28 Nov" in
+// German). The test builds a German locale with localedef (the locales
+// package, which scripts/setup.sh installs) into a directory of its own.
+TEST_CASE("HTTP dates are in English whatever the C locale") {
+  char tmpl[] = "/tmp/corio_locale_XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  const std::string cmd = "localedef -i de_DE -f UTF-8 " + dir + "/de_DE.UTF-8 >/dev/null 2>&1";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "localedef could not build de_DE.UTF-8 (is the locales package installed?)");
+  ::setenv("LOCPATH", dir.c_str(), 1);
+  const char* set = std::setlocale(LC_ALL, "de_DE.UTF-8");
+  std::string probe;
+  if (set) {
+    // The locale really is German: strftime says so.
+    std::tm tm{};
+    std::time_t t = kExample;
+    gmtime_r(&t, &tm);
+    char b[64];
+    probe.assign(b, std::strftime(b, sizeof b, "%a %b", &tm));
+  }
+  const std::string formatted = http::format_http_date(kExample);
+  const std::string formatted2 = http::format_http_date(1700000000);  // a Tuesday in November
+  // Waits for the next second, so that the Date line is rebuilt under this locale.
+  const std::time_t start = std::time(nullptr);
+  while (std::time(nullptr) == start) ::usleep(10'000);
+  ::usleep(20'000);  // the coarse clock may lag a few milliseconds
+  const std::string date = std::string(http::date_line());
+  std::setlocale(LC_ALL, "C");
+  ::unsetenv("LOCPATH");
+  std::filesystem::remove_all(dir);
+  REQUIRE(set != nullptr);
+  CHECK(probe == "So Nov");
+  CHECK(formatted == "Sun, 06 Nov 1994 08:49:37 GMT");
+  CHECK(formatted2 == "Tue, 14 Nov 2023 22:13:20 GMT");
+  CAPTURE(date);
+  REQUIRE(date.size() == 37);
+  CHECK(date.substr(0, 6) == "Date: ");
+  CHECK(http::parse_http_date(date.substr(6, 29)) > start);
+  CHECK(date.substr(35) == "\r\n");
+}
+
+TEST_CASE("format_http_date writes every field with its leading zeros, and clamps out-of-range years") {
+  CHECK(http::format_http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT");
+  CHECK(http::format_http_date(951782400) == "Tue, 29 Feb 2000 00:00:00 GMT");
+  CHECK(http::format_http_date(253402300799LL) == "Fri, 31 Dec 9999 23:59:59 GMT");
+  CHECK(http::format_http_date(253402300800LL * 2) == "Fri, 31 Dec 9999 23:59:59 GMT");
+  CHECK(http::format_http_date(-1) == "Wed, 31 Dec 1969 23:59:59 GMT");
+  CHECK(http::format_http_date(-62167219200LL) == "Sat, 01 Jan 0000 00:00:00 GMT");
+  CHECK(http::format_http_date(-62167219200LL - 86400) == "Sat, 01 Jan 0000 00:00:00 GMT");
+  for (long long t = -86400LL * 366 * 3; t < 86400LL * 366 * 60; t += 86400LL * 37 + 3671) {
+    CAPTURE(t);
+    CHECK(http::parse_http_date(http::format_http_date(t)) == t);
   }
 }
 
