@@ -213,20 +213,22 @@ Task<int> fetch(const Options* o) {
   co.tls.insecure_skip_verify_dangerous = o->insecure;
   http::Client client(co);
   FILE* out = stdout;
+  const std::string out_name = o->output.empty() ? "standard output" : o->output;
   if (!o->output.empty()) {
     out = std::fopen(o->output.c_str(), "wb");
-    if (!out) throw std::runtime_error("cannot write " + o->output + ": " + std::strerror(errno));
+    if (!out) throw std::runtime_error("cannot write " + out_name + ": " + std::strerror(errno));
   }
   std::uint64_t bytes = 0;
   int status = 0;
-  auto run = [](http::Client* c, const Options* o, FILE* out, std::uint64_t* bytes, int* status) -> Task<void> {
+  auto run = [](http::Client* c, const Options* o, FILE* out, const std::string* out_name, std::uint64_t* bytes,
+                int* status) -> Task<void> {
     auto r = co_await c->stream(o->method, o->url, o->headers, o->data);
     *status = r.status;
     for (;;) {
       std::string piece = co_await r.read_chunk();
       if (piece.empty()) break;
       if (std::fwrite(piece.data(), 1, piece.size(), out) != piece.size()) {
-        throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
+        throw std::runtime_error("cannot write " + *out_name + ": " + std::strerror(errno));
       }
       *bytes += piece.size();
     }
@@ -235,17 +237,26 @@ Task<int> fetch(const Options* o) {
     auto limit = std::chrono::duration_cast<corio::Duration>(std::chrono::duration<double>(o->max_time));
     bool timed_out = false;
     try {
-      co_await corio::wait_for(run(&client, o, out, &bytes, &status), limit);
+      co_await corio::wait_for(run(&client, o, out, &out_name, &bytes, &status), limit);
     } catch (const corio::TimeoutError& e) {
       if (typeid(e) != typeid(corio::TimeoutError)) throw;
       timed_out = true;
     }
     if (timed_out) throw corio::TimeoutError("no complete response within " + std::to_string(o->max_time) + " s");
   } else {
-    co_await run(&client, o, out, &bytes, &status);
+    co_await run(&client, o, out, &out_name, &bytes, &status);
   }
-  std::fflush(out);
-  if (out != stdout) std::fclose(out);
+  // fwrite only fills stdio's buffer: a full disk, /dev/full or a closed
+  // pipe shows when it is flushed. Exiting 0 then would lose the body
+  // silently (curl reports "Failure writing output" and exits 23).
+  errno = 0;
+  const bool flushed = std::fflush(out) == 0 && !std::ferror(out);
+  const int flush_errno = errno;
+  const bool closed = out == stdout || std::fclose(out) == 0;
+  if (!flushed || !closed) {
+    const int e = flush_errno ? flush_errno : errno;
+    throw std::runtime_error("cannot write " + out_name + ": " + (e ? std::strerror(e) : "I/O error"));
+  }
   if (o->verbose) std::fprintf(stderr, "* [%7.2f ms] done: %llu body bytes\n", ms(), static_cast<unsigned long long>(bytes));
   if (o->fail && status >= 400) {
     std::fprintf(stderr, "fetch: the server answered %d\n", status);

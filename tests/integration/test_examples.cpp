@@ -2,6 +2,7 @@
 // driven by real clients (corio streams in this process, or echo_client).
 // Skipped when the examples are not built (CORIO_EXAMPLES_DIR unset).
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -170,6 +171,48 @@ TEST_CASE("fetch refuses --max-redirs, --max-time and --connect-timeout values i
       CHECK(p.wait_exit(10s) == 1);
       CHECK(p.err().find("Connection refused") != std::string::npos);
     }
+  }
+}
+
+// fwrite only fills stdio's buffer; the failure shows when it is flushed,
+// and fetch used to ignore that: the body was lost and the status was 0.
+TEST_CASE("fetch exits 1 and names the cause when its output cannot be written") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    const std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    test::ChildProcess server({dir + "/http_server", "--port", "0", "--backend", backend});
+    const std::string url = "http://127.0.0.1:" + std::to_string(listening_port(server)) + "/plaintext";
+
+    test::ChildProcess to_file({dir + "/fetch", "--backend", backend, "-o", "/dev/full", url});
+    CHECK(to_file.wait_exit(20s) == 1);
+    CHECK_MESSAGE(to_file.err() == "fetch: cannot write /dev/full: No space left on device\n", to_file.err());
+
+    test::ChildProcess to_stdout({"/bin/sh", "-c", "exec '" + dir + "/fetch' --backend " + backend + " " + url + " >/dev/full"});
+    CHECK(to_stdout.wait_exit(20s) == 1);
+    CHECK_MESSAGE(to_stdout.err() == "fetch: cannot write standard output: No space left on device\n", to_stdout.err());
+
+    // The same fetch into a writable file succeeds.
+    char tmpl[] = "/tmp/corio_fetch_XXXXXX";
+    const int fd = ::mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    test::ChildProcess ok({dir + "/fetch", "--backend", backend, "-o", tmpl, url});
+    CHECK(ok.wait_exit(20s) == 0);
+    std::FILE* f = std::fopen(tmpl, "rb");
+    REQUIRE(f != nullptr);
+    char buf[64] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+    std::fclose(f);
+    ::unlink(tmpl);
+    CHECK(std::string(buf, n) == "Hello, World!");
+
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
   }
 }
 
