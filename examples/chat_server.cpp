@@ -239,6 +239,7 @@ Task<int> serve(std::string host, int port, std::size_t max_queue) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("chat_server");
   example::Args args(argc, argv, "chat_server", kUsage);
   corio::RunOptions opts;
   std::string host = "127.0.0.1";

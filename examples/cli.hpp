@@ -14,6 +14,31 @@
 
 namespace example {
 
+namespace detail {
+inline const char* stdout_prog = "";
+inline void check_stdout() {
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    // errno is 0 when the failed write was an earlier one (stdio keeps
+    // only the error flag).
+    const int e = errno;
+    if (e) std::fprintf(stderr, "%s: cannot write standard output: %s\n", stdout_prog, std::strerror(e));
+    else std::fprintf(stderr, "%s: cannot write standard output\n", stdout_prog);
+    std::_Exit(1);
+  }
+}
+}  // namespace detail
+
+// Makes lost output an error, as coreutils' close_stdout does: at exit,
+// standard output is flushed, and if that or an earlier write failed (a full
+// disk, /dev/full), "PROG: cannot write standard output: REASON" goes to
+// stderr and the exit status is 1. printf only fills stdio's buffer, so
+// without this a program whose output went nowhere would exit 0.
+inline void check_stdout_at_exit(const char* prog) {
+  detail::stdout_prog = prog;
+  std::atexit(detail::check_stdout);
+}
+
 class Args {
  public:
   Args(int argc, char** argv, const char* prog, const char* usage) : argc_(argc), argv_(argv), prog_(prog), usage_(usage) {}

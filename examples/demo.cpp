@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "cli.hpp"
+
 using namespace std::chrono_literals;
 using corio::Task;
 
@@ -87,6 +89,7 @@ Task<int> demo_main() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("demo");
   corio::RunOptions opts;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0) {

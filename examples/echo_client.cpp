@@ -251,6 +251,7 @@ Task<int> client_main(Config cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("echo_client");
   example::Args args(argc, argv, "echo_client", kUsage);
   corio::RunOptions opts;
   Config cfg;

@@ -61,6 +61,7 @@ Task<int> serve(std::string host, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("echo_server");
   example::Args args(argc, argv, "echo_server", kUsage);
   corio::RunOptions opts;
   std::string host = "127.0.0.1";

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 namespace http = corio::http;
 using corio::Task;
 
@@ -228,6 +230,7 @@ Task<int> fetch(const Options* o) {
       std::string piece = co_await r.read_chunk();
       if (piece.empty()) break;
       if (std::fwrite(piece.data(), 1, piece.size(), out) != piece.size()) {
+        if (out == stdout) std::clearerr(stdout);  // reported here: check_stdout_at_exit need not repeat it
         throw std::runtime_error("cannot write " + *out_name + ": " + std::strerror(errno));
       }
       *bytes += piece.size();
@@ -255,6 +258,7 @@ Task<int> fetch(const Options* o) {
   const bool closed = out == stdout || std::fclose(out) == 0;
   if (!flushed || !closed) {
     const int e = flush_errno ? flush_errno : errno;
+    if (out == stdout) std::clearerr(stdout);  // reported here: check_stdout_at_exit need not repeat it
     throw std::runtime_error("cannot write " + out_name + ": " + (e ? std::strerror(e) : "I/O error"));
   }
   if (o->verbose) std::fprintf(stderr, "* [%7.2f ms] done: %llu body bytes\n", ms(), static_cast<unsigned long long>(bytes));
@@ -268,6 +272,7 @@ Task<int> fetch(const Options* o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("fetch");
   Options o = parse(argc, argv);
   try {
     return corio::run(fetch(&o));

@@ -24,6 +24,8 @@
 #include <string>
 #include <thread>
 
+#include "cli.hpp"
+
 using namespace std::chrono_literals;
 using corio::Task;
 
@@ -102,6 +104,7 @@ Task<int> run_main(int n_workers, int seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("graceful_shutdown");
   int n_workers = 4, seconds = 30;
   corio::RunOptions opts;
   for (int i = 1; i < argc; ++i) {

@@ -83,6 +83,7 @@ Task<int> main_task(std::string host, int port, std::string root, http::ServeOpt
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("http_server");
   example::Args args(argc, argv, "http_server", kUsage);
   corio::RunOptions opts;
   opts.on_signal = corio::SignalPolicy::request_shutdown;  // graceful: finish requests in flight

@@ -36,6 +36,8 @@
 
 #include <corio/corio.hpp>
 
+#include "cli.hpp"
+
 using namespace std::chrono_literals;
 using corio::Task;
 
@@ -308,6 +310,7 @@ bool parse_int(const std::string& s, int lo, int hi, int& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  example::check_stdout_at_exit("parallel_work");
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

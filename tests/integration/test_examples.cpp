@@ -216,6 +216,33 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written")
   }
 }
 
+// printf only fills stdio's buffer: without the check at exit
+// (example::check_stdout_at_exit) a program whose output went nowhere exited 0.
+TEST_CASE("the examples exit 1 and say so when standard output cannot be written") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    const std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    test::ChildProcess demo({"/bin/sh", "-c", "exec '" + dir + "/demo' --backend " + backend + " >/dev/full"});
+    CHECK(demo.wait_exit(30s) == 1);
+    CHECK_MESSAGE(demo.err() == "demo: cannot write standard output: No space left on device\n", demo.err());
+
+    test::ChildProcess server({dir + "/echo_server", "--port", "0", "--backend", backend});
+    const std::string port = std::to_string(listening_port(server));
+    test::ChildProcess client({"/bin/sh", "-c",
+                               "exec '" + dir + "/echo_client' --port " + port + " --count 5 --backend " + backend +
+                                   " >/dev/full"});
+    CHECK(client.wait_exit(30s) == 1);
+    CHECK_MESSAGE(client.err().find("echo_client: cannot write standard output") == 0, client.err());
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
+  }
+}
+
 namespace {
 
 struct ChatLog {
