@@ -214,18 +214,21 @@ Task<int> fetch(const Options* o) {
   co.tls.ca_file = o->cacert;
   co.tls.insecure_skip_verify_dangerous = o->insecure;
   http::Client client(co);
-  FILE* out = stdout;
+  // -o FILE is created once a response arrived, as curl does: a failed
+  // request leaves no empty file behind (nor truncates an existing one).
+  FILE* out = o->output.empty() ? stdout : nullptr;
   const std::string out_name = o->output.empty() ? "standard output" : o->output;
-  if (!o->output.empty()) {
-    out = std::fopen(o->output.c_str(), "wb");
-    if (!out) throw std::runtime_error("cannot write " + out_name + ": " + std::strerror(errno));
-  }
   std::uint64_t bytes = 0;
   int status = 0;
-  auto run = [](http::Client* c, const Options* o, FILE* out, const std::string* out_name, std::uint64_t* bytes,
+  auto run = [](http::Client* c, const Options* o, FILE** outp, const std::string* out_name, std::uint64_t* bytes,
                 int* status) -> Task<void> {
     auto r = co_await c->stream(o->method, o->url, o->headers, o->data);
     *status = r.status;
+    if (!*outp) {
+      *outp = std::fopen(o->output.c_str(), "wb");
+      if (!*outp) throw std::runtime_error("cannot write " + *out_name + ": " + std::strerror(errno));
+    }
+    FILE* const out = *outp;
     for (;;) {
       std::string piece = co_await r.read_chunk();
       if (piece.empty()) break;
@@ -240,14 +243,14 @@ Task<int> fetch(const Options* o) {
     auto limit = std::chrono::duration_cast<corio::Duration>(std::chrono::duration<double>(o->max_time));
     bool timed_out = false;
     try {
-      co_await corio::wait_for(run(&client, o, out, &out_name, &bytes, &status), limit);
+      co_await corio::wait_for(run(&client, o, &out, &out_name, &bytes, &status), limit);
     } catch (const corio::TimeoutError& e) {
       if (typeid(e) != typeid(corio::TimeoutError)) throw;
       timed_out = true;
     }
     if (timed_out) throw corio::TimeoutError("no complete response within " + std::to_string(o->max_time) + " s");
   } else {
-    co_await run(&client, o, out, &out_name, &bytes, &status);
+    co_await run(&client, o, &out, &out_name, &bytes, &status);
   }
   // fwrite only fills stdio's buffer: a full disk, /dev/full or a closed
   // pipe shows when it is flushed. Exiting 0 then would lose the body

@@ -176,7 +176,7 @@ TEST_CASE("fetch refuses --max-redirs, --max-time and --connect-timeout values i
 
 // fwrite only fills stdio's buffer; the failure shows when it is flushed,
 // and fetch used to ignore that: the body was lost and the status was 0.
-TEST_CASE("fetch exits 1 and names the cause when its output cannot be written") {
+TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, and creates -o only for a response") {
   std::string dir = examples_dir();
   if (dir.empty()) {
     MESSAGE("examples not built: skipped");
@@ -210,6 +210,11 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written")
     std::fclose(f);
     ::unlink(tmpl);
     CHECK(std::string(buf, n) == "Hello, World!");
+
+    // A failed request creates no -o file (curl does not either).
+    test::ChildProcess refused({dir + "/fetch", "--backend", backend, "-o", tmpl, "http://127.0.0.1:1/"});
+    CHECK(refused.wait_exit(20s) == 1);
+    CHECK(::access(tmpl, F_OK) != 0);
 
     server.signal(SIGINT);
     CHECK(server.wait_exit(20s) == 130);
