@@ -41,7 +41,7 @@ const char* kUsage =
     "      --cacert FILE      trust the CAs in FILE instead of the system store\n"
     "  -m, --max-time SECS    give up after SECS seconds in total\n"
     "      --connect-timeout SECS\n"
-    "  -f, --fail             exit 1 on HTTP status >= 400\n"
+    "  -f, --fail             on HTTP status >= 400: write no body, exit 1\n"
     "      --compressed       accept gzip/deflate and decode (on by default)\n"
     "  -v, --verbose          show the exchange and its timing on stderr\n"
     "      --backend io_uring|epoll\n";
@@ -224,6 +224,7 @@ Task<int> fetch(const Options* o) {
                 int* status) -> Task<void> {
     auto r = co_await c->stream(o->method, o->url, o->headers, o->data);
     *status = r.status;
+    if (o->fail && r.status >= 400) co_return;  // like curl -f: no body, no output file
     if (!*outp) {
       *outp = std::fopen(o->output.c_str(), "wb");
       if (!*outp) throw std::runtime_error("cannot write " + *out_name + ": " + std::strerror(errno));
@@ -255,6 +256,7 @@ Task<int> fetch(const Options* o) {
   // fwrite only fills stdio's buffer: a full disk, /dev/full or a closed
   // pipe shows when it is flushed. Exiting 0 then would lose the body
   // silently (curl reports "Failure writing output" and exits 23).
+  if (!out) out = stdout;  // -f and an error status: nothing was opened
   errno = 0;
   const bool flushed = std::fflush(out) == 0 && !std::ferror(out);
   const int flush_errno = errno;

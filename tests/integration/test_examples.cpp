@@ -211,6 +211,16 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, 
     ::unlink(tmpl);
     CHECK(std::string(buf, n) == "Hello, World!");
 
+    // -f: an error status writes no body (curl -f) and exits 1.
+    const std::string missing = url.substr(0, url.rfind('/')) + "/missing";
+    test::ChildProcess failing({dir + "/fetch", "--backend", backend, "-f", missing});
+    CHECK(failing.wait_exit(20s) == 1);
+    CHECK(failing.out().empty());
+    CHECK(failing.err() == "fetch: the server answered 404\n");
+    test::ChildProcess not_failing({dir + "/fetch", "--backend", backend, missing});
+    CHECK(not_failing.wait_exit(20s) == 0);
+    CHECK(not_failing.out() == "404 Not Found\n");
+
     // A failed request creates no -o file (curl does not either).
     test::ChildProcess refused({dir + "/fetch", "--backend", backend, "-o", tmpl, "http://127.0.0.1:1/"});
     CHECK(refused.wait_exit(20s) == 1);
