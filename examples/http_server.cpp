@@ -12,6 +12,8 @@
 // its own SO_REUSEPORT socket.
 #include <corio/corio.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -57,9 +59,12 @@ Task<http::Response> route(http::Request& req, const std::string* root) {
     // A handler that is still running when a shutdown begins: what a graceful
     // shutdown must wait for (tests/integration/http_load.py uses it).
     std::string_view q = req.query();
-    if (q.rfind("ms=", 0) != 0) co_return http::Response::error(400);
-    long ms = std::strtol(std::string(q.substr(3)).c_str(), nullptr, 10);
-    if (ms < 0 || ms > 60'000) co_return http::Response::error(400);
+    // The whole query is "ms=N": "ms=abc" or "ms=5x" is a 400, not 0 or 5.
+    long ms = -1;
+    const std::string_view v = q.substr(std::min<std::size_t>(3, q.size()));
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+    if (q.rfind("ms=", 0) != 0 || ec != std::errc() || end != v.data() + v.size() || ms < 0 || ms > 60'000)
+      co_return http::Response::error(400);
     co_await corio::sleep(std::chrono::milliseconds(ms));
     co_return http::Response::text("slept " + std::to_string(ms) + " ms\n");
   }

@@ -231,6 +231,35 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, 
   }
 }
 
+// /sleep?ms=N read N with strtol: "ms=abc" slept 0 ms and "ms=5x" 5 ms.
+TEST_CASE("http_server answers /sleep?ms=N, and 400 when N is not a number of milliseconds up to 60000") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    const std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    test::ChildProcess server({dir + "/http_server", "--port", "0", "--backend", backend});
+    const std::string base = "http://127.0.0.1:" + std::to_string(listening_port(server)) + "/sleep?";
+    const std::pair<const char*, const char*> cases[] = {
+        {"ms=3", "slept 3 ms\n"},        {"ms=0", "slept 0 ms\n"},        {"ms=abc", "400 Bad Request\n"},
+        {"ms=5x", "400 Bad Request\n"},  {"ms=", "400 Bad Request\n"},    {"ms", "400 Bad Request\n"},
+        {"ms=-1", "400 Bad Request\n"},  {"ms=60001", "400 Bad Request\n"}, {"x=1", "400 Bad Request\n"},
+        {"ms=99999999999999999999", "400 Bad Request\n"}};
+    for (const auto& [query, body] : cases) {
+      const std::string q = query;
+      CAPTURE(q);
+      test::ChildProcess fetch({dir + "/fetch", "--backend", backend, base + q});
+      CHECK(fetch.wait_exit(20s) == 0);
+      CHECK(fetch.out() == body);
+    }
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
+  }
+}
+
 // printf only fills stdio's buffer: without the check at exit
 // (example::check_stdout_at_exit) a program whose output went nowhere exited 0.
 TEST_CASE("the examples exit 1 and say so when standard output cannot be written") {
