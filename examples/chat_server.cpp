@@ -190,11 +190,20 @@ Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
   } leave{room, me};
 
   writer.write("welcome! your name?\n");
-  std::string name = chomp(co_await reader.readline());
+  std::string name;
+  try {
+    name = chomp(co_await reader.readline());
+  } catch (const corio::LimitOverrun&) {
+    writer.write("* name too long, bye\n");
+    co_return;
+  } catch (const corio::ConnectionError&) {
+    co_return;  // the client reset before naming itself: nothing to report
+  }
   if (name.empty()) co_return;
   me->name = name;
   room.broadcast("* " + name + " joined\n", &*me);
   room.send(*me, room.who());
+  std::exception_ptr failure;
   try {
     co_await corio::task_group([&](corio::TaskGroup& tg) -> Task<void> {
       tg.create_task(send_queued(*me));
@@ -202,8 +211,14 @@ Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
       tg.cancel();  // the sender would wait for lines forever
     });
   } catch (const corio::ExceptionGroup& eg) {
-    // A reset peer's error, say: reported as it is, not as a group of one.
-    std::rethrow_exception(eg.leaves().front());
+    failure = eg.leaves().front();
+  }
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);  // reported as it is, not as a group of one...
+    } catch (const corio::ConnectionError&) {
+      co_return;  // ...unless the client reset or vanished: it just left (Leave tells the room)
+    }
   }
   // What the sender had not taken yet goes out as the connection closes.
   if (!me->dropped && !me->queued.empty() && !writer.is_closing()) writer.write(me->queued);

@@ -2,6 +2,7 @@
 // driven by real clients (corio streams in this process, or echo_client).
 // Skipped when the examples are not built (CORIO_EXAMPLES_DIR unset).
 #include <doctest/doctest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -378,6 +379,54 @@ TEST_CASE("chat_server drops a client that does not read, and the others never s
     CHECK(chat.wait_exit(20s) == 143);
     CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
     CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
+  });
+}
+
+namespace {
+
+// Closes `s` with a reset (SO_LINGER 0), as a crashed client's kernel would.
+void reset_close(Socket& s) {
+  const ::linger l{1, 0};
+  REQUIRE(::setsockopt(s.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0);
+  s.close();
+}
+
+Task<void> chat_rude_clients_scenario(std::uint16_t port) {
+  StreamPair alice = co_await join(port, "alice");
+
+  // A name over the 4096-byte line limit: told so, then disconnected.
+  StreamPair long_name = co_await open_connection("127.0.0.1", port);
+  CHECK(co_await long_name.reader.readline() == "welcome! your name?\n");
+  long_name.writer.write(std::string(5000, 'x'));
+  CHECK(co_await long_name.reader.readline() == "* name too long, bye\n");
+  CHECK(co_await long_name.reader.read() == "");
+
+  // A client that resets before naming itself, and one that resets after.
+  Socket anonymous = Socket::create(AF_INET, SOCK_STREAM);
+  co_await anonymous.connect(SocketAddress::parse("127.0.0.1", port));
+  char buf[64];
+  CHECK(co_await anonymous.recv(buf, sizeof buf) > 0);
+  reset_close(anonymous);
+  Socket carol = Socket::create(AF_INET, SOCK_STREAM);
+  co_await carol.connect(SocketAddress::parse("127.0.0.1", port));
+  co_await carol.send_all("carol\n");
+  CHECK(co_await alice.reader.readline() == "* carol joined\n");
+  reset_close(carol);
+  CHECK(co_await alice.reader.readline() == "* carol left\n");
+  alice.writer.close();
+}
+
+}  // namespace
+
+// A client's reset or over-long name is the client's business: the server
+// reported each as "unhandled exception in client handler" on stderr, and
+// the long name got no answer.
+TEST_CASE("chat_server answers an over-long name, and lets clients that reset leave quietly") {
+  on_each_chat_server({}, [](EventLoop& loop, test::ChildProcess& chat, std::uint16_t port) {
+    test::run_bounded(loop, chat_rude_clients_scenario(port), 60s);
+    chat.signal(SIGTERM);
+    CHECK(chat.wait_exit(20s) == 143);
+    CHECK_MESSAGE(chat.err().empty(), chat.err());
   });
 }
 
