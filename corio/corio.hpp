@@ -37,6 +37,7 @@
 #include "net/http/content_coding.hpp"
 #include "net/http/message.hpp"
 #include "net/http/parser.hpp"
+#include "net/http/redirect.hpp"
 #include "net/http/server.hpp"
 #include "net/http/static_files.hpp"
 #include "net/http/url.hpp"

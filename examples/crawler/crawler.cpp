@@ -313,7 +313,7 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, st
     http::ClientResponse r = co_await pages_->stream("GET", at);
     const int st = r.status;
     const std::string location(r.header("Location"));
-    if (!(st == 301 || st == 302 || st == 303 || st == 307 || st == 308) || location.empty()) co_return r;
+    if (!http::is_redirect(st) || location.empty()) co_return r;
     std::optional<http::Url> next;
     try {
       next = r.url.resolve(location).without_fragment();
@@ -326,10 +326,7 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, st
     redirects.push_back(at);
     if (hop == kMaxRedirects) {
       r.close();
-      std::string chain;
-      for (const std::string& u : redirects) chain += u + " -> ";
-      throw http::TooManyRedirects(st, "more than " + std::to_string(kMaxRedirects) + " redirects: " + chain +
-                                           next->str());
+      throw http::TooManyRedirects(st, http::too_many_redirects_message(kMaxRedirects, redirects, next->str()));
     }
     std::string why;
     if (!follows(*next)) {

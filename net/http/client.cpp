@@ -5,6 +5,7 @@
 #include <typeinfo>
 
 #include "coro/timeout.hpp"
+#include "net/http/redirect.hpp"
 
 namespace corio::http {
 
@@ -617,16 +618,14 @@ Task<ClientResponse> Client::follow(std::string method, std::string url_text, He
   for (int redirects = 0;; ++redirects) {
     ClientResponse r = co_await exchange(method, url, headers, body);
     const int st = r.status;
-    const bool redirect = st == 301 || st == 302 || st == 303 || st == 307 || st == 308;
     std::string_view location = r.header("Location");
-    if (opts_.follow_redirects && redirect && !location.empty()) {
+    if (opts_.follow_redirects && is_redirect(st) && !location.empty()) {
       history.push_back(url);
       if (redirects >= opts_.max_redirects) {
         r.close();
-        std::string chain;
-        for (const Url& u : history) chain += u.str() + " -> ";
-        chain += std::string(location);
-        throw TooManyRedirects(st, "more than " + std::to_string(opts_.max_redirects) + " redirects: " + chain);
+        std::vector<std::string> chain;
+        for (const Url& u : history) chain.push_back(u.str());
+        throw TooManyRedirects(st, too_many_redirects_message(opts_.max_redirects, chain, location));
       }
       std::optional<Url> next;
       try {
