@@ -43,6 +43,23 @@ std::string env(const char* name) {
   return d ? d : "";
 }
 
+// The built examples' directory, or "" after a skip message when they (or,
+// with need_source_root, the source tree's scripts) are not available.
+std::string examples_dir(bool need_source_root = false) {
+  std::string dir = env("CORIO_EXAMPLES_DIR");
+  if (dir.empty() || (need_source_root && env("CORIO_SOURCE_ROOT").empty())) {
+    MESSAGE("examples not built: skipped");
+    return {};
+  }
+  return dir;
+}
+
+// Removes a crawl state file (--state) and the WAL and shared-memory files
+// SQLite keeps beside it, so the next crawl starts anew.
+void remove_state(const std::string& db) {
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db + suffix);
+}
+
 struct TempDir {
   std::string path;
   TempDir() {
@@ -123,6 +140,11 @@ struct Counts {
   int flaky_left = 2;
 };
 Counts g_counts;
+// The URLs a whole crawl of the counting server from "/" finds: "/" itself;
+// its links /p0../p59, /loop and /flaky, and /slow; /q0../q89, linked from
+// the /p pages; /s0../s4, linked from /slow only. (/go, /away, /hop and
+// /down are linked from nowhere.)
+constexpr std::size_t kCountingSiteUrls = 1 + 60 + 90 + 2 + 1 + 5;
 std::atomic<int> g_down_hits{0};  // read by run_child's thread
 
 Task<http::Response> counting_handler(http::Request& req) {
@@ -220,11 +242,8 @@ Task<void> with_counting_server(int port, std::vector<Run*> runs) {
 }  // namespace
 
 TEST_CASE("the crawler finds exactly the reference crawler's URLs on corio's server and on nginx") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty() || env("CORIO_SOURCE_ROOT").empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir(true);
+  if (dir.empty()) return;
   TempDir tmp;
   test::ChildProcess gen({"/usr/bin/python3", env("CORIO_SOURCE_ROOT") + "/scripts/gen_site.py", tmp.path + "/site",
                           "--pages", "400"});
@@ -253,11 +272,8 @@ TEST_CASE("the crawler finds exactly the reference crawler's URLs on corio's ser
 }
 
 TEST_CASE("the crawler keeps its per-host limit, ends redirect loops and retries 5xx") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
   TempDir tmp;
   int port = test::free_tcp_port();
   Run r;
@@ -269,7 +285,7 @@ TEST_CASE("the crawler keeps its per-host limit, ends redirect loops and retries
   CHECK(g_counts.max_active <= 3);
   CHECK(g_counts.max_active >= 2);  // the limit, not a lack of concurrency
   std::vector<std::string> urls = urls_of(r.output);
-  CHECK(urls.size() == 1 + 60 + 90 + 2 + 1 + 5);
+  CHECK(urls.size() == kCountingSiteUrls);
   std::string base = "http://127.0.0.1:" + std::to_string(port);
   CHECK(line_for(r.output, base + "/loop").find("redirects") != std::string::npos);
   CHECK(line_for(r.output, base + "/flaky").find("\"status\":200") != std::string::npos);
@@ -277,11 +293,8 @@ TEST_CASE("the crawler keeps its per-host limit, ends redirect loops and retries
 }
 
 TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetching a page twice") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
   TempDir tmp;
   int port = test::free_tcp_port();
   std::string start = "http://127.0.0.1:" + std::to_string(port) + "/";
@@ -295,9 +308,7 @@ TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetch
     // Left by an unrelated earlier crawl: a new --state starts the output
     // anew (it was appended to).
     std::ofstream(first.output) << "{\"url\":\"http://stale.test/\"}\n";
-    fs::remove(tmp.path + "/state.db");
-    fs::remove(tmp.path + "/state.db-wal");
-    fs::remove(tmp.path + "/state.db-shm");
+    remove_state(tmp.path + "/state.db");
     test::run_bounded(loop, with_counting_server(port, {&first, &second}));
     CHECK_MESSAGE(first.status == 130, first.err);
     CHECK(first.err.find("stopped early") != std::string::npos);
@@ -315,17 +326,14 @@ TEST_CASE("Ctrl+C stops the crawler gracefully and --state resumes without fetch
     CHECK(uniq.count("http://stale.test/") == 0);
     // Links found by a page still in flight at the Ctrl+C (/slow) are kept
     // for the resume: they were lost before.
-    CHECK(urls.size() == 1 + 60 + 90 + 2 + 1 + 5);
+    CHECK(urls.size() == kCountingSiteUrls);
     for (int i = 0; i < 5; ++i) CHECK_MESSAGE(uniq.count(start + "s" + std::to_string(i)) == 1, "/s" << i << " missing");
   });
 }
 
 TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
   int port = test::free_tcp_port();
   Run r;
   r.argv = {dir + "/crawler/crawler", "http://127.0.0.1:" + std::to_string(port) + "/", "--output", "/dev/full",
@@ -335,16 +343,13 @@ TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it"
     CHECK_MESSAGE(r.status == 1, r.err);  // it said "0 errors" and exited 0, every record lost
     CHECK(r.err.find("crawler: cannot write /dev/full: No space left on device") != std::string::npos);
     // It stopped at the failure instead of crawling the whole site.
-    CHECK(g_counts.fetches.size() < 1 + 60 + 90 + 2 + 1 + 5);
+    CHECK(g_counts.fetches.size() < kCountingSiteUrls);
   });
 }
 
 TEST_CASE("a page stopped between its retries is left for the resume, not recorded as failed") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
   TempDir tmp;
   int port = test::free_tcp_port();
   std::string down = "http://127.0.0.1:" + std::to_string(port) + "/down";
@@ -357,9 +362,9 @@ TEST_CASE("a page stopped between its retries is left for the resume, not record
   second.argv = {dir + "/crawler/crawler", down, "--output", second.output, "--state", tmp.path + "/state.db",
                  "--retries", "2", "--quiet"};
   test::on_each_backend([&](EventLoop& loop) {
-    for (const char* f : {"/first.jsonl", "/second.jsonl", "/state.db", "/state.db-wal", "/state.db-shm"}) {
-      fs::remove(tmp.path + f);
-    }
+    fs::remove(first.output);
+    fs::remove(second.output);
+    remove_state(tmp.path + "/state.db");
     g_down_hits = 0;
     test::run_bounded(loop, with_counting_server(port, {&first, &second}));
     CHECK_MESSAGE(first.status == 130, first.err);
@@ -373,11 +378,8 @@ TEST_CASE("a page stopped between its retries is left for the resume, not record
 }
 
 TEST_CASE("a redirect is followed only where a link would be: robots.txt and the host list apply to each hop") {
-  std::string dir = env("CORIO_EXAMPLES_DIR");
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
   TempDir tmp;
   int port = test::free_tcp_port();
   std::string base = "http://127.0.0.1:" + std::to_string(port);
