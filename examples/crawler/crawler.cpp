@@ -183,6 +183,33 @@ struct Host {
   int active = 0;
 };
 
+// A request's place on its host: one of the host's --per-host slots, taken
+// after the host's politeness delay and held until the response's body is
+// read. Every request takes one, a redirect's hops included: each hop is a
+// request to its own host. The destructor releases it, so a fetch that
+// throws or is cancelled gives its slot back.
+class HostSlot {
+ public:
+  HostSlot() = default;
+  HostSlot(const HostSlot&) = delete;
+  HostSlot& operator=(const HostSlot&) = delete;
+  ~HostSlot() { release(); }
+  void release() noexcept {
+    if (!host_) return;
+    --host_->active;
+    host_->slots->release();
+    host_ = nullptr;
+  }
+  // Held, after a completed take (Crawler::take_slot).
+  void hold(Host& h) noexcept {
+    host_ = &h;
+    ++h.active;
+  }
+
+ private:
+  Host* host_ = nullptr;
+};
+
 class Crawler {
  public:
   explicit Crawler(const Options& o) : o_(o), queue_() {
@@ -208,10 +235,11 @@ class Crawler {
   Task<void> worker();
   Task<void> crawl_one(Item item);
   Task<bool> robots_allows(Host& h, const http::Url& u);
+  Task<void> take_slot(Host& h, HostSlot& slot);
   Task<void> progress();
   Task<void> emit(const std::string& url, std::string record);
-  Task<http::ClientResponse> fetch_following(const std::string& start, std::vector<std::string>& redirects,
-                                             std::string& error);
+  Task<http::ClientResponse> fetch_following(const std::string& start, HostSlot& slot,
+                                             std::vector<std::string>& redirects, std::string& error);
   void output_failed(int err);
   Host& host_for(const http::Url& u);
   bool follows(const http::Url& u) const { return allowed_hosts_.count(u.host_header()) > 0; }
@@ -277,6 +305,22 @@ Task<bool> Crawler::robots_allows(Host& h, const http::Url& u) {
   co_return h.robots->allowed(u.target());
 }
 
+// Releases what `slot` held, then takes a slot on `h` and waits out the
+// host's politeness delay: at most one request per host per `delay` seconds.
+// One slot at a time: a redirect from a host to itself would otherwise wait
+// for its own slot (with --per-host 1, forever).
+Task<void> Crawler::take_slot(Host& h, HostSlot& slot) {
+  slot.release();
+  co_await h.slots->acquire();
+  slot.hold(h);
+  if (h.delay > 0) {
+    auto now = Clock::now();
+    auto when = std::max(now, h.next_allowed);
+    h.next_allowed = when + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(h.delay));
+    if (when > now) co_await corio::sleep(when - now);
+  }
+}
+
 // Writes the page's record. A failed write (a full disk, a closed pipe) stops
 // the crawl, and the run ends with exit status 1 naming it. With --state the
 // record is flushed before the page is marked done there, so a resume
@@ -302,14 +346,20 @@ void Crawler::output_failed(int err) {
 
 // GETs `start`, following up to kMaxRedirects redirects. Each target must be
 // on a followed host and allowed by its robots.txt, like a link: otherwise
-// the redirect itself is the answer and `error` says why. The
+// the redirect itself is the answer and `error` says why. Each hop takes its
+// host's slot and politeness delay (take_slot), like any fetch; `slot` holds
+// the last hop's when this returns, until the caller has read the body. The
 // URLs that redirected go to `redirects`. Throws what the client throws, and
 // TooManyRedirects.
-Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, std::vector<std::string>& redirects,
-                                                    std::string& error) {
+Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, HostSlot& slot,
+                                                    std::vector<std::string>& redirects, std::string& error) {
   constexpr int kMaxRedirects = 10;
   std::string at = start;
   for (int hop = 0;; ++hop) {
+    {
+      const http::Url here = http::Url::parse(at);
+      co_await take_slot(host_for(here), slot);
+    }
     http::ClientResponse r = co_await pages_->stream("GET", at);
     const int st = r.status;
     const std::string location(r.header("Location"));
@@ -359,21 +409,14 @@ Task<void> Crawler::crawl_one(Item item) {
   if (!(co_await robots_allows(host, url))) {
     error = "disallowed by robots.txt";
   } else {
-    co_await host.slots->acquire();
-    ++host.active;
     for (int attempt = 0;; ++attempt) {
-      // Politeness: at most one request per host per `delay` seconds.
-      auto now = Clock::now();
-      if (host.delay > 0) {
-        auto when = std::max(now, host.next_allowed);
-        host.next_allowed = when + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(host.delay));
-        if (when > now) co_await corio::sleep(when - now);
-      }
       bool retry = false;
       error.clear();
+      // Released once the body is read, and before a retry's backoff.
+      HostSlot slot;
       try {
         redirects.clear();
-        http::ClientResponse r = co_await fetch_following(item.url, redirects, error);
+        http::ClientResponse r = co_await fetch_following(item.url, slot, redirects, error);
         status = r.status;
         final_url = r.url.str();
         content_type = std::string(r.header("Content-Type"));
@@ -385,6 +428,7 @@ Task<void> Crawler::crawl_one(Item item) {
         } catch (const http::BodyTooLarge&) {
           too_big = true;
         }
+        slot.release();  // the host's part is over: the parse below does not hold its slot
         bytes = body.size();
         if (too_big) {
           error = "body larger than " + std::to_string(o_.max_bytes) + " bytes (not parsed)";
@@ -416,6 +460,7 @@ Task<void> Crawler::crawl_one(Item item) {
       } catch (const std::exception& e) {
         error = e.what();
       }
+      slot.release();  // not held through the backoff
       if (!retry) break;
       if (stopping_) {
         unfinished = true;
@@ -423,8 +468,6 @@ Task<void> Crawler::crawl_one(Item item) {
       }
       co_await corio::sleep(std::chrono::duration<double>(0.25 * std::pow(2.0, attempt)));  // backoff
     }
-    --host.active;
-    host.slots->release();
   }
   // Stopped while it still had retries: not a result. No record, and --state
   // keeps it in the frontier, so a resume tries it again.

@@ -223,20 +223,81 @@ void run_child(Run& r) {
   r.err = c.err();
 }
 
-Task<void> with_counting_server(int port, std::vector<Run*> runs) {
-  g_counts = Counts{};
+// Serves `handler` on `port` of each address in `addresses` while the runs
+// run, one after the other.
+Task<void> with_server(http::Handler handler, int port, std::vector<std::string> addresses, std::vector<Run*> runs) {
   http::ServeOptions so;
-  auto server = create_task(http::serve(counting_handler, "127.0.0.1", static_cast<std::uint16_t>(port), so));
+  std::vector<TaskHandle<void>> servers;
+  for (const std::string& a : addresses) {
+    servers.push_back(create_task(http::serve(handler, a, static_cast<std::uint16_t>(port), so)));
+  }
   co_await sleep(100ms);
   for (Run* r : runs) co_await to_thread(run_child, std::ref(*r));
-  server.cancel();
-  bool cancelled = false;
-  try {
-    co_await server;
-  } catch (const CancelledError&) {
-    cancelled = true;
+  for (auto& server : servers) {
+    server.cancel();
+    bool cancelled = false;
+    try {
+      co_await server;
+    } catch (const CancelledError&) {
+      cancelled = true;
+    }
+    CHECK(cancelled);
   }
-  CHECK(cancelled);
+}
+
+Task<void> with_counting_server(int port, std::vector<Run*> runs) {
+  g_counts = Counts{};
+  std::vector<std::string> addresses{"127.0.0.1"};
+  co_await with_server(counting_handler, port, std::move(addresses), std::move(runs));
+}
+
+// ---- two hosts, for redirects from one to the other --------------------------
+
+// What one host (by its Host field) saw of the crawler: the fetches in
+// flight at once and when each arrived. robots.txt is not counted.
+struct HostLog {
+  int active = 0;
+  int max_active = 0;
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+};
+std::map<std::string, HostLog> g_hosts;
+int g_two_host_port = 0;
+constexpr int kTwoHostPages = 5;  // each: one page on B linked from A, one redirect from A to B
+
+// Host A (127.0.0.1) serves "/", which links to kTwoHostPages pages on host B
+// (127.0.0.2, /t<i>) and as many redirects of its own (/r<i>) to other pages
+// on B (/u<i>). B's pages take a while, so that fetches there overlap.
+Task<http::Response> two_host_handler(http::Request& req) {
+  std::string path(req.path());
+  if (path == "/robots.txt") co_return http::Response::text("User-agent: *\nDisallow: /private\n");
+  const std::string b = "http://127.0.0.2:" + std::to_string(g_two_host_port);
+  HostLog& h = g_hosts[std::string(req.header("Host"))];
+  h.arrivals.push_back(std::chrono::steady_clock::now());
+  h.max_active = std::max(h.max_active, ++h.active);
+  co_await sleep(path == "/" || path[1] == 'r' ? 5ms : 150ms);
+  --h.active;
+  if (path[1] == 'r') {
+    http::Response r = http::Response::error(302);
+    r.set_header("Location", b + "/u" + path.substr(2));
+    co_return r;
+  }
+  std::string body = "<html><body>";
+  if (path == "/") {
+    for (int i = 0; i < kTwoHostPages; ++i) {
+      body += "<a href='" + b + "/t" + std::to_string(i) + "'>t</a><a href='/r" + std::to_string(i) + "'>r</a>";
+    }
+  }
+  body += "</body></html>";
+  http::Response r = http::Response::text(std::move(body));
+  r.content_type = "text/html";
+  co_return r;
+}
+
+Task<void> with_two_hosts(int port, std::vector<Run*> runs) {
+  g_hosts.clear();
+  g_two_host_port = port;
+  std::vector<std::string> addresses{"127.0.0.1", "127.0.0.2"};
+  co_await with_server(two_host_handler, port, std::move(addresses), std::move(runs));
 }
 
 }  // namespace
@@ -403,5 +464,43 @@ TEST_CASE("a redirect is followed only where a link would be: robots.txt and the
     CHECK(hop.find("\"final_url\":\"" + base + "/p1\"") != std::string::npos);
     CHECK(hop.find("\"status\":200") != std::string::npos);
     CHECK(hop.find("\"redirects\":[\"" + base + "/hop\"]") != std::string::npos);
+  });
+}
+
+TEST_CASE("a redirect to another host takes that host's per-host slot and politeness delay") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  const std::string a = "127.0.0.1:" + std::to_string(port), b = "127.0.0.2:" + std::to_string(port);
+  Run limited, polite;
+  limited.output = tmp.path + "/limited.jsonl";
+  limited.argv = {dir + "/crawler/crawler", "http://" + a + "/", "--allow-host", b, "--output", limited.output,
+                  "--concurrency", "8", "--per-host", "2", "--quiet"};
+  polite.output = tmp.path + "/polite.jsonl";
+  polite.argv = {dir + "/crawler/crawler", "http://" + a + "/", "--allow-host", b, "--output", polite.output,
+                 "--concurrency", "8", "--per-host", "8", "--delay", "0.2", "--quiet"};
+  test::on_each_backend([&](EventLoop& loop) {
+    test::run_bounded(loop, with_two_hosts(port, {&limited}));
+    REQUIRE_MESSAGE(limited.status == 0, limited.err);
+    CHECK(urls_of(limited.output).size() == 1 + 2 * kTwoHostPages);
+    REQUIRE(g_hosts[b].arrivals.size() == 2 * kTwoHostPages);  // B's pages and the redirects' targets
+    // A redirect's hop to B runs in one of B's slots. (It ran in A's before;
+    // the pages client's pool, which also allows --per-host connections per
+    // host, hid that here. The delay below shows it.)
+    CHECK(g_hosts[b].max_active <= 2);
+    CHECK(g_hosts[b].max_active == 2);  // the limit, not a lack of concurrency
+
+    test::run_bounded(loop, with_two_hosts(port, {&polite}));
+    REQUIRE_MESSAGE(polite.status == 0, polite.err);
+    const auto& arrivals = g_hosts[b].arrivals;
+    REQUIRE(arrivals.size() == 2 * kTwoHostPages);
+    // Before: a hop to B waited out A's delay, not B's, and came as close
+    // as a few milliseconds after B's last request. (0.2 s asked; 50 ms
+    // for the loop's and the network's jitter.)
+    for (std::size_t i = 1; i < arrivals.size(); ++i) {
+      const double gap = std::chrono::duration<double>(arrivals[i] - arrivals[i - 1]).count();
+      CHECK_MESSAGE(gap >= 0.15, "requests " << i - 1 << " and " << i << " to B " << gap << " s apart");
+    }
   });
 }
