@@ -15,6 +15,7 @@
 #include <corio/corio.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -173,6 +174,16 @@ struct Item {
   int depth = 0;
 };
 
+// What fetch_following did besides returning the last response.
+struct Hops {
+  std::vector<std::string> redirects;  // the URLs that redirected, in order
+  // The redirect targets it followed, which it marked seen: fetched as this
+  // item's hops, they are never fetched again from a link (see
+  // fetch_following). Kept across an item's retries.
+  std::vector<std::string> claimed;
+  std::string error;  // why the last redirect was not followed, if that was an error
+};
+
 struct Host {
   std::unique_ptr<corio::Semaphore> slots;
   Clock::time_point next_allowed{};
@@ -237,9 +248,8 @@ class Crawler {
   Task<bool> robots_allows(Host& h, const http::Url& u);
   Task<void> take_slot(Host& h, HostSlot& slot);
   Task<void> progress();
-  Task<void> emit(const std::string& url, std::string record);
-  Task<http::ClientResponse> fetch_following(const std::string& start, HostSlot& slot,
-                                             std::vector<std::string>& redirects, std::string& error);
+  Task<void> emit(const std::string& url, std::string record, const std::vector<std::string>& also_done);
+  Task<http::ClientResponse> fetch_following(const std::string& start, HostSlot& slot, Hops& hops);
   void output_failed(int err);
   Host& host_for(const http::Url& u);
   bool follows(const http::Url& u) const { return allowed_hosts_.count(u.host_header()) > 0; }
@@ -324,8 +334,10 @@ Task<void> Crawler::take_slot(Host& h, HostSlot& slot) {
 // Writes the page's record. A failed write (a full disk, a closed pipe) stops
 // the crawl, and the run ends with exit status 1 naming it. With --state the
 // record is flushed before the page is marked done there, so a resume
-// fetches again every page whose record did not reach the output.
-Task<void> Crawler::emit(const std::string& url, std::string record) {
+// fetches again every page whose record did not reach the output. The
+// redirect targets it fetched (`also_done`) are marked done there with the
+// same record, so a resume does not fetch them from a link either.
+Task<void> Crawler::emit(const std::string& url, std::string record, const std::vector<std::string>& also_done) {
   if (!write_error_.empty()) co_return;  // the output failed: nothing more is recorded
   errno = 0;
   const bool ok = std::fputs(record.c_str(), out_) >= 0 && std::fputc('\n', out_) != EOF &&
@@ -334,7 +346,12 @@ Task<void> Crawler::emit(const std::string& url, std::string record) {
     output_failed(errno);
     co_return;
   }
-  if (state_) co_await state_->done(url, std::move(record));
+  if (!state_) co_return;
+  for (const std::string& target : also_done) {
+    std::string copy = record;
+    co_await state_->done(target, std::move(copy));
+  }
+  co_await state_->done(url, std::move(record));
 }
 
 void Crawler::output_failed(int err) {
@@ -346,13 +363,21 @@ void Crawler::output_failed(int err) {
 
 // GETs `start`, following up to kMaxRedirects redirects. Each target must be
 // on a followed host and allowed by its robots.txt, like a link: otherwise
-// the redirect itself is the answer and `error` says why. Each hop takes its
-// host's slot and politeness delay (take_slot), like any fetch; `slot` holds
-// the last hop's when this returns, until the caller has read the body. The
-// URLs that redirected go to `redirects`. Throws what the client throws, and
-// TooManyRedirects.
-Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, HostSlot& slot,
-                                                    std::vector<std::string>& redirects, std::string& error) {
+// the redirect itself is the answer and `hops.error` says why. Each hop
+// takes its host's slot and politeness delay (take_slot), like any fetch;
+// `slot` holds the last hop's when this returns, until the caller has read
+// the body. The URLs that redirected go to `hops.redirects`. Throws what the
+// client throws, and TooManyRedirects.
+//
+// Every URL is fetched once, whether a link or a redirect leads to it:
+// - a target seen already (queued, in flight or done) is not followed: it
+//   has, or will have, a record of its own, and the redirect is this URL's
+//   answer (its status, no error);
+// - a target not seen yet is marked seen and goes to `hops.claimed`: a link
+//   to it found later is not queued, and its content is in this URL's record
+//   (its "final_url"). This item's own chain (`start`, its claims, which a
+//   retry meets again) is followed, so a loop still ends in TooManyRedirects.
+Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, HostSlot& slot, Hops& hops) {
   constexpr int kMaxRedirects = 10;
   std::string at = start;
   for (int hop = 0;; ++hop) {
@@ -370,30 +395,42 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, Ho
     } catch (const std::exception&) {
     }
     if (!next || (next->scheme() != "http" && next->scheme() != "https")) {
-      error = "invalid Location '" + location + "' in a " + std::to_string(st);
+      hops.error = "invalid Location '" + location + "' in a " + std::to_string(st);
       co_return r;
     }
-    redirects.push_back(at);
+    const std::string target = next->str();
+    hops.redirects.push_back(at);
     if (hop == kMaxRedirects) {
       r.close();
-      throw http::TooManyRedirects(st, http::too_many_redirects_message(kMaxRedirects, redirects, next->str()));
+      throw http::TooManyRedirects(st, http::too_many_redirects_message(kMaxRedirects, hops.redirects, target));
     }
+    const bool own = target == start ||
+                     std::find(hops.claimed.begin(), hops.claimed.end(), target) != hops.claimed.end();
     std::string why;
+    bool seen_elsewhere = false;
     if (!follows(*next)) {
-      why = "redirect to " + next->str() + ": host not followed";
+      why = "redirect to " + target + ": host not followed";
+    } else if (!own && seen_.count(target)) {
+      seen_elsewhere = true;
     } else if (!(co_await robots_allows(host_for(*next), *next))) {
-      why = "redirect to " + next->str() + " disallowed by robots.txt";
+      why = "redirect to " + target + " disallowed by robots.txt";
     }
-    if (!why.empty()) {
-      redirects.pop_back();  // not followed: this response is the answer
-      error = std::move(why);
+    if (!why.empty() || seen_elsewhere) {
+      hops.redirects.pop_back();  // not followed: this response is the answer
+      hops.error = std::move(why);
       co_return r;
     }
+    // Checked again after the robots.txt wait: another item may have seen it meanwhile.
+    if (!own && !seen_.insert(target).second) {
+      hops.redirects.pop_back();
+      co_return r;
+    }
+    if (!own) hops.claimed.push_back(target);
     try {
       co_await r.read_body(64 * 1024);  // a small redirect body: the connection can be reused
     } catch (const http::BodyTooLarge&) {
     }
-    at = next->str();
+    at = target;
   }
 }
 
@@ -403,7 +440,7 @@ Task<void> Crawler::crawl_one(Item item) {
   Host& host = host_for(url);
   int status = 0;
   std::string final_url = item.url, content_type, error;
-  std::vector<std::string> redirects;
+  Hops hops;
   std::size_t links = 0, bytes = 0;
   bool unfinished = false;
   if (!(co_await robots_allows(host, url))) {
@@ -415,8 +452,10 @@ Task<void> Crawler::crawl_one(Item item) {
       // Released once the body is read, and before a retry's backoff.
       HostSlot slot;
       try {
-        redirects.clear();
-        http::ClientResponse r = co_await fetch_following(item.url, slot, redirects, error);
+        hops.redirects.clear();
+        hops.error.clear();
+        http::ClientResponse r = co_await fetch_following(item.url, slot, hops);
+        error = hops.error;
         status = r.status;
         final_url = r.url.str();
         content_type = std::string(r.header("Content-Type"));
@@ -478,7 +517,7 @@ Task<void> Crawler::crawl_one(Item item) {
                     ",\"depth\":" + std::to_string(item.depth) + ",\"bytes\":" + std::to_string(bytes) +
                     ",\"content_type\":" + (content_type.empty() ? std::string("null") : json_string(content_type)) +
                     ",\"links\":" + std::to_string(links) + ",\"redirects\":[";
-  for (std::size_t i = 0; i < redirects.size(); ++i) rec += (i ? "," : "") + json_string(redirects[i]);
+  for (std::size_t i = 0; i < hops.redirects.size(); ++i) rec += (i ? "," : "") + json_string(hops.redirects[i]);
   char elapsed[32];
   std::snprintf(elapsed, sizeof elapsed, "%.1f", ms);
   rec += std::string("],\"elapsed_ms\":") + elapsed + ",\"error\":" + (error.empty() ? "null" : json_string(error)) + "}";
@@ -486,7 +525,7 @@ Task<void> Crawler::crawl_one(Item item) {
   bytes_ += bytes;
   ++by_status_[status];
   if (!error.empty() || status >= 400) ++errors_;
-  co_await emit(item.url, std::move(rec));
+  co_await emit(item.url, std::move(rec), hops.claimed);
 }
 
 Task<void> Crawler::worker() {

@@ -156,9 +156,12 @@ Task<http::Response> counting_handler(http::Request& req) {
   co_await sleep(path == "/robots.txt" ? 0ms : path == "/slow" ? 1000ms : 15ms);
   --g_counts.active;
   if (path == "/robots.txt") co_return http::Response::text("User-agent: *\nDisallow: /private\n");
-  if (path == "/go" || path == "/away" || path == "/hop") {  // linked from nowhere
+  static const std::map<std::string, std::string> redirects{
+      // Linked from nowhere. /q7 is a page without links, linked from /p2.
+      {"/go", "/private/secret"}, {"/away", "http://elsewhere.test/x"}, {"/hop", "/p1"}, {"/to-q7", "/q7"}};
+  if (auto it = redirects.find(path); it != redirects.end()) {
     http::Response r = http::Response::error(302);
-    r.set_header("Location", path == "/go" ? "/private/secret" : path == "/away" ? "http://elsewhere.test/x" : "/p1");
+    r.set_header("Location", it->second);
     co_return r;
   }
   if (path == "/down") {  // linked from nowhere
@@ -502,5 +505,56 @@ TEST_CASE("a redirect to another host takes that host's per-host slot and polite
       const double gap = std::chrono::duration<double>(arrivals[i] - arrivals[i - 1]).count();
       CHECK_MESSAGE(gap >= 0.15, "requests " << i - 1 << " and " << i << " to B " << gap << " s apart");
     }
+  });
+}
+
+TEST_CASE("a redirect target that is also linked is fetched once, whichever comes first") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  // One worker, so the order is known. /to-q7 redirects to /q7, which /p2
+  // links to (with /q8 and /q9); --max-depth 1 stops there.
+  Run hop_first, link_first, stateful, resume;
+  hop_first.output = tmp.path + "/hop-first.jsonl";
+  hop_first.argv = {dir + "/crawler/crawler", base + "/to-q7", base + "/p2", "--output", hop_first.output,
+                    "--concurrency", "1", "--max-depth", "1", "--quiet"};
+  link_first.output = tmp.path + "/link-first.jsonl";
+  link_first.argv = {dir + "/crawler/crawler", base + "/p2", base + "/to-q7", "--output", link_first.output,
+                     "--concurrency", "1", "--max-depth", "1", "--quiet"};
+  stateful.output = resume.output = tmp.path + "/stateful.jsonl";
+  stateful.argv = {dir + "/crawler/crawler", base + "/to-q7", "--output", stateful.output, "--state",
+                   tmp.path + "/state.db", "--max-depth", "0", "--quiet"};
+  resume.argv = stateful.argv;
+  test::on_each_backend([&](EventLoop& loop) {
+    // The redirect first: /q7 is fetched as /to-q7's target and marked
+    // seen, so the link to it from /p2 is not queued again.
+    test::run_bounded(loop, with_counting_server(port, {&hop_first}));
+    REQUIRE_MESSAGE(hop_first.status == 0, hop_first.err);
+    CHECK(g_counts.fetches["/q7"] == 1);  // before: 2
+    CHECK(g_counts.fetches["/q8"] == 1);
+    std::string hop = line_for(hop_first.output, base + "/to-q7");
+    CHECK(hop.find("\"final_url\":\"" + base + "/q7\"") != std::string::npos);
+    CHECK(hop.find("\"status\":200") != std::string::npos);
+    CHECK(line_for(hop_first.output, base + "/q7").empty());  // its content is /to-q7's record
+
+    // The link first: /q7 is queued when /to-q7 redirects to it, so
+    // /to-q7's answer is its 302, and /q7 has its own record.
+    test::run_bounded(loop, with_counting_server(port, {&link_first}));
+    REQUIRE_MESSAGE(link_first.status == 0, link_first.err);
+    CHECK(g_counts.fetches["/q7"] == 1);  // before: 2
+    hop = line_for(link_first.output, base + "/to-q7");
+    CHECK(hop.find("\"status\":302") != std::string::npos);
+    CHECK(hop.find("\"final_url\":\"" + base + "/to-q7\"") != std::string::npos);
+    CHECK(hop.find("\"error\":null") != std::string::npos);
+    CHECK(line_for(link_first.output, base + "/q7").find("\"status\":200") != std::string::npos);
+
+    // --state records the target as done too, so a resume would not fetch it
+    // from a link either: the state holds /to-q7 and /q7.
+    remove_state(tmp.path + "/state.db");
+    test::run_bounded(loop, with_counting_server(port, {&stateful, &resume}));
+    REQUIRE_MESSAGE(stateful.status == 0, stateful.err);
+    CHECK_MESSAGE(resume.err.find("resuming: 2 fetched before, 0 queued") != std::string::npos, resume.err);
   });
 }
