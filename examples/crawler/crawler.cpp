@@ -54,14 +54,19 @@ const char* kUsage =
     "  --max-pages N        stop after N URLs (default 10000)\n"
     "  --max-bytes N        largest body read, in bytes (default 5 MiB)\n"
     "  --allow-host HOST    also follow links to HOST (repeatable; default: the start hosts)\n"
-    "  --retries N          retries after a timeout or a 5xx, with backoff (default 2)\n"
+    "  --retries N          retries after a timeout, a connection error or a 5xx, with\n"
+    "                       backoff (default 2); for robots.txt too\n"
     "  --timeout SECS       per request (default 15)\n"
     "  --state FILE         keep the frontier and results in FILE (SQLite); a stopped\n"
     "                       crawl started again with the same FILE resumes\n"
     "  --no-robots          do not fetch or obey robots.txt\n"
     "  --user-agent UA      (default corio-crawler/0.1)\n"
     "  --quiet              no progress line\n"
-    "  --backend io_uring|epoll\n";
+    "  --backend io_uring|epoll\n"
+    "robots.txt (RFC 9309) is fetched once per host per run. A 4xx means no rules.\n"
+    "A 5xx or no answer (after the retries) means complete disallow for this run\n"
+    "only: the host's pages are recorded with that error or, with --state, left\n"
+    "queued, so that the next run with the same FILE asks for robots.txt again.\n";
 
 struct Options {
   std::vector<std::string> starts;
@@ -182,6 +187,23 @@ struct Hops {
   // fetch_following). Kept across an item's retries.
   std::vector<std::string> claimed;
   std::string error;  // why the last redirect was not followed, if that was an error
+  bool deferred = false;  // not followed: the target's robots.txt is unavailable
+};
+
+// The pause before retry `attempt + 1`: 0.25 s, doubled each time.
+std::chrono::duration<double> backoff(int attempt) {
+  return std::chrono::duration<double>(0.25 * std::pow(2.0, attempt));
+}
+
+// What robots.txt says of a URL.
+enum class Robots {
+  allowed,
+  disallowed,
+  // robots.txt could not be read (a 5xx, a timeout, a connection error):
+  // RFC 9309 §2.3.1.4 says to assume complete disallow, but that is the
+  // state of the server now, not its rules, so it is no final verdict on a
+  // page (Crawler::crawl_one).
+  unavailable,
 };
 
 struct Host {
@@ -189,6 +211,7 @@ struct Host {
   Clock::time_point next_allowed{};
   double delay = 0;
   std::optional<crawler::RobotsRules> robots;
+  std::string robots_unavailable;  // why robots.txt could not be read, if it could not
   bool robots_started = false;
   std::unique_ptr<corio::Event> robots_ready = std::make_unique<corio::Event>();
   int active = 0;
@@ -245,7 +268,7 @@ class Crawler {
   Task<void> enqueue(std::string url, int depth);
   Task<void> worker();
   Task<void> crawl_one(Item item);
-  Task<bool> robots_allows(Host& h, const http::Url& u);
+  Task<Robots> robots_check(Host& h, const http::Url& u);
   Task<void> take_slot(Host& h, HostSlot& slot);
   Task<void> progress();
   Task<void> emit(const std::string& url, std::string record, const std::vector<std::string>& also_done);
@@ -266,6 +289,7 @@ class Crawler {
   std::string write_error_;  // the first failed write to out_, if any
   long scheduled_ = 0;  // URLs admitted (counts toward --max-pages)
   long done_ = 0, errors_ = 0, in_flight_ = 0, resumed_done_ = 0;
+  long deferred_ = 0;  // left queued in --state: their robots.txt was unavailable
   std::uint64_t bytes_ = 0;
   std::map<int, long> by_status_;
   Clock::time_point started_ = Clock::now();
@@ -289,30 +313,52 @@ Task<void> Crawler::enqueue(std::string url, int depth) {
   queue_.put_nowait(std::move(it));
 }
 
-// robots.txt is fetched once per host; workers for that host wait for it.
-Task<bool> Crawler::robots_allows(Host& h, const http::Url& u) {
-  if (!o_.robots) co_return true;
+// robots.txt is fetched once per host per run, retried like a page (--retries,
+// with backoff) after a timeout, a connection error or a 5xx; the host's
+// other workers wait for it meanwhile. An answer is final for the run: a 2xx
+// gives its rules, a 4xx none (RFC 9309 §2.3.1.3). No answer -- a 5xx or a
+// failure after the retries, or a malformed answer -- makes every URL of the
+// host `unavailable` for this run (§2.3.1.4: assume complete disallow), and
+// for this run only: crawl_one leaves such pages to a later run.
+Task<Robots> Crawler::robots_check(Host& h, const http::Url& u) {
+  if (!o_.robots) co_return Robots::allowed;
   if (!h.robots_started) {
     h.robots_started = true;
+    const std::string robots_url = u.origin() + "/robots.txt";
     crawler::RobotsRules rules = crawler::RobotsRules::allow_all();
-    bool failed = false;
-    try {
-      auto r = co_await client_->get(u.origin() + "/robots.txt");
-      if (r.status >= 200 && r.status < 300) {
-        rules = crawler::RobotsRules::parse(r.body, o_.user_agent);
-      } else if (r.status >= 500) {
-        rules = crawler::RobotsRules::disallow_all();  // RFC 9309 §2.3.1.4
-      }  // 4xx: no rules
-    } catch (const std::exception&) {
-      failed = true;
+    std::string unavailable;
+    for (int attempt = 0;; ++attempt) {
+      bool retry = false;
+      unavailable.clear();
+      try {
+        auto r = co_await client_->get(robots_url);
+        if (r.status >= 200 && r.status < 300) {
+          rules = crawler::RobotsRules::parse(r.body, o_.user_agent);
+        } else if (r.status >= 500) {
+          unavailable = robots_url + " answered " + std::to_string(r.status);
+          retry = true;
+        }  // 4xx: no rules
+      } catch (const corio::TimeoutError& e) {
+        unavailable = e.what();
+        retry = true;
+      } catch (const corio::ConnectionError& e) {
+        unavailable = e.what();
+        retry = true;
+      } catch (const std::exception& e) {
+        unavailable = e.what();  // malformed, too many redirects: a retry would not help
+      }
+      if (!retry || attempt >= o_.retries || stopping_) break;
+      co_await corio::sleep(backoff(attempt));
     }
-    if (failed) rules = crawler::RobotsRules::disallow_all();  // unreachable: assume complete disallow
+    if (!unavailable.empty()) rules = crawler::RobotsRules::disallow_all();
     if (rules.crawl_delay()) h.delay = std::max(h.delay, *rules.crawl_delay());
     h.robots = std::move(rules);
+    h.robots_unavailable = std::move(unavailable);
     h.robots_ready->set();
   }
   co_await h.robots_ready->wait();
-  co_return h.robots->allowed(u.target());
+  if (!h.robots_unavailable.empty()) co_return Robots::unavailable;
+  co_return h.robots->allowed(u.target()) ? Robots::allowed : Robots::disallowed;
 }
 
 // Releases what `slot` held, then takes a slot on `h` and waits out the
@@ -412,8 +458,15 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, Ho
       why = "redirect to " + target + ": host not followed";
     } else if (!own && seen_.count(target)) {
       seen_elsewhere = true;
-    } else if (!(co_await robots_allows(host_for(*next), *next))) {
-      why = "redirect to " + target + " disallowed by robots.txt";
+    } else {
+      Host& to = host_for(*next);
+      const Robots verdict = co_await robots_check(to, *next);
+      if (verdict == Robots::disallowed) {
+        why = "redirect to " + target + " disallowed by robots.txt";
+      } else if (verdict == Robots::unavailable) {
+        why = "redirect to " + target + ": robots.txt unavailable (" + to.robots_unavailable + ")";
+        hops.deferred = true;
+      }
     }
     if (!why.empty() || seen_elsewhere) {
       hops.redirects.pop_back();  // not followed: this response is the answer
@@ -443,8 +496,15 @@ Task<void> Crawler::crawl_one(Item item) {
   Hops hops;
   std::size_t links = 0, bytes = 0;
   bool unfinished = false;
-  if (!(co_await robots_allows(host, url))) {
+  // Kept from this page only by an unreadable robots.txt (its own host's,
+  // or a redirect target's): RFC 9309's complete disallow, for now.
+  bool deferred = false;
+  const Robots verdict = co_await robots_check(host, url);
+  if (verdict == Robots::disallowed) {
     error = "disallowed by robots.txt";
+  } else if (verdict == Robots::unavailable) {
+    error = "robots.txt unavailable (" + host.robots_unavailable + "): not fetched";
+    deferred = true;
   } else {
     for (int attempt = 0;; ++attempt) {
       bool retry = false;
@@ -454,8 +514,10 @@ Task<void> Crawler::crawl_one(Item item) {
       try {
         hops.redirects.clear();
         hops.error.clear();
+        hops.deferred = false;
         http::ClientResponse r = co_await fetch_following(item.url, slot, hops);
         error = hops.error;
+        deferred = hops.deferred;
         status = r.status;
         final_url = r.url.str();
         content_type = std::string(r.header("Content-Type"));
@@ -505,12 +567,20 @@ Task<void> Crawler::crawl_one(Item item) {
         unfinished = true;
         break;
       }
-      co_await corio::sleep(std::chrono::duration<double>(0.25 * std::pow(2.0, attempt)));  // backoff
+      co_await corio::sleep(backoff(attempt));
     }
   }
   // Stopped while it still had retries: not a result. No record, and --state
   // keeps it in the frontier, so a resume tries it again.
   if (unfinished) co_return;
+  // Likewise a page robots.txt kept from us only because it could not be
+  // read, with --state: recorded as disallowed, it would stay so for good,
+  // as no run would ask for that robots.txt again. Without --state there is
+  // no later run, and the record says why the page was not fetched.
+  if (deferred && state_) {
+    ++deferred_;
+    co_return;
+  }
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   std::string rec = "{\"url\":" + json_string(item.url) + ",\"final_url\":" + json_string(final_url) +
                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
@@ -646,10 +716,14 @@ Task<int> Crawler::run() {
   if (!o_.quiet && isatty(2)) std::fprintf(stderr, "\r\033[K");
   std::string statuses;
   for (auto& [st, n] : by_status_) statuses += " " + (st ? std::to_string(st) : std::string("none")) + ":" + std::to_string(n);
+  std::string deferred;
+  if (deferred_ > 0) {
+    deferred = "; " + std::to_string(deferred_) + " left queued, their robots.txt unavailable (run again to resume)";
+  }
   std::fprintf(stderr,
-               "crawler: %ld pages in %.2f s (%.0f pages/s), %llu bytes, %ld errors, statuses%s%s\n", done_, secs,
+               "crawler: %ld pages in %.2f s (%.0f pages/s), %llu bytes, %ld errors, statuses%s%s%s\n", done_, secs,
                static_cast<double>(done_) / std::max(secs, 1e-9), static_cast<unsigned long long>(bytes_), errors_,
-               statuses.c_str(), stopping_ ? " (stopped early; --state resumes)" : "");
+               statuses.c_str(), deferred.c_str(), stopping_ ? " (stopped early; --state resumes)" : "");
   co_return 0;
 }
 

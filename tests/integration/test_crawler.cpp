@@ -146,6 +146,7 @@ Counts g_counts;
 // /down are linked from nowhere.)
 constexpr std::size_t kCountingSiteUrls = 1 + 60 + 90 + 2 + 1 + 5;
 std::atomic<int> g_down_hits{0};  // read by run_child's thread
+int g_robots_503 = 0;  // robots.txt answers 503 this many more times (-1: always)
 
 Task<http::Response> counting_handler(http::Request& req) {
   std::string path(req.path());
@@ -155,6 +156,10 @@ Task<http::Response> counting_handler(http::Request& req) {
   // /slow is still in flight when the resume test's Ctrl+C arrives.
   co_await sleep(path == "/robots.txt" ? 0ms : path == "/slow" ? 1000ms : 15ms);
   --g_counts.active;
+  if (path == "/robots.txt" && g_robots_503 != 0) {
+    if (g_robots_503 > 0) --g_robots_503;
+    co_return http::Response::error(503);
+  }
   if (path == "/robots.txt") co_return http::Response::text("User-agent: *\nDisallow: /private\n");
   static const std::map<std::string, std::string> redirects{
       // Linked from nowhere. /q7 is a page without links, linked from /p2.
@@ -203,6 +208,7 @@ struct Run {
   std::string output;
   std::size_t interrupt_after = 0;
   int interrupt_after_down = 0;  // or SIGINT once /down was fetched this many times
+  int robots_503 = 0;  // the counting server's robots.txt answers 503 this many times (-1: always)
   int status = -1;
   std::string err;
 };
@@ -235,7 +241,11 @@ Task<void> with_server(http::Handler handler, int port, std::vector<std::string>
     servers.push_back(create_task(http::serve(handler, a, static_cast<std::uint16_t>(port), so)));
   }
   co_await sleep(100ms);
-  for (Run* r : runs) co_await to_thread(run_child, std::ref(*r));
+  for (Run* r : runs) {
+    g_robots_503 = r->robots_503;
+    co_await to_thread(run_child, std::ref(*r));
+  }
+  g_robots_503 = 0;
   for (auto& server : servers) {
     server.cancel();
     bool cancelled = false;
@@ -556,5 +566,60 @@ TEST_CASE("a redirect target that is also linked is fetched once, whichever come
     test::run_bounded(loop, with_counting_server(port, {&stateful, &resume}));
     REQUIRE_MESSAGE(stateful.status == 0, stateful.err);
     CHECK_MESSAGE(resume.err.find("resuming: 2 fetched before, 0 queued") != std::string::npos, resume.err);
+  });
+}
+
+TEST_CASE("an unavailable robots.txt disallows for this run only: retried, and asked again by a --state resume") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  // The home page only (--max-depth 0): what matters is whether it is fetched.
+  auto args = [&](std::vector<std::string> more) {
+    std::vector<std::string> v{dir + "/crawler/crawler", base + "/", "--max-depth", "0", "--quiet"};
+    v.insert(v.end(), more.begin(), more.end());
+    return v;
+  };
+  Run down, back, once, plain;
+  down.output = back.output = tmp.path + "/resumed.jsonl";
+  down.argv = args({"--output", down.output, "--state", tmp.path + "/state.db", "--retries", "1"});
+  down.robots_503 = -1;
+  back.argv = down.argv;
+  once.output = tmp.path + "/once.jsonl";
+  once.argv = args({"--output", once.output, "--retries", "1"});
+  once.robots_503 = 1;
+  plain.output = tmp.path + "/plain.jsonl";
+  plain.argv = args({"--output", plain.output, "--retries", "0"});
+  plain.robots_503 = -1;
+  test::on_each_backend([&](EventLoop& loop) {
+    remove_state(tmp.path + "/state.db");
+    test::run_bounded(loop, with_counting_server(port, {&down}));
+    REQUIRE_MESSAGE(down.status == 0, down.err);
+    CHECK(g_counts.fetches["/robots.txt"] == 2);  // one retry
+    CHECK(g_counts.fetches["/"] == 0);             // complete disallow...
+    // ...but not recorded as disallowed: before, the page was done for good.
+    CHECK(line_for(down.output, base + "/").empty());
+    CHECK_MESSAGE(down.err.find("1 left queued, their robots.txt unavailable") != std::string::npos, down.err);
+    // The resume asks for robots.txt again, which now answers.
+    test::run_bounded(loop, with_counting_server(port, {&back}));
+    REQUIRE_MESSAGE(back.status == 0, back.err);
+    CHECK_MESSAGE(back.err.find("resuming: 0 fetched before, 1 queued") != std::string::npos, back.err);
+    CHECK(g_counts.fetches["/robots.txt"] == 1);
+    CHECK(line_for(back.output, base + "/").find("\"status\":200") != std::string::npos);
+
+    // A robots.txt that fails once is retried within the run, like a page.
+    test::run_bounded(loop, with_counting_server(port, {&once}));
+    REQUIRE_MESSAGE(once.status == 0, once.err);
+    CHECK(g_counts.fetches["/robots.txt"] == 2);
+    CHECK(line_for(once.output, base + "/").find("\"status\":200") != std::string::npos);
+
+    // Without --state no run comes later: the page is recorded, with why.
+    test::run_bounded(loop, with_counting_server(port, {&plain}));
+    REQUIRE_MESSAGE(plain.status == 0, plain.err);
+    CHECK(g_counts.fetches["/robots.txt"] == 1);
+    std::string home = line_for(plain.output, base + "/");
+    CHECK(home.find("\"status\":null") != std::string::npos);
+    CHECK_MESSAGE(home.find("robots.txt unavailable (" + base + "/robots.txt answered 503)") != std::string::npos, home);
   });
 }
