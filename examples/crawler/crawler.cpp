@@ -33,51 +33,17 @@
 #include <vector>
 
 #include "links.hpp"
+#include "options.hpp"
 #include "robots.hpp"
 #include "state.hpp"
 
 namespace http = corio::http;
 using corio::Task;
+using crawler::Options;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
-
-const char* kUsage =
-    "usage: crawler URL... [options]\n"
-    "  --output FILE        JSON Lines, one object per URL (default: stdout)\n"
-    "  --concurrency N      fetches in flight overall (default 16)\n"
-    "  --per-host N         fetches in flight per host (default 4)\n"
-    "  --delay SECS         at least this long between requests to one host (default 0;\n"
-    "                       a robots.txt Crawl-delay raises it)\n"
-    "  --max-depth N        links followed from the start URLs (default 5)\n"
-    "  --max-pages N        stop after N URLs (default 10000)\n"
-    "  --max-bytes N        largest body read, in bytes (default 5 MiB)\n"
-    "  --allow-host HOST    also follow links to HOST (repeatable; default: the start hosts)\n"
-    "  --retries N          retries after a timeout, a connection error or a 5xx, with\n"
-    "                       backoff (default 2); for robots.txt too\n"
-    "  --timeout SECS       per request (default 15)\n"
-    "  --state FILE         keep the frontier and results in FILE (SQLite); a stopped\n"
-    "                       crawl started again with the same FILE resumes\n"
-    "  --no-robots          do not fetch or obey robots.txt\n"
-    "  --user-agent UA      (default corio-crawler/0.1)\n"
-    "  --quiet              no progress line\n"
-    "  --backend io_uring|epoll\n"
-    "robots.txt (RFC 9309) is fetched once per host per run. A 4xx means no rules.\n"
-    "A 5xx or no answer (after the retries) means complete disallow for this run\n"
-    "only: the host's pages are recorded with that error or, with --state, left\n"
-    "queued, so that the next run with the same FILE asks for robots.txt again.\n";
-
-struct Options {
-  std::vector<std::string> starts;
-  std::string output, state, user_agent = "corio-crawler/0.1";
-  int concurrency = 16, per_host = 4, max_depth = 5, retries = 2;
-  long max_pages = 10000;
-  std::size_t max_bytes = 5u << 20;
-  double delay = 0, timeout = 15;
-  bool robots = true, quiet = false;
-  std::set<std::string> allow_hosts;
-};
 
 // Whether a Content-Type names an HTML page. Media types are
 // case-insensitive (RFC 9110 §8.3.1): "Text/HTML; charset=UTF-8" is one.
@@ -94,62 +60,6 @@ bool is_html(std::string_view content_type) {
 // its copies alive, never the caller's frame.
 crawler::PageLinks parse_links(const http::Url& page, const std::string& html) {
   return crawler::extract_links(page, html);
-}
-
-[[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr, "crawler: %s (try --help)\n", why.c_str());
-  std::exit(2);
-}
-
-double number(const std::string& opt, const std::string& v, double lo, double hi) {
-  char* end = nullptr;
-  double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || *end || d < lo || d > hi) usage_error(opt + ": '" + v + "' is not a valid value");
-  return d;
-}
-
-Options parse_args(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string name = a, value;
-    bool has_value = false;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    auto val = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(name + " needs a value");
-      return argv[++i];
-    };
-    if (name == "--help" || name == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
-    } else if (name == "--output") o.output = val();
-    else if (name == "--concurrency") o.concurrency = static_cast<int>(number(name, val(), 1, 100000));
-    else if (name == "--per-host") o.per_host = static_cast<int>(number(name, val(), 1, 100000));
-    else if (name == "--delay") o.delay = number(name, val(), 0, 3600);
-    else if (name == "--max-depth") o.max_depth = static_cast<int>(number(name, val(), 0, 1000));
-    else if (name == "--max-pages") o.max_pages = static_cast<long>(number(name, val(), 1, 1e9));
-    else if (name == "--max-bytes") o.max_bytes = static_cast<std::size_t>(number(name, val(), 1, 1e12));
-    else if (name == "--allow-host") o.allow_hosts.insert(val());
-    else if (name == "--retries") o.retries = static_cast<int>(number(name, val(), 0, 100));
-    else if (name == "--timeout") o.timeout = number(name, val(), 0.001, 86400);
-    else if (name == "--state") o.state = val();
-    else if (name == "--no-robots") o.robots = false;
-    else if (name == "--user-agent") o.user_agent = val();
-    else if (name == "--quiet") o.quiet = true;
-    else if (name == "--backend") {
-      std::string b = val();
-      if (b != "io_uring" && b != "epoll") usage_error("--backend must be io_uring or epoll");
-      setenv("CORIO_BACKEND", b.c_str(), 1);
-    } else if (a.rfind("-", 0) == 0) usage_error("unknown option " + a);
-    else o.starts.push_back(a);
-  }
-  if (o.starts.empty() && o.state.empty()) usage_error("no start URL");
-  return o;
 }
 
 std::string json_string(std::string_view s) {
@@ -736,7 +646,7 @@ Task<int> crawl_main(const Options* o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o = parse_args(argc, argv);
+  Options o = crawler::parse_args(argc, argv);
   corio::RunOptions ro;
   ro.on_signal = corio::SignalPolicy::request_shutdown;
   ro.shutdown_grace = std::chrono::milliseconds(static_cast<long>(o.timeout * 1000) + 2000);
