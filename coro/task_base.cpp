@@ -83,8 +83,14 @@ TaskBase& TaskBase::current_checked(const char* what) {
 bool TaskBase::cancel(std::string msg) {
   if (done()) return false;
   ++num_cancels_requested_;
-  set_cancel_message(std::move(msg));
-  if (CancelHook* h = hook(); h && h->on_cancel(*this)) return true;
+  // A request already accepted by a hook is on its way with its message;
+  // this one is delivered with it (asyncio keeps the first message here:
+  // the cancelled future's CancelledError is what Task.__step throws).
+  if (!cancel_accepted_) set_cancel_message(std::move(msg));
+  if (CancelHook* h = hook(); h && h->on_cancel(*this)) {
+    cancel_accepted_ = true;
+    return true;
+  }
   must_cancel_ = true;
   return true;
 }
@@ -144,6 +150,9 @@ void TaskBase::run() noexcept {
   // Out of the ready queue: the link word holds the hook again (none).
   queued_ = false;
   task_hook_ = nullptr;
+  // The request a hook accepted (if any) is thrown in this step, before user
+  // code runs: requests from now on carry their own message again.
+  cancel_accepted_ = false;
   if (!started_) {
     started_ = true;
     if (must_cancel_) {  // cancelled before its first step: the body never runs

@@ -21,6 +21,9 @@
 // its cleanup; a second cancel() interrupts that cleanup. Requests made while
 // one is already on its way (the task queued with it) go with it: one
 // CancelledError for all of them, as in asyncio (cancelling() counts each).
+// Its message is that of the request a hook accepted; later messages are
+// dropped (asyncio's Task.__step throws the CancelledError its future already
+// carries, not one made from the newer _cancel_message).
 #include <coroutine>
 #include <cstdint>
 #include <exception>
@@ -294,6 +297,9 @@ class TaskBase : public detail::Runnable {
   std::uint64_t queued_ : 1 = true;  // posted at creation
   std::uint64_t must_cancel_ : 1 = false;
   std::uint64_t exception_retrieved_ : 1 = false;
+  // A hook accepted a cancel and the task has not run since: that request's
+  // message is the one thrown, so cancel() keeps it.
+  std::uint64_t cancel_accepted_ : 1 = false;
 
   void set_state(State st) noexcept { state_ = static_cast<std::uint64_t>(st); }
 };

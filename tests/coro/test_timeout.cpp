@@ -212,6 +212,8 @@ TEST_CASE("an outside cancel is never turned into TimeoutError") {
       // before the task runs again, so the scope's uncancel() leaves one and
       // CancelledError wins. The canceller's timer is due first (15 < 20 ms),
       // so its cancel() lands right after the deadline's, in one iteration.
+      // The error carries the message of the request the sleep accepted, the
+      // deadline's (empty): CPython 3.11 prints "CancelledError() True 1".
       auto canceller = [](TaskHandle<void>& v) -> Task<void> {
         co_await sleep(15ms);
         v.cancel("outside");
@@ -231,7 +233,7 @@ TEST_CASE("an outside cancel is never turned into TimeoutError") {
       e = co_await capture(v);
       co_await c;
       CHECK(tripped);
-      CHECK(test::cancel_message_of(e) == "outside");
+      CHECK(test::cancel_message_of(e).empty());
       CHECK(v.cancelled());
     };
     loop.run_until_complete(main());
