@@ -42,6 +42,7 @@ bool GatherCore::await_suspend(std::coroutine_handle<> h) {
   // A cancel requested while this task was running is forwarded to the
   // children, as asyncio forwards it to the future the task awaits.
   if (waiter_->has_pending_cancel() && on_cancel(*waiter_)) waiter_->take_pending_cancel();
+  suspended_ = true;
   waiter_->suspend(h, this);
   return true;
 }
@@ -75,6 +76,8 @@ bool GatherCore::on_cancel(TaskBase& t) noexcept {
 }
 
 void GatherCore::await_resume() {
+  // Woken (decided while suspended), then cancelled before resuming.
+  if (waiter_ && suspended_ && waiter_->take_pending_cancel()) waiter_->throw_cancelled();
   if (first_failure_) {
     if (first_failure_->cancelled()) throw CancelledError(first_failure_->cancel_message());
     std::rethrow_exception(first_failure_->exception());

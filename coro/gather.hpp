@@ -25,7 +25,9 @@
 // exception (CancelledError for a cancelled child) comes back as an Outcome<T>.
 //
 // Cancellation: cancelling the awaiting task cancels every child not yet done
-// (with the same message). The awaiter then raises CancelledError: without
+// (with the same message). A cancel that arrives after the gather was decided
+// but before the awaiter resumed raises CancelledError there (as asyncio's
+// Task.__step does for a done future); the children are not touched. The awaiter then raises CancelledError: without
 // return_exceptions as soon as the first child finishes cancelled (others may
 // still be running their cleanup, as in asyncio), with return_exceptions once
 // all children are done — even if some of them swallowed the cancel.
@@ -144,6 +146,7 @@ class GatherCore final : public CancelHook {
   bool return_exceptions_;
   bool cancel_requested_ = false;
   bool decided_ = false;  // the waiter was woken (or never suspended): ignore later completions
+  bool suspended_ = false;
 };
 
 template <class T>

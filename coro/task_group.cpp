@@ -24,11 +24,16 @@ class TaskGroup::JoinAwaiter final : public CancelHook {
       return false;
     }
     g_.joiner_ = this;
+    suspended_ = true;
     t.suspend(h, this);
     return true;
   }
-  // True if the wait was ended by a cancel of the calling task.
-  bool await_resume() const noexcept { return cancelled_; }
+  // True if the wait was ended by a cancel of the calling task, including one
+  // made after the last child finished but before the task resumed (asyncio
+  // throws it at `await self._on_completed_fut`).
+  bool await_resume() const noexcept {
+    return cancelled_ || (suspended_ && g_.parent_->take_pending_cancel());
+  }
   bool on_cancel(TaskBase& t) noexcept override {
     g_.joiner_ = nullptr;
     cancelled_ = true;
@@ -43,6 +48,7 @@ class TaskGroup::JoinAwaiter final : public CancelHook {
  private:
   TaskGroup& g_;
   bool cancelled_ = false;
+  bool suspended_ = false;
 };
 
 TaskGroup::~TaskGroup() {

@@ -10,8 +10,11 @@
 // Awaiting a handle: yields the task's value, rethrows its exception, or
 // throws CancelledError if it was cancelled. Many tasks may await one handle.
 // Cancellation: cancelling the awaiting task cancels the awaited one (as in
-// asyncio); the awaiter then resumes when that task is done. Use shield() to
-// wait without forwarding the cancel.
+// asyncio); the awaiter then resumes when that task is done. A cancel that
+// arrives after the task finished but before the awaiter resumed raises
+// CancelledError at this await instead of the result (asyncio's Task.__step
+// throws it in place of the done future's result). Use shield() to wait
+// without forwarding the cancel.
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -96,6 +99,13 @@ class TaskHandle {
       return true;
     }
     T await_resume() {
+      if (woken_ && waiter_->has_pending_cancel()) {
+        // Woken by the task's end, then cancelled before resuming: the
+        // cancel wins, and the task's exception counts as retrieved (asyncio
+        // read it with result() before throwing the cancel instead).
+        if (s_->state() == TaskBase::State::failed) (void)s_->exception();
+        waiter_->throw_cancelled();
+      }
       s_->check_result();
       if constexpr (!std::is_void_v<T>) {
         if constexpr (std::is_copy_constructible_v<T>) return s_->promise().ref();
@@ -103,11 +113,15 @@ class TaskHandle {
       }
     }
     bool on_cancel(TaskBase& t) noexcept override { return s_->cancel(t.cancel_message()); }
-    void on_task_done(TaskBase&) noexcept override { waiter_->wake(); }
+    void on_task_done(TaskBase&) noexcept override {
+      woken_ = true;
+      waiter_->wake();
+    }
 
    private:
     detail::TaskState<T>* s_;
     TaskBase* waiter_ = nullptr;
+    bool woken_ = false;
   };
 
   Awaiter operator co_await() const noexcept { return Awaiter(s_); }

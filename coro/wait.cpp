@@ -55,7 +55,9 @@ bool WaitCore::await_suspend(std::coroutine_handle<> h) {
 }
 
 void WaitCore::await_resume() const {
-  if (cancelled_) waiter_->throw_cancelled();
+  // woken_: satisfied or timed out while suspended; a cancel made before the
+  // task resumed still wins, as in asyncio.
+  if (cancelled_ || (woken_ && waiter_->has_pending_cancel())) waiter_->throw_cancelled();
 }
 
 void WaitCore::resume_waiter() noexcept {
@@ -146,7 +148,9 @@ bool AsCompletedCore::NextAwaiter::await_suspend(std::coroutine_handle<> h) {
 }
 
 std::size_t AsCompletedCore::NextAwaiter::await_resume() {
-  if (cancelled_) task_->throw_cancelled();
+  // task_ is set only if this next() suspended: woken, then cancelled before
+  // resuming, it yields nothing and leaves the finished task queued.
+  if (cancelled_ || (task_ && task_->has_pending_cancel())) task_->throw_cancelled();
   if (!core_.finished_.empty()) {
     std::size_t i = core_.finished_.front();
     core_.finished_.pop_front();

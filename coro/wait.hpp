@@ -158,8 +158,9 @@ class AsCompletedCore {
 // results (a timeout raises nothing: pending is simply non-empty). Throws
 // std::invalid_argument for an empty vector. If the condition already holds
 // it returns without suspending.
-// Cancellation: cancelling the awaiting task raises CancelledError in it; the
-// waited-on tasks are not touched.
+// Cancellation: cancelling the awaiting task raises CancelledError in it (also
+// when the cancel arrives after the wait was satisfied but before the task
+// resumed, as in asyncio); the waited-on tasks are not touched.
 // Concurrency: any number of wait()s may watch the same tasks.
 template <class T>
 Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen when = ALL_COMPLETED,
@@ -188,7 +189,9 @@ Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen when = ALL
 //   remaining(): tasks not yet yielded; size(): all of them.
 //
 // Cancellation: cancelling the task awaiting next() raises CancelledError in
-// it; nothing is lost — the next next() yields the same task. The tasks
+// it (also when the cancel arrives after a task finished but before the
+// awaiter resumed, as asyncio's queue-based as_completed does); nothing is
+// lost — the next next() yields the same task. The tasks
 // themselves are never cancelled by as_completed.
 // Concurrency: one next() awaited at a time. Not movable (it is registered
 // with the tasks): keep it where as_completed() put it.

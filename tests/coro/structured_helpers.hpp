@@ -15,6 +15,7 @@
 #include "coro/sleep.hpp"
 #include "coro/task.hpp"
 #include "coro/task_handle.hpp"
+#include "loop/event_loop.hpp"
 
 namespace corio::test {
 
@@ -53,6 +54,18 @@ inline Task<void> sleep_counting(ms d, int& cancels) {
     ++cancels;
     throw;
   }
+}
+
+// Returns v after one yield, having asked the loop (call_soon, queued before
+// this task's end wakes anyone) to cancel *victim with "late": whoever this
+// task's end wakes is cancelled before it resumes. asyncio then raises
+// CancelledError at that await (Task.__step throws it instead of the done
+// future's result); the CPython 3.11 runs of these scenarios print
+// "CancelledError('late',) at the await" for a task, gather, wait, TaskGroup.
+inline Task<int> value_then_cancel(const TaskHandle<void>* victim, int v) {
+  co_await sleep(std::chrono::seconds(0));
+  EventLoop::current().call_soon([victim] { victim->cancel("late"); });
+  co_return v;
 }
 
 // Awaits t and returns what it threw (nullptr if it returned).

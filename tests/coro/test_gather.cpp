@@ -271,6 +271,25 @@ TEST_CASE("a cancel requested while the task runs is forwarded to gather's child
   });
 }
 
+TEST_CASE("a cancel made after gather's children finished but before the awaiter resumed raises CancelledError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      auto body = [](const TaskHandle<void>* self, std::vector<std::string>& log) -> Task<void> {
+        auto [a, b] = co_await gather(test::value_then_cancel(self, 1), value_after(ms(0), 2));
+        log.push_back("got " + std::to_string(a + b));
+      };
+      w = create_task(body(&w, log));
+      std::exception_ptr e = co_await capture(w);
+      CHECK(test::cancel_message_of(e) == "late");
+      CHECK(w.cancelled());
+      CHECK(log.empty());
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("a child failing after gather already raised is reported to the loop, never lost") {
   test::on_each_backend([](EventLoop& loop) {
     std::vector<std::string> reports;

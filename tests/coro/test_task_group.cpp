@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
@@ -675,6 +676,28 @@ TEST_CASE("group.cancel() with an older request outstanding does not leak the gr
         after = "the group's request leaked";
       }
       CHECK(after == "ok");
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a cancel made after the last child finished but before the group resumed raises CancelledError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      auto body = [](const TaskHandle<void>* self, std::vector<std::string>& log) -> Task<void> {
+        co_await task_group([self](TaskGroup& tg) -> Task<void> {
+          tg.create_task(test::value_then_cancel(self, 7));
+          co_return;
+        });
+        log.push_back("group returned");
+      };
+      w = create_task(body(&w, log));
+      std::exception_ptr e = co_await capture(w);
+      CHECK(test::cancel_message_of(e) == "late");
+      CHECK(w.cancelled());
+      CHECK(log.empty());
     };
     loop.run_until_complete(main());
   });

@@ -9,6 +9,7 @@
 #include "coro/sleep.hpp"
 #include "coro/timeout.hpp"
 #include "loop/event_loop.hpp"
+#include "tests/coro/structured_helpers.hpp"
 #include "tests/support.hpp"
 
 using namespace corio;
@@ -245,6 +246,26 @@ TEST_CASE("cancelling a task that awaits another task cancels the inner one too"
       CHECK_THROWS_AS(co_await outer, CancelledError);
       CHECK(inner.cancelled());
       CHECK(outer.cancelled());
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a cancel made after the awaited task finished but before the awaiter resumed wins over the result") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      auto body = [](const TaskHandle<void>* self, std::vector<std::string>& log) -> Task<void> {
+        auto t = create_task(test::value_then_cancel(self, 42));
+        int v = co_await t;  // t is done when the cancel arrives
+        log.push_back("got " + std::to_string(v));
+      };
+      w = create_task(body(&w, log));
+      std::exception_ptr e = co_await test::capture(w);
+      CHECK(test::cancel_message_of(e) == "late");
+      CHECK(w.cancelled());
+      CHECK(log.empty());  // asyncio: the result is not delivered
     };
     loop.run_until_complete(main());
   });

@@ -189,6 +189,26 @@ TEST_CASE("cancelling a task in wait raises CancelledError in it and leaves the 
   });
 }
 
+TEST_CASE("a cancel made after wait was satisfied but before the awaiter resumed raises CancelledError") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      auto body = [](const TaskHandle<void>* self, std::vector<std::string>& log) -> Task<void> {
+        std::vector<TaskHandle<int>> hs{create_task(test::value_then_cancel(self, 1))};
+        auto r = co_await wait(hs);
+        log.push_back("done " + std::to_string(r.done.size()));
+      };
+      w = create_task(body(&w, log));
+      std::exception_ptr e = co_await capture(w);
+      CHECK(test::cancel_message_of(e) == "late");
+      CHECK(w.cancelled());
+      CHECK(log.empty());
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("as_completed yields tasks in completion order, those already done first") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
@@ -250,6 +270,38 @@ TEST_CASE("as_completed with a timeout yields what finished in time, then Timeou
       // A timeout that never fires changes nothing.
       auto ac2 = as_completed(std::vector{create_task(value_after(1ms, 5))}, 10s);
       CHECK((co_await ac2.next()).result() == 5);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+// asyncio's as_completed takes from a queue of finished tasks: a getter woken
+// and then cancelled raises CancelledError and leaves the task queued.
+TEST_CASE("a cancel made after next() was woken but before it resumed raises and loses nothing") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      std::vector<TaskHandle<int>> hs;
+      auto body = [](const TaskHandle<void>* self, std::vector<TaskHandle<int>>& hs,
+                     std::vector<std::string>& log) -> Task<void> {
+        hs.push_back(create_task(test::value_then_cancel(self, 7)));
+        auto ac = as_completed(hs);
+        std::exception_ptr e = nullptr;
+        try {
+          TaskHandle<int> h = co_await ac.next();
+          log.push_back("got " + std::to_string(h.result()));
+        } catch (const CancelledError&) {
+          e = std::current_exception();
+        }
+        CHECK(test::cancel_message_of(e) == "late");
+        CHECK(ac.remaining() == 1);
+        TaskHandle<int> h = co_await ac.next();  // the same task, not lost
+        CHECK(h.result() == 7);
+      };
+      w = create_task(body(&w, hs, log));
+      CHECK(co_await capture(w) == nullptr);
+      CHECK(log.empty());
     };
     loop.run_until_complete(main());
   });
