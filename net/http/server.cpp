@@ -650,9 +650,7 @@ Task<void> Connection::lingering_close() {
 Task<void> Connection::finish_sending() {
   if (!c_->closing() || c_->closed() || c_->buffered() == 0) co_return;
   c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer (or the close)
-  // After a TLS failure (write_error() set) the alert queued is still
-  // flushed: it gets the same bounded linger.
-  while (!c_->closed() && c_->buffered() > 0 && !c_->sends_stopped()) {
+  while (!c_->closed() && c_->buffered() > 0 && !c_->write_error()) {
     if (!co_await send_wait([c = c_] { return c->wait_drain(); }, Phase::linger, s_->opts.keep_alive_timeout)) {
       c_->abort();
       co_return;

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "coro/event.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "coro/timeout.hpp"
@@ -634,77 +633,6 @@ Task<void> failed_session_fails_drain(std::shared_ptr<TlsContext> sctx, std::sha
 TEST_CASE("after the session failed (garbage from the peer), drain() throws the TlsError instead of dropping writes silently") {
   test::on_each_backend([](EventLoop& loop) {
     test::run_bounded(loop, failed_session_fails_drain(server_ctx(), client_ctx()));
-  });
-}
-
-// Makes the kernel hold little of what a socket sends or receives, so that a
-// bulk write keeps a send in flight until the peer reads.
-void small_socket_buffers(const StreamWriter& w) {
-  int n = 16 * 1024;
-  CHECK(::setsockopt(w.socket().fd(), SOL_SOCKET, SO_SNDBUF, &n, sizeof n) == 0);
-  CHECK(::setsockopt(w.socket().fd(), SOL_SOCKET, SO_RCVBUF, &n, sizeof n) == 0);
-}
-
-// A record header no TLS stack accepts (a 64 KiB record): the server's
-// session fails with an alert as soon as these five bytes are read, and no
-// byte is left unread (which would make the server's close a reset).
-const std::string kBadRecordHeader("\x17\x03\x03\xff\xff", 5);
-constexpr std::size_t kBulk = 8 * 1024 * 1024;
-
-// Writes kBulk bytes at once (far more than the socket buffers hold: the
-// client reads only one byte until told to), then reads until the client's
-// bad record fails the session: the alert is queued behind a send in flight.
-Task<void> bulk_then_failed_session(StreamReader& r, StreamWriter& w, Event* failed, std::string* what) {
-  (void)co_await r.readline();
-  small_socket_buffers(w);
-  w.write(std::string(kBulk, 'b'));
-  try {
-    while (!(co_await r.read(100)).empty()) {
-    }
-    *what = "EOF";
-  } catch (const TlsError& e) {
-    *what = e.what();
-  }
-  failed->set();
-}
-
-Task<void> wait_set(Event* e) { co_await e->wait(); }
-
-Task<void> alert_after_send_in_flight(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
-  Event failed;
-  std::string server_what;
-  ClientHandler h = [&failed, &server_what](StreamReader& r, StreamWriter& w) {
-    return bulk_then_failed_session(r, w, &failed, &server_what);
-  };
-  Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
-  auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
-  small_socket_buffers(w);
-  w.write("hello\n");
-  co_await w.drain();
-  std::size_t got = (co_await wait_for(r.readexactly(1), 5s)).size();  // the bulk send is under way
-  CHECK(::send(w.socket().fd(), kBadRecordHeader.data(), kBadRecordHeader.size(), MSG_NOSIGNAL) == 5);
-  co_await wait_for(wait_set(&failed), 5s);
-  CHECK(server_what.find("TLS read from") != std::string::npos);
-  // Everything encrypted before the failure arrives, then the alert.
-  std::string reason;
-  try {
-    for (;;) {
-      std::string part = co_await wait_for(r.read(65536), 5s);
-      if (part.empty()) break;
-      got += part.size();
-    }
-  } catch (const TlsError& e) {
-    reason = e.reason();
-  }
-  CHECK(got == kBulk);
-  CHECK(reason.find("alert") != std::string::npos);
-  w.close();
-  co_await wait_for(w.wait_closed(), 5s);
-}
-
-TEST_CASE("a TLS session that fails while a send is in flight still sends what it encrypted, then its alert") {
-  test::on_each_backend([](EventLoop& loop) {
-    test::run_bounded(loop, alert_after_send_in_flight(server_ctx(), client_ctx()));
   });
 }
 
