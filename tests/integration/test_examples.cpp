@@ -42,6 +42,22 @@ int listening_port(test::ChildProcess& server) {
   return port;
 }
 
+// Runs body(dir, backend) on each backend, dir holding the built examples;
+// skipped when they are not built.
+template <class F>
+void on_each_example_backend(F body) {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
+    const std::string backend = backend_name(kind);
+    CAPTURE(backend);
+    body(dir, backend);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("echo_server announces its port, echoes for echo_client in both modes, and exits 130 on SIGINT") {
@@ -137,14 +153,7 @@ TEST_CASE("the examples answer --help, and reject bad usage with status 2") {
 // INT_MIN ("more than -2147483648 redirects") and --max-time 1e300 an
 // instant timeout. Each is a usage error now, before anything is fetched.
 TEST_CASE("fetch refuses --max-redirs, --max-time and --connect-timeout values it cannot hold, with status 2") {
-  std::string dir = examples_dir();
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
-  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-    const std::string backend = backend_name(kind);
-    CAPTURE(backend);
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
     auto fetch = [&](const std::string& opt, const std::string& value) {
       return test::ChildProcess({dir + "/fetch", "--backend", backend, "-L", opt, value, "http://127.0.0.1:1/"});
     };
@@ -172,20 +181,13 @@ TEST_CASE("fetch refuses --max-redirs, --max-time and --connect-timeout values i
       CHECK(p.wait_exit(10s) == 1);
       CHECK(p.err().find("Connection refused") != std::string::npos);
     }
-  }
+  });
 }
 
 // fwrite only fills stdio's buffer; the failure shows when it is flushed,
 // and fetch used to ignore that: the body was lost and the status was 0.
 TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, and creates -o only for a response") {
-  std::string dir = examples_dir();
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
-  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-    const std::string backend = backend_name(kind);
-    CAPTURE(backend);
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
     test::ChildProcess server({dir + "/http_server", "--port", "0", "--backend", backend});
     const std::string url = "http://127.0.0.1:" + std::to_string(listening_port(server)) + "/plaintext";
 
@@ -229,19 +231,12 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, 
 
     server.signal(SIGINT);
     CHECK(server.wait_exit(20s) == 130);
-  }
+  });
 }
 
 // /sleep?ms=N read N with strtol: "ms=abc" slept 0 ms and "ms=5x" 5 ms.
 TEST_CASE("http_server answers /sleep?ms=N, and 400 when N is not a number of milliseconds up to 60000") {
-  std::string dir = examples_dir();
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
-  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-    const std::string backend = backend_name(kind);
-    CAPTURE(backend);
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
     test::ChildProcess server({dir + "/http_server", "--port", "0", "--backend", backend});
     const std::string base = "http://127.0.0.1:" + std::to_string(listening_port(server)) + "/sleep?";
     const std::pair<const char*, const char*> cases[] = {
@@ -258,20 +253,13 @@ TEST_CASE("http_server answers /sleep?ms=N, and 400 when N is not a number of mi
     }
     server.signal(SIGINT);
     CHECK(server.wait_exit(20s) == 130);
-  }
+  });
 }
 
 // printf only fills stdio's buffer: without the check at exit
 // (example::check_stdout_at_exit) a program whose output went nowhere exited 0.
 TEST_CASE("the examples exit 1 and say so when standard output cannot be written") {
-  std::string dir = examples_dir();
-  if (dir.empty()) {
-    MESSAGE("examples not built: skipped");
-    return;
-  }
-  for (auto kind : {detail::BackendKind::io_uring, detail::BackendKind::epoll}) {
-    const std::string backend = backend_name(kind);
-    CAPTURE(backend);
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
     test::ChildProcess demo({"/bin/sh", "-c", "exec '" + dir + "/demo' --backend " + backend + " >/dev/full"});
     CHECK(demo.wait_exit(30s) == 1);
     CHECK_MESSAGE(demo.err() == "demo: cannot write standard output: No space left on device\n", demo.err());
@@ -285,7 +273,7 @@ TEST_CASE("the examples exit 1 and say so when standard output cannot be written
     CHECK_MESSAGE(client.err().find("echo_client: cannot write standard output") == 0, client.err());
     server.signal(SIGINT);
     CHECK(server.wait_exit(20s) == 130);
-  }
+  });
 }
 
 namespace {
