@@ -253,18 +253,19 @@ Task<int> fetch(const Options* o) {
   } else {
     co_await run(&client, o, &out, &out_name, &bytes, &status);
   }
-  // fwrite only fills stdio's buffer: a full disk, /dev/full or a closed
-  // pipe shows when it is flushed. Exiting 0 then would lose the body
-  // silently (curl reports "Failure writing output" and exits 23).
-  if (!out) out = stdout;  // -f and an error status: nothing was opened
-  errno = 0;
-  const bool flushed = std::fflush(out) == 0 && !std::ferror(out);
-  const int flush_errno = errno;
-  const bool closed = out == stdout || std::fclose(out) == 0;
-  if (!flushed || !closed) {
-    const int e = flush_errno ? flush_errno : errno;
-    if (out == stdout) std::clearerr(stdout);  // reported here: check_stdout_at_exit need not repeat it
-    throw std::runtime_error("cannot write " + out_name + ": " + (e ? std::strerror(e) : "I/O error"));
+  // fwrite only fills stdio's buffer: a full disk shows when it is flushed.
+  // Exiting 0 then would lose the body silently (curl reports "Failure
+  // writing output" and exits 23). Standard output is checked at exit by
+  // check_stdout_at_exit, as in every example; -o FILE is checked here.
+  if (out && out != stdout) {
+    errno = 0;
+    const bool flushed = std::fflush(out) == 0 && !std::ferror(out);
+    const int flush_errno = errno;
+    const bool closed = std::fclose(out) == 0;
+    if (!flushed || !closed) {
+      const int e = flush_errno ? flush_errno : errno;
+      throw std::runtime_error("cannot write " + out_name + ": " + (e ? std::strerror(e) : "I/O error"));
+    }
   }
   if (o->verbose) std::fprintf(stderr, "* [%7.2f ms] done: %llu body bytes\n", ms(), static_cast<unsigned long long>(bytes));
   if (o->fail && status >= 400) {
