@@ -1,7 +1,9 @@
 #include "options.hpp"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace crawler {
@@ -64,7 +66,14 @@ Options parse_args(int argc, char** argv) {
       return argv[++i];
     };
     if (name == "--help" || name == "-h") {
-      std::printf("%s", kUsage);
+      // As every example (cli.hpp's check at exit): help that could not be
+      // written is a failure, not a silent exit 0.
+      errno = 0;
+      if (std::fputs(kUsage, stdout) == EOF || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        const int e = errno;
+        std::fprintf(stderr, "crawler: cannot write standard output%s%s\n", e ? ": " : "", e ? std::strerror(e) : "");
+        std::exit(1);
+      }
       std::exit(0);
     } else if (name == "--output") o.output = val();
     else if (name == "--concurrency") o.concurrency = static_cast<int>(number(name, val(), 1, 100000));

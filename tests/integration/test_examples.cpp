@@ -273,6 +273,17 @@ TEST_CASE("the examples exit 1 and say so when standard output cannot be written
     CHECK_MESSAGE(client.err().find("echo_client: cannot write standard output") == 0, client.err());
     server.signal(SIGINT);
     CHECK(server.wait_exit(20s) == 130);
+
+    // --help is output too (the crawler parses its own options).
+    for (const char* prog : {"echo_server", "echo_client", "chat_server", "http_server", "fetch", "demo",
+                             "graceful_shutdown", "parallel_work", "crawler/crawler"}) {
+      const std::string path = dir + "/" + prog;
+      const std::string name = path.substr(path.rfind('/') + 1);
+      CAPTURE(name);
+      test::ChildProcess help({"/bin/sh", "-c", "exec '" + path + "' --help >/dev/full"});
+      CHECK(help.wait_exit(10s) == 1);
+      CHECK_MESSAGE(help.err() == name + ": cannot write standard output: No space left on device\n", help.err());
+    }
   });
 }
 
