@@ -17,12 +17,14 @@
 // GCC 12 note: `co_await wait(std::vector{a, b})` does not compile there (a
 // braced list of class objects as a temporary inside a co_await expression,
 // "array used as initializer"); build the vector in its own statement first.
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <unordered_set>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -45,7 +47,8 @@ inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::FIRST_COMPLETED;
 inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::FIRST_EXCEPTION;
 inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::ALL_COMPLETED;
 
-// wait()'s result: the input handles split by done(), each side in input order.
+// wait()'s result: the input handles split by done(), each side in input
+// order; a handle given twice appears once (asyncio's sets).
 template <class T>
 struct WaitResult {
   std::vector<TaskHandle<T>> done;
@@ -63,6 +66,25 @@ std::vector<TaskBase*> task_bases(const std::vector<TaskHandle<T>>& hs) {
     v.push_back(&h.base());
   }
   return v;
+}
+
+// The handles with repeats dropped (asyncio takes a set: wait({t, t}) has t
+// once in done, as_completed yields it once), first occurrences in order.
+template <class T>
+std::vector<TaskHandle<T>> unique_handles(std::vector<TaskHandle<T>> hs) {
+  if (hs.size() < 2) return hs;
+  std::vector<const TaskBase*> seen;
+  seen.reserve(hs.size());
+  for (const auto& h : hs) seen.push_back(h ? &h.base() : nullptr);
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) == seen.end()) return hs;  // the usual case: no repeats
+  std::unordered_set<const TaskBase*> kept;
+  std::vector<TaskHandle<T>> out;
+  out.reserve(hs.size());
+  for (auto& h : hs) {
+    if (!h || kept.insert(&h.base()).second) out.push_back(std::move(h));
+  }
+  return out;
 }
 
 // The wait itself, over type-erased tasks. Lives in wait()'s frame.
@@ -166,6 +188,7 @@ template <class T>
 Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen when = ALL_COMPLETED,
                          std::optional<Duration> timeout = std::nullopt) {
   if (tasks.empty()) throw std::invalid_argument("wait: the set of tasks is empty");
+  tasks = detail::unique_handles(std::move(tasks));
   {
     detail::WaitCore core(detail::task_bases(tasks), when, timeout);
     co_await core;
@@ -199,7 +222,7 @@ template <class T>
 class AsCompleted {
  public:
   AsCompleted(std::vector<TaskHandle<T>> tasks, std::optional<Duration> timeout)
-      : tasks_(std::move(tasks)), core_(detail::task_bases(tasks_), timeout) {}
+      : tasks_(detail::unique_handles(std::move(tasks))), core_(detail::task_bases(tasks_), timeout) {}
   AsCompleted(const AsCompleted&) = delete;
   AsCompleted& operator=(const AsCompleted&) = delete;
 

@@ -327,3 +327,30 @@ TEST_CASE("cancelling a task in as_completed's next() loses nothing; one next() 
     loop.run_until_complete(main());
   });
 }
+
+// asyncio.wait and as_completed take a set: a task given twice is one task.
+TEST_CASE("wait and as_completed count a task given twice once") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto a = create_task(value_after(5ms, 1));
+      auto b = create_task(value_after(200ms, 2));
+      std::vector hs{a, b, a};
+      auto [done, pending] = co_await wait(hs, FIRST_COMPLETED);
+      CHECK(done.size() == 1);
+      CHECK(pending.size() == 1);
+      CHECK(contains(done, a));
+      CHECK(contains(pending, b));
+
+      std::vector again{b, a, b, a};
+      auto ac = as_completed(again);
+      CHECK(ac.size() == 2);
+      TaskHandle<int> first = co_await ac.next();
+      CHECK(&first.base() == &a.base());  // already done: yielded first
+      TaskHandle<int> second = co_await ac.next();
+      CHECK(&second.base() == &b.base());
+      CHECK(ac.remaining() == 0);
+      CHECK(co_await second == 2);
+    };
+    loop.run_until_complete(main());
+  });
+}
