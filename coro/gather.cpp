@@ -56,7 +56,7 @@ void GatherCore::child_done(TaskBase& t) noexcept {
 }
 
 bool GatherCore::on_cancel(TaskBase& t) noexcept {
-  const std::string& msg = t.cancel_message();
+  const std::string& msg = t.cancel_request_message();
   bool any = false;
   for (Child& c : children_) {
     try {

@@ -86,10 +86,18 @@ bool TaskBase::cancel(std::string msg) {
   // A request already accepted by a hook is on its way with its message;
   // this one is delivered with it (asyncio keeps the first message here:
   // the cancelled future's CancelledError is what Task.__step throws).
-  if (!cancel_accepted_) set_cancel_message(std::move(msg));
-  if (CancelHook* h = hook(); h && h->on_cancel(*this)) {
-    cancel_accepted_ = true;
-    return true;
+  const bool kept = cancel_accepted_;
+  if (!kept) set_cancel_message(std::move(msg));
+  if (CancelHook* h = hook()) {
+    // A hook that passes the request on passes this one's message, also
+    // when the task keeps an earlier one (cancel_request_message()).
+    const std::string* const outer = std::exchange(tls_request_msg_, kept ? &msg : nullptr);
+    const bool accepted = h->on_cancel(*this);
+    tls_request_msg_ = outer;
+    if (accepted) {
+      cancel_accepted_ = true;
+      return true;
+    }
   }
   must_cancel_ = true;
   return true;

@@ -125,6 +125,14 @@ class TaskBase : public detail::Runnable {
   // Rethrows like result() would, without returning a value.
   void check_result();
   const std::string& cancel_message() const noexcept;
+  // For a CancelHook that passes the request on (to an awaited task, a
+  // gather's children, a future): the message of the cancel() being
+  // delivered. Usually cancel_message(); after a first request was accepted
+  // the task keeps that first message, but each later request is passed on
+  // with its own, as asyncio's Task.cancel(msg) forwards msg to _fut_waiter.
+  const std::string& cancel_request_message() const noexcept {
+    return tls_request_msg_ ? *tls_request_msg_ : cancel_message();
+  }
 
   void add_done_waiter(DoneWaiter& w) noexcept;
   void remove_done_waiter(DoneWaiter& w) noexcept;
@@ -253,6 +261,9 @@ class TaskBase : public detail::Runnable {
 
   // initial-exec: read on every step; see detail::tls_next_resume.
   static inline thread_local TaskBase* tls_current_ [[gnu::tls_model("initial-exec")]] = nullptr;
+  // cancel()'s own message while its hook runs, when it differs from the
+  // kept cancel_message() (cancel_request_message()).
+  static inline thread_local const std::string* tls_request_msg_ [[gnu::tls_model("initial-exec")]] = nullptr;
 
   // What most tasks never have: a name of their own and a cancel message.
   // Out of line, so an unnamed, never-cancelled task (one per connection in

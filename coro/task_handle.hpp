@@ -112,7 +112,7 @@ class TaskHandle {
         else return std::move(s_->promise().ref());
       }
     }
-    bool on_cancel(TaskBase& t) noexcept override { return s_->cancel(t.cancel_message()); }
+    bool on_cancel(TaskBase& t) noexcept override { return s_->cancel(t.cancel_request_message()); }
     void on_task_done(TaskBase&) noexcept override {
       woken_ = true;
       waiter_->wake();

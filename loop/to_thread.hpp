@@ -309,7 +309,7 @@ class [[nodiscard]] FutureAwaiter final : public CancelHook, public FutureObserv
     // observer must not fire a second wake-up.
     if (f_.state()->remove_observer(*this)) wake_->release_sender();
     try {
-      f_.cancel(t.cancel_message());  // asyncio: cancels the call if not started
+      f_.cancel(t.cancel_request_message());  // asyncio: cancels the call if not started
     } catch (...) {
     }
     wake_->detach();

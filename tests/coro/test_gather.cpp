@@ -307,3 +307,34 @@ TEST_CASE("a child failing after gather already raised is reported to the loop, 
     CHECK(reports[0].find("late") != std::string::npos);
   });
 }
+
+namespace {
+// Catches two cancels, records their messages, then returns 7.
+Task<int> absorbs_two_cancels(std::vector<std::string>& log) {
+  for (int i = 0; i < 2; ++i) {
+    try {
+      co_await sleep(10s);
+    } catch (const CancelledError& e) {
+      log.push_back(e.message());
+    }
+  }
+  co_return 7;
+}
+}  // namespace
+
+TEST_CASE("each cancel of a task awaiting gather passes its own message to the children") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      auto body = [](std::vector<std::string>& log) -> Task<void> { co_await gather(absorbs_two_cancels(log)); };
+      auto g = create_task(body(log));
+      co_await sleep(1ms);
+      CHECK(g.cancel("one"));
+      co_await sleep(1ms);
+      CHECK(g.cancel("two"));
+      CHECK_THROWS_AS(co_await g, CancelledError);  // asyncio: a gather whose cancel was requested raises
+      CHECK(log == std::vector<std::string>{"one", "two"});
+    };
+    loop.run_until_complete(main());
+  });
+}
