@@ -305,7 +305,7 @@ Task<void> Crawler::emit(const std::string& url, std::string record, const std::
   if (!state_) co_return;
   for (const std::string& target : also_done) {
     std::string copy = record;
-    co_await state_->done(target, std::move(copy));
+    co_await state_->done(target, std::move(copy), /*admitted=*/false);
   }
   co_await state_->done(url, std::move(record));
 }
@@ -585,7 +585,9 @@ Task<int> Crawler::run() {
     // Resume: what was fetched is never fetched again.
     for (const std::string& d : loaded.done) seen_.insert(d);
     resumed_done_ = static_cast<long>(loaded.done.size());
-    scheduled_ = resumed_done_;
+    // The budget counts what the runs before admitted, as this run does: a
+    // redirect target fetched on another URL's behalf is not one of them.
+    scheduled_ = static_cast<long>(loaded.done_admitted);
     for (auto& f : loaded.frontier) {
       if (seen_.insert(f.url).second) {
         ++scheduled_;

@@ -79,10 +79,13 @@ LoadedState CrawlState::load() {
     int rc;
     while ((rc = sqlite3_step(q.s)) == SQLITE_ROW) {
       std::string url(reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0)));
-      if (sqlite3_column_int(q.s, 2) == 0) {
+      // state: 0 queued, 1 fetched, 2 fetched as a redirect target only.
+      const int state = sqlite3_column_int(q.s, 2);
+      if (state == 0) {
         out.frontier.push_back({std::move(url), sqlite3_column_int(q.s, 1)});
       } else {
         out.done.push_back(std::move(url));
+        if (state != 2) ++out.done_admitted;
       }
     }
     if (rc != SQLITE_DONE) fail(path_, rd, "load");
@@ -101,9 +104,9 @@ corio::Task<void> CrawlState::queued(std::string url, int depth) {
   co_await put(std::move(op));
 }
 
-corio::Task<void> CrawlState::done(std::string url, std::string record) {
+corio::Task<void> CrawlState::done(std::string url, std::string record, bool admitted) {
   if (record.empty()) record = "{}";
-  Op op{std::move(url), std::move(record), 0};
+  Op op{std::move(url), std::move(record), 0, admitted};
   co_await put(std::move(op));
 }
 
@@ -121,7 +124,9 @@ void CrawlState::writer_main() {
     Stmt ins(path_, db_,
              "INSERT OR IGNORE INTO urls(url, depth, state, seq) VALUES(?1, ?2, 0, ?3)");
     Stmt fin(path_, db_,
-             "INSERT INTO urls(url, depth, state, seq, record) VALUES(?1, 0, 1, ?3, ?2)"
+             // A URL already in the table was queued, so admitted: state 1
+             // whatever ?4 says.
+             "INSERT INTO urls(url, depth, state, seq, record) VALUES(?1, 0, ?4, ?3, ?2)"
              " ON CONFLICT(url) DO UPDATE SET state = 1, record = ?2");
     // seq orders the frontier for a resumed crawl; counted here, not by a
     // MAX() per insert (that scans the table).
@@ -147,6 +152,7 @@ void CrawlState::writer_main() {
           sqlite3_bind_int(s, 2, op->depth);
         } else {
           sqlite3_bind_text(s, 2, op->record.data(), static_cast<int>(op->record.size()), SQLITE_TRANSIENT);
+          sqlite3_bind_int(s, 4, op->admitted ? 1 : 2);
         }
         sqlite3_bind_int64(s, 3, ++seq);
         if (sqlite3_step(s) != SQLITE_DONE) fail(path_, db_, "write");

@@ -40,6 +40,9 @@ struct LoadedState {
   };
   std::vector<Entry> frontier;    // queued, never fetched: resume from here
   std::vector<std::string> done;  // fetched already: never again
+  // How many of `done` were admitted (counted toward --max-pages): all but
+  // the redirect targets fetched on another URL's behalf (done(…, false)).
+  std::size_t done_admitted = 0;
 };
 
 class CrawlState {
@@ -56,7 +59,10 @@ class CrawlState {
   // A URL entered the frontier (first time seen).
   corio::Task<void> queued(std::string url, int depth);
   // A URL was fetched (or failed for good); record is its JSON line.
-  corio::Task<void> done(std::string url, std::string record);
+  // admitted = false: a redirect target fetched on another URL's behalf,
+  // which never entered the frontier (unless it was queued already, and
+  // then it stays admitted).
+  corio::Task<void> done(std::string url, std::string record, bool admitted = true);
 
   // Flushes and stops the writer thread; rethrows a writer failure. Awaitable
   // (the join runs on the executor). Idempotent.
@@ -69,6 +75,7 @@ class CrawlState {
     std::string url;
     std::string record;  // empty: queued; else done
     int depth = 0;
+    bool admitted = true;  // done ops: see done()
   };
   CrawlState(std::string path, sqlite3* db);
   corio::Task<void> put(Op op);

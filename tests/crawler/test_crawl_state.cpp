@@ -35,8 +35,11 @@ Task<void> first_run(const std::string* path) {
   for (int i = 0; i < 3000; ++i) co_await st->queued("http://h/" + std::to_string(i), i % 5);
   co_await st->queued("http://h/1", 4);  // seen already: ignored
   for (int i = 0; i < 1000; ++i) co_await st->done("http://h/" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}");
+  // Redirect targets: one never queued (not admitted), one queued before (admitted).
+  co_await st->done("http://h/target", "{}", false);
+  co_await st->done("http://h/2999", "{}", false);
   co_await st->close();
-  CHECK(st->rows_written() == 4001);
+  CHECK(st->rows_written() == 4003);
   co_await st->close();  // idempotent
 }
 
@@ -44,12 +47,13 @@ Task<void> second_run(const std::string* path) {
   auto open = [path] { return crawler::CrawlState::open(*path); };
   auto st = co_await corio::to_thread(open);
   crawler::LoadedState s = co_await corio::to_thread([&st] { return st->load(); });
-  CHECK(s.done.size() == 1000);
-  REQUIRE(s.frontier.size() == 2000);
+  CHECK(s.done.size() == 1002);
+  CHECK(s.done_admitted == 1001);  // all but http://h/target
+  REQUIRE(s.frontier.size() == 1999);
   CHECK(s.frontier.front().url == "http://h/1000");  // queue order kept
   CHECK(s.frontier.front().depth == 0);
-  CHECK(s.frontier.back().url == "http://h/2999");
-  CHECK(s.frontier.back().depth == 4);
+  CHECK(s.frontier.back().url == "http://h/2998");
+  CHECK(s.frontier.back().depth == 3);
   co_await st->close();
 }
 
