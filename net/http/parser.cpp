@@ -647,7 +647,11 @@ ParseResult RequestParser::fail(int status, std::string msg) {
 
 ParseResult RequestParser::parse_request_line(std::string_view line) {
   std::size_t i = 0;
-  while (i < line.size() && kChars.tchar[static_cast<unsigned char>(line[i])]) ++i;
+  // Most requests are GETs: one 4-byte compare instead of the tchar loop
+  // (the same verdict: "GET" is tchar, ' ' ends it).
+  if (line.size() >= 4 && eq4(line.data(), "GET ")) i = 3;
+  else
+    while (i < line.size() && kChars.tchar[static_cast<unsigned char>(line[i])]) ++i;
   if (i == 0) return fail(400, "missing method");
   if (i == line.size() || line[i] != ' ') {
     if (i == line.size()) return fail(400, "request line without a target (HTTP/0.9 is not supported)");
