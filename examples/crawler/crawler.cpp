@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -608,16 +609,37 @@ Task<int> Crawler::run() {
   auto all_done = corio::create_task([](corio::Queue<Item>& q) -> Task<void> { co_await q.join(); }(queue_));
   auto stop = corio::create_task([](corio::EventLoop& l) -> Task<void> { co_await l.shutdown_event().wait(); }(loop));
   std::vector<corio::TaskHandle<void>> either{all_done, stop};
-  co_await corio::wait(std::move(either), corio::FIRST_COMPLETED);
-  if (stop.done()) {
-    stopping_ = true;  // in-flight fetches finish and are written; queued ones stay in --state
-    std::fprintf(stderr, "%scrawler: stopping: finishing %ld fetches in flight\n", isatty(2) ? "\n" : "", in_flight_);
-    co_await all_done;
+  // These tasks use this Crawler (its queue, its clients, their streaming
+  // responses), which crawl_main destroys as soon as run() ends: none may
+  // outlive it. A cancel (the shutdown grace period ended) or a worker's
+  // failure leaves the block below with the others still running, so they
+  // are cancelled and awaited before the exception goes on. C++ cannot
+  // co_await in a catch handler: the exception is kept for after the wait.
+  std::exception_ptr failure;
+  try {
+    co_await corio::wait(std::move(either), corio::FIRST_COMPLETED);
+    if (stop.done()) {
+      stopping_ = true;  // in-flight fetches finish and are written; queued ones stay in --state
+      std::fprintf(stderr, "%scrawler: stopping: finishing %ld fetches in flight\n", isatty(2) ? "\n" : "", in_flight_);
+      co_await all_done;
+    }
+    stop.cancel();
+    queue_.shutdown();
+    for (auto& w : workers) co_await w;
+  } catch (...) {
+    failure = std::current_exception();
   }
-  stop.cancel();
-  queue_.shutdown();
-  for (auto& w : workers) co_await w;
-  prog.cancel();
+  std::vector<corio::TaskHandle<void>> rest = workers;
+  rest.insert(rest.end(), {prog, all_done, stop});
+  for (auto& t : rest) t.cancel();
+  for (auto& t : rest) {
+    try {
+      co_await t;
+    } catch (...) {
+      // Cancelled, or a second worker failure: the first one is reported.
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
   errno = 0;
   if ((out_ != stdout ? std::fclose(out_) : std::fflush(stdout)) != 0 || (out_ == stdout && std::ferror(stdout))) {
     output_failed(errno);

@@ -146,6 +146,7 @@ Counts g_counts;
 // /down are linked from nowhere.)
 constexpr std::size_t kCountingSiteUrls = 1 + 60 + 90 + 2 + 1 + 5;
 std::atomic<int> g_down_hits{0};  // read by run_child's thread
+std::atomic<int> g_trickle_hits{0};  // the same, for /trickle
 int g_robots_503 = 0;  // robots.txt answers 503 this many more times (-1: always)
 
 Task<http::Response> counting_handler(http::Request& req) {
@@ -167,6 +168,19 @@ Task<http::Response> counting_handler(http::Request& req) {
   if (auto it = redirects.find(path); it != redirects.end()) {
     http::Response r = http::Response::error(302);
     r.set_header("Location", it->second);
+    co_return r;
+  }
+  if (path == "/trickle") {  // linked from nowhere: a body that takes a minute, a byte at a time
+    ++g_trickle_hits;
+    http::Response r;
+    r.content_type = "text/html";
+    r.stream = [](http::BodyWriter& w) -> Task<void> {
+      for (int i = 0; i < 600; ++i) {
+        w.write("x");
+        co_await w.drain();
+        co_await sleep(100ms);
+      }
+    };
     co_return r;
   }
   if (path == "/down") {  // linked from nowhere
@@ -208,6 +222,7 @@ struct Run {
   std::string output;
   std::size_t interrupt_after = 0;
   int interrupt_after_down = 0;  // or SIGINT once /down was fetched this many times
+  bool interrupt_after_trickle = false;  // or SIGINT once /trickle was asked for
   int robots_503 = 0;  // the counting server's robots.txt answers 503 this many times (-1: always)
   int status = -1;
   std::string err;
@@ -217,6 +232,10 @@ void run_child(Run& r) {
   test::ChildProcess c(r.argv);
   if (r.interrupt_after_down > 0) {
     for (int i = 0; i < 3000 && g_down_hits < r.interrupt_after_down; ++i) usleep(1'000);
+    c.signal(SIGINT);
+  } else if (r.interrupt_after_trickle) {
+    for (int i = 0; i < 3000 && g_trickle_hits == 0; ++i) usleep(1'000);
+    usleep(200'000);  // a few bytes of the body arrived: the fetch is in read_body
     c.signal(SIGINT);
   } else if (r.interrupt_after > 0) {
     for (int i = 0; i < 3000; ++i) {
@@ -418,6 +437,31 @@ TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it"
     CHECK(r.err.find("crawler: cannot write /dev/full: No space left on device") != std::string::npos);
     // It stopped at the failure instead of crawling the whole site.
     CHECK(g_counts.fetches.size() < kCountingSiteUrls);
+  });
+}
+
+TEST_CASE("a fetch still running when the shutdown grace period ends is cancelled before the crawler goes") {
+  // The grace period (--timeout + 2 s) ends while /trickle's body still
+  // arrives (each byte within --timeout). The main task was cancelled and
+  // destroyed the crawler and its HTTP clients while the workers still ran;
+  // the loop then cancelled the worker, whose streaming response checked its
+  // connection into the freed client: a heap-use-after-free (ASan), or a
+  // crash, instead of exit status 130.
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  int port = test::free_tcp_port();
+  Run r;
+  r.argv = {dir + "/crawler/crawler", "http://127.0.0.1:" + std::to_string(port) + "/trickle", "--timeout", "0.5",
+            "--retries", "0", "--output", "/dev/null", "--quiet"};
+  r.interrupt_after_trickle = true;
+  test::on_each_backend([&](EventLoop& loop) {
+    g_trickle_hits = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    test::run_bounded(loop, with_counting_server(port, {&r}));
+    CHECK_MESSAGE(r.status == 130, r.err);
+    CHECK_MESSAGE(r.err.find("Sanitizer") == std::string::npos, r.err);
+    CHECK(r.err.find("crawler: stopping: finishing 1 fetches in flight") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // the grace period, not the minute-long body
   });
 }
 
