@@ -30,6 +30,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <typeinfo>
 #include <unordered_set>
 #include <vector>
 
@@ -99,7 +100,22 @@ struct Hops {
   std::vector<std::string> claimed;
   std::string error;  // why the last redirect was not followed, if that was an error
   bool deferred = false;  // not followed: the target's robots.txt is unavailable
+  // When the last hop's exchange (head and body) must be over: --timeout
+  // after its request started.
+  Clock::time_point deadline;
 };
+
+// `work` if it ends by `deadline`, else TimeoutError ("request timed out"): at
+// the deadline it is cancelled, which closes the response's connection.
+template <class T>
+Task<T> within(Clock::time_point deadline, Task<T> work) {
+  try {
+    co_return co_await corio::timeout(deadline - Clock::now()).run(std::move(work));
+  } catch (const corio::TimeoutError& e) {
+    if (typeid(e) != typeid(corio::TimeoutError)) throw;  // the client's own ReadTimeout says more
+  }
+  throw corio::TimeoutError("request timed out");
+}
 
 // The pause before retry `attempt + 1`: 0.25 s, doubled each time.
 std::chrono::duration<double> backoff(int attempt) {
@@ -342,7 +358,11 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, Ho
       const http::Url here = http::Url::parse(at);
       co_await take_slot(host_for(here), slot);
     }
-    http::ClientResponse r = co_await pages_->stream("GET", at);
+    // --timeout bounds the whole exchange, not only each read: a server that
+    // trickles its head or body, a byte within every read timeout, would
+    // otherwise hold the worker for as long as it likes.
+    hops.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.timeout));
+    http::ClientResponse r = co_await within(hops.deadline, pages_->stream("GET", at));
     const int st = r.status;
     const std::string location(r.header("Location"));
     if (!http::is_redirect(st) || location.empty()) co_return r;
@@ -391,7 +411,7 @@ Task<http::ClientResponse> Crawler::fetch_following(const std::string& start, Ho
     }
     if (!own) hops.claimed.push_back(target);
     try {
-      co_await r.read_body(64 * 1024);  // a small redirect body: the connection can be reused
+      co_await within(hops.deadline, r.read_body(64 * 1024));  // a small redirect body: the connection can be reused
     } catch (const http::BodyTooLarge&) {
     }
     at = target;
@@ -436,7 +456,7 @@ Task<void> Crawler::crawl_one(Item item) {
         std::string body;
         bool too_big = false;
         try {
-          body = co_await r.read_body(o_.max_bytes);
+          body = co_await within(hops.deadline, r.read_body(o_.max_bytes));
         } catch (const http::BodyTooLarge&) {
           too_big = true;
         }

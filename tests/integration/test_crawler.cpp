@@ -170,12 +170,12 @@ Task<http::Response> counting_handler(http::Request& req) {
     r.set_header("Location", it->second);
     co_return r;
   }
-  if (path == "/trickle") {  // linked from nowhere: a body that takes a minute, a byte at a time
+  if (path == "/trickle") {  // linked from nowhere: a body that takes 15 s, a byte at a time
     ++g_trickle_hits;
     http::Response r;
     r.content_type = "text/html";
     r.stream = [](http::BodyWriter& w) -> Task<void> {
-      for (int i = 0; i < 600; ++i) {
+      for (int i = 0; i < 150; ++i) {
         w.write("x");
         co_await w.drain();
         co_await sleep(100ms);
@@ -461,7 +461,30 @@ TEST_CASE("a fetch still running when the shutdown grace period ends is cancelle
     CHECK_MESSAGE(r.status == 130, r.err);
     CHECK_MESSAGE(r.err.find("Sanitizer") == std::string::npos, r.err);
     CHECK(r.err.find("crawler: stopping: finishing 1 fetches in flight") != std::string::npos);
-    CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // the grace period, not the minute-long body
+    CHECK(std::chrono::steady_clock::now() - t0 < 12s);  // the grace period, not the 15 s body
+  });
+}
+
+TEST_CASE("--timeout bounds a whole exchange: a body that trickles in is a timeout, not a stalled crawl") {
+  // Each byte of /trickle arrives well within --timeout, so the client's
+  // read timeout never fires: the page took the body's whole 15 s.
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  TempDir tmp;
+  int port = test::free_tcp_port();
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/trickle";
+  Run r;
+  r.output = tmp.path + "/out.jsonl";
+  r.argv = {dir + "/crawler/crawler", url, "--timeout", "0.5", "--retries", "1", "--output", r.output, "--quiet"};
+  test::on_each_backend([&](EventLoop& loop) {
+    g_trickle_hits = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    test::run_bounded(loop, with_counting_server(port, {&r}));
+    CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+    CHECK_MESSAGE(r.status == 0, r.err);
+    CHECK(g_trickle_hits == 2);  // a timeout is retried
+    const std::string line = line_for(r.output, url);
+    CHECK_MESSAGE(line.find("\"error\":\"request timed out\"") != std::string::npos, line);
   });
 }
 
