@@ -9,6 +9,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "coro/errors.hpp"
 #include "coro/exception_group.hpp"
@@ -66,6 +67,19 @@ inline Task<int> value_then_cancel(const TaskHandle<void>* victim, int v) {
   co_await sleep(std::chrono::seconds(0));
   EventLoop::current().call_soon([victim] { victim->cancel("late"); });
   co_return v;
+}
+
+// Catches two cancels, records their messages, then returns 7: a child that
+// stays alive to receive a second cancel (each one's message is logged).
+inline Task<int> absorbs_two_cancels(std::vector<std::string>& log) {
+  for (int i = 0; i < 2; ++i) {
+    try {
+      co_await sleep(std::chrono::seconds(10));
+    } catch (const CancelledError& e) {
+      log.push_back(e.message());
+    }
+  }
+  co_return 7;
 }
 
 // Awaits t and returns what it threw (nullptr if it returned).

@@ -308,25 +308,11 @@ TEST_CASE("a child failing after gather already raised is reported to the loop, 
   });
 }
 
-namespace {
-// Catches two cancels, records their messages, then returns 7.
-Task<int> absorbs_two_cancels(std::vector<std::string>& log) {
-  for (int i = 0; i < 2; ++i) {
-    try {
-      co_await sleep(10s);
-    } catch (const CancelledError& e) {
-      log.push_back(e.message());
-    }
-  }
-  co_return 7;
-}
-}  // namespace
-
 TEST_CASE("each cancel of a task awaiting gather passes its own message to the children") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
       std::vector<std::string> log;
-      auto body = [](std::vector<std::string>& log) -> Task<void> { co_await gather(absorbs_two_cancels(log)); };
+      auto body = [](std::vector<std::string>& log) -> Task<void> { co_await gather(test::absorbs_two_cancels(log)); };
       auto g = create_task(body(log));
       co_await sleep(1ms);
       CHECK(g.cancel("one"));

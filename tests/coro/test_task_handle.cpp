@@ -349,27 +349,13 @@ TEST_CASE("a task awaiting its own handle gets InvalidStateError instead of hang
   });
 }
 
-namespace {
-// Catches two cancels, records their messages, then returns 7.
-Task<int> absorbs_two_cancels(std::vector<std::string>& log) {
-  for (int i = 0; i < 2; ++i) {
-    try {
-      co_await sleep(10s);
-    } catch (const CancelledError& e) {
-      log.push_back(e.message());
-    }
-  }
-  co_return 7;
-}
-}  // namespace
-
 // asyncio's Task.cancel(msg) passes msg to the awaited task each time; the
 // awaiting task keeps only its first message for itself.
 TEST_CASE("each cancel of a task awaiting another passes its own message on") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
       std::vector<std::string> log;
-      auto inner = create_task(absorbs_two_cancels(log), "inner");
+      auto inner = create_task(test::absorbs_two_cancels(log), "inner");
       auto outer_body = [](TaskHandle<int> in) -> Task<int> { co_return co_await in; };
       auto outer = create_task(outer_body(inner), "outer");
       co_await sleep(1ms);
