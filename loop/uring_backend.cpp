@@ -46,10 +46,13 @@ static_assert(kCqeBuffer == IORING_CQE_F_BUFFER && kCqeMore == IORING_CQE_F_MORE
 // trim() drops the buffers' pages (MADV_DONTNEED: the next receive into one
 // faults in a zeroed page). Safe only when the kernel cannot be writing into
 // any buffer and no received bytes wait in one: with DEFER_TASKRUN the
-// kernel copies received data only inside this thread's io_uring_enter, and
-// every filled buffer is copied out and recycled while its CQE is reaped —
-// so between a wait that reaped everything and the next one, every buffer
-// is empty and idle.
+// kernel copies received data only inside this thread's io_uring_enter, so
+// between a wait that reaped everything and the next one the kernel writes
+// none; and no buffer is lent (lent(): every buffer a reaped CQE named was
+// recycled). Streams recycle while the CQE is reaped, but a receiver may
+// keep a buffer across loop turns (the fault-injection layer holds
+// completions for up to 2 ms): trimming then would zero bytes it has not
+// copied out yet, and the stream would read zeros in their place.
 class BufferRing final : public ProvidedBuffers {
  public:
   static constexpr unsigned kSize = 16 * 1024;
@@ -100,7 +103,12 @@ class BufferRing final : public ProvidedBuffers {
     io_uring_buf_ring_advance(br_, 1);
     dirty_ = true;
     ++recycles_;
+    --lent_;
   }
+  // A reaped CQE named a buffer: its receiver owns it until recycle().
+  void lend() noexcept { ++lent_; }
+  // Buffers named by reaped CQEs and not recycled yet.
+  std::uint64_t lent() const noexcept { return lent_; }
   void disable() noexcept override { disabled_ = true; }
   bool disabled() const noexcept { return disabled_; }
   // Some buffer was written since the last trim().
@@ -121,6 +129,7 @@ class BufferRing final : public ProvidedBuffers {
   bool disabled_ = false;
   bool dirty_ = false;
   std::uint64_t recycles_ = 0;
+  std::uint64_t lent_ = 0;
 };
 
 // How long nothing must have been received before the pool is trimmed.
@@ -264,12 +273,17 @@ class UringBackend final : public Backend {
     (void)r;
     reap();
     if (trim_due_) {
-      // Every CQE is reaped, so every filled buffer was copied out and given
-      // back; with nothing given back since the timer was armed, none holds
-      // bytes and the kernel writes none until our next io_uring_enter.
+      // Every CQE is reaped, and every buffer they named is back (lent() is
+      // 0: none holds bytes a receiver has yet to copy out); with nothing
+      // given back since the timer was armed, nothing was received for the
+      // whole period, and the kernel writes none until our next io_uring_enter.
       trim_due_ = false;
-      if (pbufs_->recycles() == recycles_at_arm_ && io_uring_sq_ready(&ring_) == 0) pbufs_->trim();
-      // Otherwise data came in: the next wait arms a new timer (still dirty).
+      if (pbufs_->recycles() == recycles_at_arm_ && pbufs_->lent() == 0 && io_uring_sq_ready(&ring_) == 0) {
+        pbufs_->trim();
+      }
+      // Otherwise data came in, or a receiver still holds a buffer: the next
+      // wait arms a new timer (still dirty), and the pool is trimmed once it
+      // is idle with every buffer back.
     }
   }
 
@@ -332,6 +346,7 @@ class UringBackend final : public Backend {
           continue;
         }
         auto* op = reinterpret_cast<IoOp*>(ud);
+        if (cqe->flags & IORING_CQE_F_BUFFER) pbufs_->lend();  // until its receiver recycles it
         op->result = cqe->res;
         op->cqe_flags = cqe->flags;
         if (!(cqe->flags & IORING_CQE_F_MORE) && !op->internal) --in_flight_;
