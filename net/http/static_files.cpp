@@ -62,15 +62,18 @@ std::string_view strip_weak(std::string_view t) noexcept {
   return t;
 }
 
-// If-None-Match: "*" or a list of entity tags, compared weakly (RFC 9110 §13.1.2).
-bool none_match(std::string_view header, std::string_view etag) noexcept {
+// Whether an If-Match / If-None-Match value ("*" or a list of entity tags)
+// names `etag`: weakly compared for If-None-Match (W/"x" matches "x"),
+// strongly for If-Match (a weak tag matches nothing) (RFC 9110 §8.8.3.2).
+bool tag_listed(std::string_view header, std::string_view etag, bool strong) noexcept {
   std::string_view h = header;
   while (!h.empty()) {
     std::size_t comma = h.find(',');
     std::string_view e = h.substr(0, comma);
     while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
     while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
-    if (e == "*" || strip_weak(e) == strip_weak(etag)) return true;
+    if (e == "*") return true;
+    if (strong ? e == etag && strip_weak(e) == e : strip_weak(e) == strip_weak(etag)) return true;
     if (comma == std::string_view::npos) break;
     h.remove_prefix(comma + 1);
   }
@@ -322,10 +325,26 @@ Response file_response(const Request& req, std::string_view root) {
   r.set_header("Last-Modified", last_modified);
   r.set_header("Accept-Ranges", "bytes");
 
-  std::string_view inm = req.header("if-none-match");
+  // The preconditions in RFC 9110 §13.2.2's order. If-Match (or, without
+  // it, If-Unmodified-Since) failing is 412: a client that made its request
+  // depend on the version it holds must not get another one. Then
+  // If-None-Match (or, without it, If-Modified-Since) → 304.
+  bool failed = false;
+  if (req.head().has_header("if-match")) {
+    failed = !tag_listed(req.header("if-match"), etag, true);
+  } else if (std::string_view ius = req.header("if-unmodified-since"); !ius.empty()) {
+    const long long t = parse_http_date(ius);  // an invalid date is ignored (§13.1.4)
+    failed = t >= 0 && st.st_mtim.tv_sec > t;
+  }
+  if (failed) {
+    Response f = Response::error(412);
+    f.set_header("ETag", etag);
+    f.set_header("Last-Modified", last_modified);
+    return f;
+  }
   bool not_modified = false;
   if (req.head().has_header("if-none-match")) {
-    not_modified = none_match(inm, etag);
+    not_modified = tag_listed(req.header("if-none-match"), etag, false);
   } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
     long long t = parse_http_date(ims);
     not_modified = t >= 0 && st.st_mtim.tv_sec <= t;

@@ -9,8 +9,10 @@
 //   leaves the root is refused (404, as if absent). A directory serves its
 //   index.html; "/dir" without the slash redirects (301) to "/dir/".
 // - Validators: a strong ETag (modification time and size) and
-//   Last-Modified. If-None-Match (weak comparison, "*") wins over
-//   If-Modified-Since; a match answers 304.
+//   Last-Modified, with the preconditions in RFC 9110 §13.2.2's order:
+//   If-Match (strong comparison, "*"), or without it If-Unmodified-Since,
+//   failing answers 412; then If-None-Match (weak comparison, "*"), or
+//   without it If-Modified-Since, matching answers 304.
 // - Range: one "bytes=" range (a-b, a-, -n) answers 206 with Content-Range; an
 //   unsatisfiable one 416; several ranges, or an If-Range that does not match,
 //   get the whole file (200). Accept-Ranges: bytes.

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
@@ -79,6 +81,66 @@ Task<void> if_modified_since_in_every_format(std::string root) {
     std::string before = before_text;
     CAPTURE(before);
     CHECK(co_await status_with(c, url, "If-Modified-Since", before) == 200);
+  }
+  EventLoop::current().request_shutdown();
+  co_await wait_for(server, 5s);
+}
+
+// If-Match and If-Unmodified-Since (RFC 9110 §13.2.2): a failed one is 412
+// before anything else is looked at; If-Match takes precedence over
+// If-Unmodified-Since, and both over If-None-Match's 304.
+Task<void> preconditions_fail_with_412(std::string root) {
+  std::uint16_t port = 0;
+  http::ServeOptions o;
+  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
+  auto server = create_task(http::serve(http::static_files(root), "127.0.0.1", 0, o), "http server");
+  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(port != 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/old.txt";
+  http::Client c;
+  auto plain = co_await c.get(url);
+  REQUIRE(plain.status == 200);
+  const std::string etag(plain.header("ETag"));
+  REQUIRE(etag.size() > 2);
+  REQUIRE(etag.front() == '"');
+  const std::string same = "Sun, 06 Nov 1994 08:49:37 GMT", before = "Sun, 06 Nov 1994 08:49:36 GMT";
+  struct Case {
+    std::vector<std::pair<std::string, std::string>> fields;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      // If-Match: strong comparison; "*" matches the file that exists.
+      {{{"If-Match", etag}}, 200},
+      {{{"If-Match", "*"}}, 200},
+      {{{"If-Match", "\"nope\", " + etag}}, 200},
+      {{{"If-Match", "\"nope\""}}, 412},
+      {{{"If-Match", "W/" + etag}}, 412},
+      // If-Unmodified-Since: modified after the date fails; an invalid date is ignored.
+      {{{"If-Unmodified-Since", same}}, 200},
+      {{{"If-Unmodified-Since", before}}, 412},
+      {{{"If-Unmodified-Since", "yesterday"}}, 200},
+      // Precedence: If-Match decides, If-Unmodified-Since is then not evaluated.
+      {{{"If-Match", etag}, {"If-Unmodified-Since", before}}, 200},
+      {{{"If-Match", "\"nope\""}, {"If-Unmodified-Since", same}}, 412},
+      // 412 before 304; a precondition that holds leaves If-None-Match its 304.
+      {{{"If-Match", "\"nope\""}, {"If-None-Match", etag}}, 412},
+      {{{"If-Unmodified-Since", before}, {"If-Modified-Since", same}}, 412},
+      {{{"If-Match", etag}, {"If-None-Match", etag}}, 304},
+      // A Range request whose precondition fails gets 412, not the range.
+      {{{"If-Match", "\"nope\""}, {"Range", "bytes=0-2"}}, 412},
+      {{{"If-Match", etag}, {"Range", "bytes=0-2"}}, 206},
+  };
+  for (const Case& k : cases) {
+    http::HeaderList h;
+    std::string shown;
+    for (const auto& [n, v] : k.fields) {
+      h.emplace_back(n, v);
+      shown += n + ": " + v + "; ";
+    }
+    CAPTURE(shown);
+    auto r = co_await c.get(url, h);
+    CHECK(r.status == k.status);
+    if (k.status == 412) CHECK(r.body.find("Precondition Failed") != std::string::npos);
   }
   EventLoop::current().request_shutdown();
   co_await wait_for(server, 5s);
@@ -175,4 +237,9 @@ TEST_CASE("format_http_date writes every field with its leading zeros, and clamp
 TEST_CASE("If-Modified-Since is honoured in the IMF-fixdate, RFC 850 and asctime formats") {
   Root root;
   test::on_each_backend([&](EventLoop& loop) { test::run_bounded(loop, if_modified_since_in_every_format(root.dir)); });
+}
+
+TEST_CASE("If-Match and If-Unmodified-Since that fail answer 412, in RFC 9110's order") {
+  Root root;
+  test::on_each_backend([&](EventLoop& loop) { test::run_bounded(loop, preconditions_fail_with_412(root.dir)); });
 }
