@@ -49,6 +49,23 @@ const char* kUsage =
     "Client commands: first line = your name, /nick NAME, /who, /quit.\n"
     "The first line on stdout is \"listening on HOST:PORT\".\n";
 
+// A client-chosen name as the operator's log shows it: control bytes (an
+// escape sequence would drive the operator's terminal) and backslashes are
+// written as \xNN, so the line is the client's bytes, unambiguously.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      char b[5];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 struct Member {
   explicit Member(StreamWriter& w) : writer(&w) {}
   std::string name;  // empty until the client named itself: it gets no broadcasts yet
@@ -106,7 +123,7 @@ class Room {
  private:
   void drop(Member& m) {
     m.dropped = true;
-    std::fprintf(stderr, "chat_server: dropped %s (%s): outgoing queue over %zu bytes\n", m.name.c_str(),
+    std::fprintf(stderr, "chat_server: dropped %s (%s): outgoing queue over %zu bytes\n", printable(m.name).c_str(),
                  m.writer->peer_address().to_string().c_str(), max_queue_);
     // Its reader sees EOF, so its handler ends and leaves the room; its
     // sender wakes up and stops.
@@ -184,7 +201,7 @@ Task<void> chat_client(Room& room, StreamReader& reader, StreamWriter& writer) {
       try {
         if (announce) room.broadcast("* " + name + " left\n", nullptr);
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "chat_server: announcing that %s left: %s\n", name.c_str(), e.what());
+        std::fprintf(stderr, "chat_server: announcing that %s left: %s\n", printable(name).c_str(), e.what());
       }
     }
   } leave{room, me};

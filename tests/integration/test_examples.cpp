@@ -292,7 +292,7 @@ namespace {
 struct ChatLog {
   std::string lines;     // everything bob received
   int from_alice = 0;    // "alice: …" lines seen by bob
-  bool saw_drop = false; // "* slow was dropped (not reading)"
+  bool saw_drop = false; // "* slow\x1b[2J was dropped (not reading)"
   bool saw_left = false; // "* alice left"
 };
 
@@ -302,7 +302,7 @@ Task<void> bob_reads(StreamReader& r, ChatLog& log) {
     if (line.empty()) co_return;
     log.lines += line;
     if (line.rfind("alice: ", 0) == 0) ++log.from_alice;
-    if (line == "* slow was dropped (not reading)\n") log.saw_drop = true;
+    if (line == "* slow\x1b[2J was dropped (not reading)\n") log.saw_drop = true;
     if (line == "* alice left\n") log.saw_left = true;
   }
 }
@@ -322,7 +322,9 @@ Task<void> chat_scenario(std::uint16_t port) {
   Socket slow = Socket::create(AF_INET, SOCK_STREAM);
   slow.set_option(SOL_SOCKET, SO_RCVBUF, 4096);
   co_await slow.connect(SocketAddress::parse("127.0.0.1", port));
-  co_await slow.send_all("slow\n");
+  // Its name holds an escape sequence (clear screen): relayed to the other
+  // clients as chat is, but not to the operator's terminal (stderr).
+  co_await slow.send_all("slow\x1b[2J\n");
 
   StreamPair alice = co_await join(port, "alice");
   StreamPair bob = co_await join(port, "bob");
@@ -376,7 +378,8 @@ TEST_CASE("chat_server drops a client that does not read, and the others never s
     test::run_bounded(loop, chat_scenario(port), 90s);
     chat.signal(SIGTERM);
     CHECK(chat.wait_exit(20s) == 143);
-    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
+    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow\\x1b[2J (127.0.0.1:") == 0, chat.err());
+    CHECK(chat.err().find('\x1b') == std::string::npos);
     CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
   });
 }
@@ -435,7 +438,9 @@ Task<void> chat_burst_scenario(std::uint16_t port) {
   Socket slow = Socket::create(AF_INET, SOCK_STREAM);
   slow.set_option(SOL_SOCKET, SO_RCVBUF, 4096);
   co_await slow.connect(SocketAddress::parse("127.0.0.1", port));
-  co_await slow.send_all("slow\n");
+  // Its name holds an escape sequence (clear screen): relayed to the other
+  // clients as chat is, but not to the operator's terminal (stderr).
+  co_await slow.send_all("slow\x1b[2J\n");
 
   StreamPair alice = co_await join(port, "alice");
   StreamPair bob = co_await join(port, "bob");
@@ -474,7 +479,8 @@ TEST_CASE("chat_server relays a 1000-line burst to a reading client in full and 
     test::run_bounded(loop, chat_burst_scenario(port), 90s);
     chat.signal(SIGTERM);
     CHECK(chat.wait_exit(20s) == 143);
-    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow (127.0.0.1:") == 0, chat.err());
+    CHECK_MESSAGE(chat.err().find("chat_server: dropped slow\\x1b[2J (127.0.0.1:") == 0, chat.err());
+    CHECK(chat.err().find('\x1b') == std::string::npos);
     CHECK(chat.err().find("outgoing queue over 65536 bytes") != std::string::npos);
     CHECK_MESSAGE(chat.err().find("dropped bob") == std::string::npos, chat.err());
     CHECK_MESSAGE(chat.err().find("dropped alice") == std::string::npos, chat.err());
