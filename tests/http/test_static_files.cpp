@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,17 +56,30 @@ Task<int> status_with(http::Client& c, const std::string& url, const std::string
   co_return (co_await c.get(url, h)).status;
 }
 
+// static_files(root) served on a free loopback port, and the URL of its
+// old.txt. The caller ends it with request_shutdown() and awaits the task.
+struct FileServer {
+  TaskHandle<void> task;
+  std::string url;
+};
+
+Task<FileServer> serve_old_txt(std::string root) {
+  auto port = std::make_shared<std::uint16_t>(0);  // on_listening may outlive this frame
+  http::ServeOptions o;
+  o.on_listening = [port](const SocketAddress& a) { *port = a.port(); };
+  FileServer s{create_task(http::serve(http::static_files(std::move(root)), "127.0.0.1", 0, o), "http server"), {}};
+  for (int i = 0; i < 500 && *port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(*port != 0);
+  s.url = "http://127.0.0.1:" + std::to_string(*port) + "/old.txt";
+  co_return s;
+}
+
 // Every format a recipient must accept (RFC 9110 §5.6.7) makes the same
 // comparison with the file's time: not modified since that second, modified
 // since the one before; a date that fits no format is ignored.
 Task<void> if_modified_since_in_every_format(std::string root) {
-  std::uint16_t port = 0;
-  http::ServeOptions o;
-  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
-  auto server = create_task(http::serve(http::static_files(root), "127.0.0.1", 0, o), "http server");
-  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(port != 0);
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/old.txt";
+  FileServer server = co_await serve_old_txt(std::move(root));
+  const std::string url = server.url;
   http::Client c;
   auto plain = co_await c.get(url);
   CHECK(plain.status == 200);
@@ -83,20 +97,15 @@ Task<void> if_modified_since_in_every_format(std::string root) {
     CHECK(co_await status_with(c, url, "If-Modified-Since", before) == 200);
   }
   EventLoop::current().request_shutdown();
-  co_await wait_for(server, 5s);
+  co_await wait_for(server.task, 5s);
 }
 
 // If-Match and If-Unmodified-Since (RFC 9110 §13.2.2): a failed one is 412
 // before anything else is looked at; If-Match takes precedence over
 // If-Unmodified-Since, and both over If-None-Match's 304.
 Task<void> preconditions_fail_with_412(std::string root) {
-  std::uint16_t port = 0;
-  http::ServeOptions o;
-  o.on_listening = [&port](const SocketAddress& a) { port = a.port(); };
-  auto server = create_task(http::serve(http::static_files(root), "127.0.0.1", 0, o), "http server");
-  for (int i = 0; i < 500 && port == 0; ++i) co_await sleep(2ms);
-  REQUIRE(port != 0);
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/old.txt";
+  FileServer server = co_await serve_old_txt(std::move(root));
+  const std::string url = server.url;
   http::Client c;
   auto plain = co_await c.get(url);
   REQUIRE(plain.status == 200);
@@ -143,7 +152,7 @@ Task<void> preconditions_fail_with_412(std::string root) {
     if (k.status == 412) CHECK(r.body.find("Precondition Failed") != std::string::npos);
   }
   EventLoop::current().request_shutdown();
-  co_await wait_for(server, 5s);
+  co_await wait_for(server.task, 5s);
 }
 
 }  // namespace
