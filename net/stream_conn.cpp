@@ -348,7 +348,13 @@ void StreamConn::fail_write(int err) noexcept {
   if (write_err_) return;  // a send failed first: drain() reports that
   write_err_ = static_cast<std::uint8_t>(err);
   filter_write_err_ = true;
-  drop_write_buffers();  // unless a send is in flight: then write_done() drops them
+  // What is queued was encoded before the failure (and, before a filter
+  // was attached, written in plain): it still goes out, so the peer reads
+  // the filter's last word (TLS's fatal alert) instead of a reset or a bare
+  // EOF, also when a send is in flight or the kernel cannot take it yet.
+  // write() and append_raw() take nothing more (sends_stopped() stays false
+  // until a send fails or abort()).
+  if (!writing_) pump_writes();  // frees the write state if nothing is queued
   update_pause();
 }
 
@@ -406,7 +412,7 @@ void StreamConn::pump_writes() noexcept {
     aborted_ = true;
     drop_write_buffers();
   }
-  while (w_ && !writing_ && !write_err_ && !aborted_) {
+  while (w_ && !writing_ && !sends_stopped()) {
     WriteState& w = *w_;
     if (w.sending.empty()) {
       if (w.pending.empty()) break;
@@ -444,7 +450,10 @@ void StreamConn::on_send_result(int r) noexcept {
     aborted_ = true;  // abort() or loop teardown: the rest is dropped, nobody failed
     drop_write_buffers();
   } else if (r != -EAGAIN && r != -EINTR) {
-    write_err_ = static_cast<std::uint8_t>(-r);  // EPIPE, ECONNRESET, …: the connection is lost
+    // EPIPE, ECONNRESET, …: the connection is lost. After a filter's
+    // failure its error stays the story (throw_write_error); either way the
+    // rest of its flush is dropped (no send in flight: w_ goes now).
+    write_err_ = static_cast<std::uint8_t>(-r);
     drop_write_buffers();
   }
 }
@@ -468,8 +477,9 @@ void StreamConn::write_done(IoOp* op) noexcept {
   self->writing_ = false;
   self->on_send_result(op->result);
   // Nothing more will be sent (pump_writes stops): what is left goes now.
-  // A write error may predate this send (the filter's, fail_write).
-  if (self->aborted_ || self->write_err_) self->drop_write_buffers();
+  // (A filter's failure, fail_write, alone does not stop the sends: what it
+  // encoded before is still flushed.)
+  if (self->sends_stopped()) self->drop_write_buffers();
   self->pump_writes();
   self->release();  // the send's reference; may free self
 }
@@ -523,7 +533,7 @@ void StreamConn::abort() noexcept {
 
 void StreamConn::maybe_finish_close() noexcept {
   if (!closing_ || closed_ || reading_ || writing_) return;
-  if (buffered() > 0 && !write_err_ && !aborted_) return;  // still flushing; the next completion calls again
+  if (buffered() > 0 && !sends_stopped()) return;  // still flushing; the next completion calls again
   closed_ = true;
   close_socket();
   read_side_changed();

@@ -34,6 +34,9 @@
 // - The bytes a send points into (w_->sending) are never modified
 //   until its completion arrives; write() appends to w_->pending, and the
 //   two swap only when sending is fully sent. Bytes stay in order.
+// - Queued bytes are dropped only once sends_stopped() (abort(), a failed
+//   send). A filter's failure (fail_write) refuses new bytes but still
+//   sends those queued: they carry its alert.
 // - The receive buffer does not move while a plain recv is in flight
 //   (ByteBuffer); a multishot recv never writes into it.
 // - The socket is closed exactly once, only with no operation in flight:
@@ -197,6 +200,13 @@ class StreamConn {
   bool paused() const noexcept { return paused_; }
   int write_error() const noexcept { return write_err_; }
   [[noreturn]] void throw_write_error() const;
+  // Nothing more goes to the socket: abort() (or the loop's teardown), or a
+  // failed send, dropped what was queued. After a filter's failure
+  // (fail_write) write_error() is set, but what the filter had encoded
+  // before it is still sent while w_ holds it; nothing can be queued after
+  // it, so once w_ is gone (all sent, or a failed send dropped the rest:
+  // write_err_ then holds the send's errno) the sends have stopped too.
+  bool sends_stopped() const noexcept { return aborted_ || (write_err_ && !(filter_write_err_ && w_)); }
   // abort() (or the loop's teardown) dropped whatever was still queued: bytes
   // written may never have reached the peer. Not after a close that sent
   // everything (abort() then finds the stream closed and does nothing).
@@ -262,8 +272,11 @@ class StreamConn {
   }
   // For the filter: nothing more can be encoded (err: an errno for
   // write_error(); the filter throws the details). The connection is lost
-  // for writing as after a failed send: queued bytes are dropped, write()
-  // drops new ones and drain() throws, also one waiting now.
+  // for writing as after a failed send — write() drops new bytes, and
+  // drain() throws, also one waiting now — except that the bytes already
+  // queued (encoded before the failure: TLS's fatal alert) are still sent,
+  // so the peer learns why. close() waits for them as for any queued bytes;
+  // abort() or a failed send drops them.
   void fail_write(int err) noexcept;
 
  private:
@@ -380,7 +393,9 @@ class StreamConn {
   bool closing_ : 1 = false;
   bool aborted_ : 1 = false;
   bool closed_ : 1 = false;
-  bool filter_write_err_ : 1 = false;  // write_err_ is the filter's (fail_write): it has the details
+  // write_err_ is the filter's (fail_write): it has the details, and the
+  // bytes queued before it are still sent (sends_stopped()).
+  bool filter_write_err_ : 1 = false;
 
   // The peer of an IPv4/IPv6 connection (family 0 otherwise): messages
   // name it even after a reset, when the kernel no longer knows it. A

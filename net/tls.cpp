@@ -376,12 +376,12 @@ void TlsFilter::write(StreamConn& conn, const char* p, std::size_t n) {
 void TlsFilter::fail(StreamConn& conn, int err) noexcept {
   failed_ = true;
   conn.fail_read(err);  // keeps the socket's error if it came first
-  // The alert OpenSSL queued goes out before the write side is lost (unless
-  // a send is in flight: then it is dropped with the rest, as asyncio's
-  // transport drops its buffer on a fatal SSL error).
   conn.flush_raw();
   // No record can be encoded any more: without this, write() would hand
   // bytes to encrypt(), which drops them, and drain() would return normally.
+  // The records already queued, ending with the alert OpenSSL queued, are
+  // still sent, also when a send is in flight or delayed (fail_write keeps
+  // them): the peer's error names the alert instead of a reset or an EOF.
   conn.fail_write(conn.read_error());
 }
 

@@ -650,7 +650,12 @@ Task<void> Connection::lingering_close() {
 Task<void> Connection::finish_sending() {
   if (!c_->closing() || c_->closed() || c_->buffered() == 0) co_return;
   c_->set_write_limits(0, 0);  // drain() then waits for an empty buffer (or the close)
-  while (!c_->closed() && c_->buffered() > 0 && !c_->write_error()) {
+  // sends_stopped(), not write_error(): this server's connections carry no
+  // filter today, but after a filter's failure (TLS) write_error() is set
+  // while what it queued, its alert last, is still being sent; that flush
+  // gets the same bounded linger instead of going on unbounded after this
+  // task.
+  while (!c_->closed() && c_->buffered() > 0 && !c_->sends_stopped()) {
     if (!co_await send_wait([c = c_] { return c->wait_drain(); }, Phase::linger, s_->opts.keep_alive_timeout)) {
       c_->abort();
       co_return;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "coro/event.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "coro/timeout.hpp"
@@ -633,6 +634,141 @@ Task<void> failed_session_fails_drain(std::shared_ptr<TlsContext> sctx, std::sha
 TEST_CASE("after the session failed (garbage from the peer), drain() throws the TlsError instead of dropping writes silently") {
   test::on_each_backend([](EventLoop& loop) {
     test::run_bounded(loop, failed_session_fails_drain(server_ctx(), client_ctx()));
+  });
+}
+
+// Makes the kernel hold little of what a socket sends or receives (a few
+// hundred KiB between both ends), so that a bulk write keeps a send in
+// flight until the peer reads. Not less: with 16 KiB, set before any data
+// flowed, loopback TCP (its MSS is 64 KiB) moved the 8 MiB below at about
+// 0.2 MB/s, 37 s a run.
+void small_socket_buffers(const StreamWriter& w) {
+  int n = 64 * 1024;
+  CHECK(::setsockopt(w.socket().fd(), SOL_SOCKET, SO_SNDBUF, &n, sizeof n) == 0);
+  CHECK(::setsockopt(w.socket().fd(), SOL_SOCKET, SO_RCVBUF, &n, sizeof n) == 0);
+}
+
+// A record header no TLS stack accepts (a 64 KiB record): the server's
+// session fails with an alert as soon as these five bytes are read, and no
+// byte is left unread (which would make the server's close a reset).
+const std::string kBadRecordHeader("\x17\x03\x03\xff\xff", 5);
+constexpr std::size_t kBulk = 8 * 1024 * 1024;
+
+// Writes kBulk bytes at once (far more than the socket buffers hold: the
+// client reads only one byte until told to), then reads until the client's
+// bad record fails the session: the alert is queued behind a send in flight.
+// `queued`: what was still buffered then (the premise: not 0).
+Task<void> bulk_then_failed_session(StreamReader& r, StreamWriter& w, Event* failed, std::string* what,
+                                    std::size_t* queued) {
+  (void)co_await r.readline();
+  small_socket_buffers(w);
+  w.write(std::string(kBulk, 'b'));
+  try {
+    while (!(co_await r.read(100)).empty()) {
+    }
+    *what = "EOF";
+  } catch (const TlsError& e) {
+    *what = e.what();
+  }
+  *queued = w.write_buffer_size();
+  failed->set();
+}
+
+Task<void> wait_set(Event* e) { co_await e->wait(); }
+
+Task<void> alert_after_send_in_flight(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
+  Event failed;
+  std::string server_what;
+  std::size_t queued = 0;
+  ClientHandler h = [&failed, &server_what, &queued](StreamReader& r, StreamWriter& w) {
+    return bulk_then_failed_session(r, w, &failed, &server_what, &queued);
+  };
+  Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
+  auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
+  small_socket_buffers(w);
+  w.write("hello\n");
+  co_await w.drain();
+  std::size_t got = (co_await wait_for(r.readexactly(1), 5s)).size();  // the bulk send is under way
+  CHECK(::send(w.socket().fd(), kBadRecordHeader.data(), kBadRecordHeader.size(), MSG_NOSIGNAL) == 5);
+  co_await wait_for(wait_set(&failed), 5s);
+  CHECK(server_what.find("TLS read from") != std::string::npos);
+  CHECK(queued > 0u);  // the alert waits behind bytes the kernel has not taken
+  // Everything encrypted before the failure arrives, then the alert.
+  std::string reason;
+  try {
+    for (;;) {
+      std::string part = co_await wait_for(r.read(65536), 5s);
+      if (part.empty()) break;
+      got += part.size();
+    }
+  } catch (const TlsError& e) {
+    reason = e.reason();
+  }
+  CHECK(got == kBulk);
+  CHECK(reason.find("alert") != std::string::npos);
+  w.close();
+  co_await wait_for(w.wait_closed(), 5s);
+}
+
+TEST_CASE("a TLS session that fails while a send is in flight still sends what it encrypted, then its alert") {
+  test::on_each_backend([](EventLoop& loop) {
+    test::run_bounded(loop, alert_after_send_in_flight(server_ctx(), client_ctx()));
+  });
+}
+
+// As bulk_then_failed_session, but the client never reads on: close() waits
+// for the failed session's flush as for any queued bytes (the peer may still
+// read), and abort() is what ends it, at once.
+Task<void> failed_session_close_then_abort(StreamReader& r, StreamWriter& w, Event* done,
+                                           std::vector<std::string>* log) {
+  (void)co_await r.readline();
+  small_socket_buffers(w);
+  w.write(std::string(kBulk, 'b'));
+  try {
+    while (!(co_await r.read(100)).empty()) {
+    }
+    log->push_back("EOF");
+  } catch (const TlsError&) {
+    log->push_back("failed");
+  }
+  w.close();
+  try {
+    co_await wait_for(w.wait_closed(), 100ms);
+    log->push_back("closed by close()");
+  } catch (const TimeoutError&) {
+    log->push_back("still flushing");
+  }
+  w.abort();
+  try {
+    co_await wait_for(w.wait_closed(), 2s);
+    log->push_back("closed by abort()");
+  } catch (const TimeoutError&) {
+    log->push_back("abort() did not close");
+  }
+  done->set();
+}
+
+Task<void> failed_session_abort_bounds_close(std::shared_ptr<TlsContext> sctx, std::shared_ptr<TlsContext> cctx) {
+  Event done;
+  std::vector<std::string> log;
+  ClientHandler h = [&done, &log](StreamReader& r, StreamWriter& w) {
+    return failed_session_close_then_abort(r, w, &done, &log);
+  };
+  Server server = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
+  auto [r, w] = co_await open_connection("127.0.0.1", server.port(), tls_to(cctx));
+  small_socket_buffers(w);
+  w.write("hello\n");
+  co_await w.drain();
+  (void)co_await wait_for(r.readexactly(1), 5s);  // the bulk send is under way
+  CHECK(::send(w.socket().fd(), kBadRecordHeader.data(), kBadRecordHeader.size(), MSG_NOSIGNAL) == 5);
+  co_await wait_for(wait_set(&done), 5s);
+  CHECK(log == std::vector<std::string>{"failed", "still flushing", "closed by abort()"});
+  w.abort();
+}
+
+TEST_CASE("a failed TLS session's close() waits for its flush like any queued bytes, and abort() ends it when the peer never reads") {
+  test::on_each_backend([](EventLoop& loop) {
+    test::run_bounded(loop, failed_session_abort_bounds_close(server_ctx(), client_ctx()));
   });
 }
 
