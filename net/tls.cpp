@@ -136,9 +136,11 @@ namespace detail {
 //   lets the handshake task run; user writes are held in early_ and
 //   encrypted, in order, right after it.
 // - After a failure (failed_) no record is produced any more: close() sends
-//   no close_notify (the alert OpenSSL queued was the goodbye). Once
-//   established, a failure ends both sides of the connection (fail()):
-//   reads and drain() throw it, so no write is dropped unnoticed.
+//   no close_notify (the alert OpenSSL queued was the goodbye). A failure
+//   ends both sides of the connection (fail(); for a handshake that failed,
+//   timed out or was cancelled, abandon()): reads and drain() throw it, so
+//   no write is dropped unnoticed, nor held for a handshake that will never
+//   finish.
 class TlsFilter final : public StreamFilter {
  public:
   TlsFilter(StreamConn& c, std::shared_ptr<TlsContext> ctx, SSL* ssl) : conn_(&c), ctx_(std::move(ctx)), ssl_(ssl) {}
@@ -158,6 +160,12 @@ class TlsFilter final : public StreamFilter {
   // One handshake step: true when done. Throws TlsError, or the socket's
   // OSError when the connection itself failed.
   bool handshake_step();
+  // The handshake will never finish (it failed, timed out or was
+  // cancelled; `e` says so): the bytes written meanwhile (early_, never
+  // encrypted) are dropped, and reads and drain() throw `e` from now on.
+  // What is already queued for the socket, ending with the alert of a
+  // failed handshake, is still sent (fail()).
+  void abandon(std::exception_ptr e) noexcept;
 
   ByteBuffer& raw_input() noexcept override { return raw_; }
   void on_input(StreamConn& conn) noexcept override;
@@ -371,6 +379,13 @@ void TlsFilter::write(StreamConn& conn, const char* p, std::size_t n) {
   }
   (void)conn;
   encrypt(p, n);
+}
+
+void TlsFilter::abandon(std::exception_ptr e) noexcept {
+  if (state_ == State::established) return;  // only a handshake is abandoned
+  std::string().swap(early_);
+  if (!error_) error_ = std::move(e);
+  fail(*conn_, EPROTO);
 }
 
 void TlsFilter::fail(StreamConn& conn, int err) noexcept {
@@ -616,19 +631,32 @@ Task<void> run_handshake(StreamConn* c, TlsFilter* f) {
 
 Task<void> tls_handshake(StreamConn* c, std::shared_ptr<TlsContext> ctx, std::string server_hostname,
                          Duration timeout) {
-  TlsFilter* f = attach(c, ctx, server_hostname);
+  TlsFilter* f = attach(c, ctx, server_hostname);  // lives as long as c, which the caller holds
   bool timed_out = false;
+  // Whatever ends the handshake early also ends the session (abandon()), so
+  // that a write() after a failed start_tls() is not held for a handshake
+  // that never comes and drain() does not report it sent.
   try {
     co_await corio::timeout(timeout).run(run_handshake(c, f));
   } catch (const TimeoutError&) {
     timed_out = true;
+  } catch (const CancelledError&) {
+    std::string peer = c->peer().empty() ? c->socket().describe() : c->peer().to_string();
+    f->abandon(std::make_exception_ptr(
+        ConnectionAbortedError(ECONNABORTED, "TLS handshake with " + peer + ": cancelled; the connection is unusable")));
+    throw;
+  } catch (...) {
+    f->abandon(std::current_exception());
+    throw;
   }
   if (timed_out) {
     std::string peer = c->peer().empty() ? c->socket().describe() : c->peer().to_string();
     if (!server_hostname.empty()) peer += " (" + server_hostname + ")";
-    throw TlsHandshakeTimeout("TLS handshake with " + peer + ": timed out after " +
-                              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
-                              " ms");
+    TlsHandshakeTimeout e("TLS handshake with " + peer + ": timed out after " +
+                          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                          " ms");
+    f->abandon(std::make_exception_ptr(e));
+    throw e;
   }
 }
 

@@ -211,8 +211,17 @@ struct StartTlsOptions {
 // the reader are taken as the start of the handshake; bytes already written
 // are sent before it. Afterwards the same reader and writer carry TLS.
 // On failure (TlsError, an OSError, TlsHandshakeTimeout) the connection is
-// unusable: close it. Must not be called twice or while a read is waiting.
-// Cancellation: CancelledError; the connection is unusable (close it).
+// unusable: close it. Until then reads and drain() throw that same error
+// (write() drops its bytes, as after a failed session; so are bytes written
+// during the handshake): nothing written is held back for a handshake that
+// will never finish. What was already queued for the socket (bytes written
+// before start_tls(), the handshake's records and the alert that ends it)
+// is still sent, so the peer's handshake error names the alert; close()
+// waits for it, abort() drops it. Must not be called twice or while a read
+// is waiting.
+// Cancellation: CancelledError; the connection is unusable (close it):
+// reads and drain() throw ConnectionAbortedError "TLS handshake with <peer>:
+// cancelled; the connection is unusable".
 Task<void> start_tls(StreamReader& reader, StreamWriter& writer, std::shared_ptr<TlsContext> ctx,
                      StartTlsOptions opts = StartTlsOptions());
 

@@ -525,6 +525,92 @@ TEST_CASE("a client gets TlsError from a server that answers garbage and a timeo
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, client_meets_bad_servers()); });
 }
 
+// After start_tls() failed, the connection must not pretend to work: a
+// write() is not held back for a handshake that will never finish, and
+// drain() and a read throw the handshake's error.
+Task<void> expect_failed_session(StreamReader& r, StreamWriter& w, std::string* drain_what, std::string* read_what) {
+  w.write("after the failed handshake\n");
+  try {
+    co_await wait_for(w.drain(), 5s);
+    *drain_what = "drain returned";
+  } catch (const TlsHandshakeTimeout& e) {  // the handshake's, not wait_for's
+    *drain_what = e.what();
+  } catch (const TimeoutError& e) {
+    *drain_what = std::string("timeout: ") + e.what();
+  } catch (const OSError& e) {
+    *drain_what = e.what();
+  }
+  try {
+    std::string got = co_await wait_for(r.read(100), 5s);
+    *read_what = "read returned '" + got + "'";
+  } catch (const TlsHandshakeTimeout& e) {
+    *read_what = e.what();
+  } catch (const TimeoutError& e) {
+    *read_what = std::string("timeout: ") + e.what();
+  } catch (const OSError& e) {
+    *read_what = e.what();
+  }
+}
+
+Task<void> writes_after_failed_start_tls() {
+  Server garbage = co_await start_server(send_garbage, "127.0.0.1", 0);
+  auto cctx = client_ctx();
+  {
+    auto [r, w] = co_await open_connection("127.0.0.1", garbage.port());
+    std::string handshake_what;
+    try {
+      co_await start_tls(r, w, cctx, {.server_hostname = "localhost"});
+    } catch (const TlsError& e) {
+      handshake_what = e.what();
+    }
+    REQUIRE(handshake_what.find("TLS handshake with") != std::string::npos);
+    std::string drain_what, read_what;
+    co_await expect_failed_session(r, w, &drain_what, &read_what);
+    CHECK(drain_what == handshake_what);
+    CHECK(read_what == handshake_what);
+    w.close();
+    co_await wait_for(w.wait_closed(), 5s);
+  }
+  Server staller = co_await start_server(stall, "127.0.0.1", 0);
+  {
+    auto [r, w] = co_await open_connection("127.0.0.1", staller.port());
+    std::string handshake_what;
+    try {
+      co_await start_tls(r, w, cctx, {.server_hostname = "localhost", .handshake_timeout = 200ms});
+    } catch (const TlsHandshakeTimeout& e) {
+      handshake_what = e.what();
+    }
+    REQUIRE(handshake_what.find("timed out after 200 ms") != std::string::npos);
+    std::string drain_what, read_what;
+    co_await expect_failed_session(r, w, &drain_what, &read_what);
+    CHECK(drain_what == handshake_what);
+    CHECK(read_what == handshake_what);
+    w.abort();
+  }
+  {
+    // Cancelled (here by wait_for): the CancelledError is the caller's; the
+    // connection reports that its handshake was abandoned.
+    auto [r, w] = co_await open_connection("127.0.0.1", staller.port());
+    bool timed_out = false;
+    try {
+      co_await wait_for(start_tls(r, w, cctx, {.server_hostname = "localhost", .handshake_timeout = 60s}), 200ms);
+    } catch (const TimeoutError&) {
+      timed_out = true;
+    }
+    REQUIRE(timed_out);
+    std::string drain_what, read_what;
+    co_await expect_failed_session(r, w, &drain_what, &read_what);
+    CHECK(drain_what.find("TLS handshake with 127.0.0.1:") != std::string::npos);
+    CHECK(drain_what.find("cancelled; the connection is unusable") != std::string::npos);
+    CHECK(read_what == drain_what);
+    w.abort();
+  }
+}
+
+TEST_CASE("after start_tls() failed, drain() and reads throw its error instead of holding writes for a handshake that never finishes") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, writes_after_failed_start_tls()); });
+}
+
 // A raw client: sends `bytes` then waits for the server to hang up.
 Task<std::string> raw_client(std::uint16_t port, std::string bytes) {
   auto [r, w] = co_await open_connection("127.0.0.1", port);
@@ -770,6 +856,74 @@ TEST_CASE("a failed TLS session's close() waits for its flush like any queued by
   test::on_each_backend([](EventLoop& loop) {
     test::run_bounded(loop, failed_session_abort_bounds_close(server_ctx(), client_ctx()));
   });
+}
+
+// A handshake record carrying a ServerHello, sent to a server: it fails the
+// server's handshake with an unexpected_message alert once these nine bytes
+// are read (none is left unread).
+const std::string kServerHelloToServer("\x16\x03\x01\x00\x04\x02\x00\x00\x00", 9);
+
+// Queues kBulk plain bytes the client does not read yet, then start_tls()
+// as the server: the handshake fails while that send is in flight, so the
+// alert waits behind it. Then writes and drains as a user would.
+// `queued`: what was still buffered when start_tls() failed (the premise:
+// not 0).
+Task<void> bulk_then_failed_start_tls(StreamReader& r, StreamWriter& w, std::shared_ptr<TlsContext> ctx, Event* failed,
+                                      std::vector<std::string>* whats, std::size_t* queued) {
+  small_socket_buffers(w);
+  w.write(std::string(kBulk, 'p'));
+  std::string handshake_what;
+  try {
+    co_await start_tls(r, w, ctx);
+  } catch (const TlsError& e) {
+    handshake_what = e.what();
+  }
+  *queued = w.write_buffer_size();
+  std::string drain_what, read_what;
+  co_await expect_failed_session(r, w, &drain_what, &read_what);
+  *whats = {handshake_what, drain_what, read_what};
+  failed->set();
+}
+
+Task<void> failed_server_start_tls(std::shared_ptr<TlsContext> sctx) {
+  Event failed;
+  std::vector<std::string> whats;
+  std::size_t queued = 0;
+  ClientHandler h = [&failed, &whats, &queued, sctx](StreamReader& r, StreamWriter& w) {
+    return bulk_then_failed_start_tls(r, w, sctx, &failed, &whats, &queued);
+  };
+  Server server = co_await start_server(h, "127.0.0.1", 0);
+  auto [r, w] = co_await open_connection("127.0.0.1", server.port());
+  small_socket_buffers(w);
+  CHECK(::send(w.socket().fd(), kServerHelloToServer.data(), kServerHelloToServer.size(), MSG_NOSIGNAL) == 9);
+  co_await wait_for(wait_set(&failed), 5s);
+  REQUIRE(whats.size() == 3u);
+  CHECK(queued > 0u);  // the alert waits behind bytes the kernel has not taken
+  CHECK(whats[0].find("TLS handshake with 127.0.0.1:") != std::string::npos);
+  CHECK(whats[1] == whats[0]);  // drain() after write()
+  CHECK(whats[2] == whats[0]);  // a read
+  // The plain bytes queued before start_tls(), then the server's alert
+  // record (content type 21, length 2, level fatal), then the end.
+  std::string got;
+  try {
+    for (;;) {
+      std::string part = co_await wait_for(r.read(65536), 5s);
+      if (part.empty()) break;
+      got += part;
+    }
+  } catch (const ConnectionResetError&) {
+    got += "[reset]";
+  }
+  REQUIRE(got.size() >= kBulk + 7);
+  CHECK(got.compare(0, kBulk, std::string(kBulk, 'p')) == 0);
+  std::string tail = got.substr(kBulk);
+  CHECK(tail.size() == 7u);
+  CHECK(tail[0] == '\x15');
+  CHECK(tail.substr(3, 3) == std::string("\x00\x02\x02", 3));
+}
+
+TEST_CASE("a server whose start_tls() failed with a send in flight still sends its alert, and its drain() throws the handshake's error") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, failed_server_start_tls(server_ctx())); });
 }
 
 // ---- real peers: openssl s_server, curl ----------------------------------------------------
