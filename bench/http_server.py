@@ -69,7 +69,7 @@ def free_port():
 
 
 def server_cmd(name, port, work):
-    hs = os.path.join(saved.BUILD, "examples", "http_server")
+    hs = os.path.join(os.environ.get("CORIO_BUILD", saved.BUILD), "examples", "http_server")
     if name == "corio-uring":
         return ["env", "CORIO_BACKEND=io_uring", hs, "--port", str(port)]
     if name == "corio-epoll":
@@ -324,6 +324,9 @@ def main():
              f"interleaved rounds, foreign CPU during runs median {median(fg) or 0:.0f} %, max {max(fg or [0]):.0f} %) "
              f"plus wrk -H 'Connection: close' against nginx and corio ({a.rounds} rounds × {int(a.dur)} s, "
              f"server CPU = utime + stime)"
+             + ("; corio built with profile-guided optimisation (`scripts/build_pgo.sh`), the peers as "
+                "../shared/peers builds them" if os.environ.get("PGO") == "1" else
+                "; corio built by `scripts/build_release.sh` (no PGO)")
              + (f"; wrk errors in the close runs: {err}" if err else "") + ".")
     table = "\n".join(lines) + "\n\n" + "\n".join(checks)
     print(table)

@@ -13,15 +13,23 @@
 #   bench/http_server.sh --save           full run (~12 min), saves the JSON
 #   DUR=5 ROUNDS=1 bench/http_server.sh   any run.sh knob passes through
 #
-# Builds corio in release mode in build-release/ first. Quote ratios from one
-# run only: the machine is shared.
+# Builds corio first: with profile-guided optimisation in build-pgo/
+# (scripts/build_pgo.sh: release flags, trained on a 15 s run of its own;
+# the notes under the table say so), or with PGO=0 as a plain release build
+# in build-release/. Quote ratios from one run only: the machine is shared.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
-BUILD="$ROOT/build-release"
 export PEERS_BUILD="${PEERS_BUILD:-${TMPDIR:-/tmp}/corio-peers}"
-
-"$ROOT/scripts/build_release.sh" "$BUILD" examples/http_server
+export PGO="${PGO:-1}"
+if [[ $PGO == 1 ]]; then
+  BUILD="$ROOT/build-pgo"
+  "$ROOT/scripts/build_pgo.sh" "$BUILD" examples/http_server
+else
+  BUILD="$ROOT/build-release"
+  "$ROOT/scripts/build_release.sh" "$BUILD" examples/http_server
+fi
+export CORIO_BUILD="$BUILD"  # bench/http_server.py runs the same binary
 
 HS="$BUILD/examples/http_server"
 export SERVERS="${SERVERS:-c-uring c-epoll nginx asio-epoll corio-uring corio-epoll}"

@@ -68,6 +68,9 @@ def echo(results):
     notes = (f"`bench/peers_echo.sh` ({rounds} interleaved rounds, server pinned to CPU 0, client on CPU 1). "
              "Messages per server CPU-second, corio ÷ peer, from the medians above (and the median of the "
              "per-round ratios): " + " · ".join(lines) + ".")
+    build = os.path.join(results, "corio_build.txt")
+    if os.path.exists(build):
+        notes += " " + open(build).read().strip().capitalize() + "; the peers as ../shared/peers builds them."
     series = {NAMES[s]: 1e6 / med[(s, conns[0])] for s in servers}
     return {"name": "echo", "title": f"TCP echo, 64-byte ping-pong: messages per server CPU-second (N={conns[0]})",
             "date": run_date(results), "machine": saved.machine(), "unit": "messages per server CPU-second",
