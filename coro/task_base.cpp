@@ -136,20 +136,35 @@ void TaskBase::check_result() {
   if (auto e = exception()) std::rethrow_exception(e);
 }
 
+// The list is FIFO, as asyncio runs done callbacks in the order they were
+// added: tasks awaiting one task resume in the order they started waiting.
+// The head's prev_ names the last node, so appending is O(1).
 void TaskBase::add_done_waiter(DoneWaiter& w) noexcept {
   DoneWaiter* head = waiters();
-  w.prev_ = nullptr;
-  w.next_ = head;
-  if (head) head->prev_ = &w;
-  set_waiters(&w);
+  w.next_ = nullptr;
   w.linked_ = true;
+  if (!head) {
+    w.prev_ = &w;
+    set_waiters(&w);
+    return;
+  }
+  DoneWaiter* last = head->prev_;
+  last->next_ = &w;
+  w.prev_ = last;
+  head->prev_ = &w;
 }
 
 void TaskBase::remove_done_waiter(DoneWaiter& w) noexcept {
   if (!w.linked_) return;
-  if (w.prev_) w.prev_->next_ = w.next_;
-  else set_waiters(w.next_);
-  if (w.next_) w.next_->prev_ = w.prev_;
+  DoneWaiter* head = waiters();
+  if (&w == head) {
+    set_waiters(w.next_);
+    if (w.next_) w.next_->prev_ = w.prev_;  // the last node
+  } else {
+    w.prev_->next_ = w.next_;
+    if (w.next_) w.next_->prev_ = w.prev_;
+    else head->prev_ = w.prev_;  // w was the last
+  }
   w.next_ = w.prev_ = nullptr;
   w.linked_ = false;
 }
@@ -283,8 +298,8 @@ void TaskBase::finish() noexcept {
   // discarded): the word is the queue's link then, and hook() is null anyway.
   if (!queued_) task_hook_ = nullptr;
   on_finished();
-  // Notify in registration order is not promised; unlink each before calling so
-  // a waiter may free itself.
+  // In registration order (asyncio's done callbacks); unlink each before
+  // calling so a waiter may free itself.
   while (DoneWaiter* w = waiters()) {
     remove_done_waiter(*w);
     w->on_task_done(*this);

@@ -52,7 +52,8 @@ class CancelHook {
   ~CancelHook() = default;
 };
 
-// Notified synchronously when a task finishes. Must only post/wake (never run user code).
+// Notified synchronously when a task finishes, in the order the waiters were
+// added (asyncio's done callbacks). Must only post/wake (never run user code).
 class DoneWaiter {
  public:
   virtual void on_task_done(TaskBase& t) noexcept = 0;
@@ -63,7 +64,7 @@ class DoneWaiter {
  private:
   friend class TaskBase;
   DoneWaiter* next_ = nullptr;
-  DoneWaiter* prev_ = nullptr;
+  DoneWaiter* prev_ = nullptr;  // the first node's names the last
   bool linked_ = false;
 };
 

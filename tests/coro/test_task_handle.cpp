@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "coro/shield.hpp"
 #include "coro/sleep.hpp"
 #include "coro/timeout.hpp"
 #include "loop/event_loop.hpp"
@@ -364,6 +365,42 @@ TEST_CASE("each cancel of a task awaiting another passes its own message on") {
       CHECK(outer.cancel("two"));
       CHECK(co_await outer == 7);  // as in asyncio: inner absorbed both, its result comes through
       CHECK(log == std::vector<std::string>{"one", "two"});
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+// asyncio runs a task's done callbacks in the order they were added, so the
+// tasks awaiting it resume in the order they started waiting. Waiters that
+// leave first (a shield cancelled from the middle, then from the end of the
+// list) do not disturb that order for the others, nor for one added after.
+TEST_CASE("tasks awaiting one task resume in the order they started waiting") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<int> log;
+      auto target = create_task(value_after(5ms, 1), "target");
+      auto plain = [](TaskHandle<int> t, int n, std::vector<int>& log) -> Task<void> {
+        co_await t;
+        log.push_back(n);
+      };
+      auto shielded = [](TaskHandle<int> t, int n, std::vector<int>& log) -> Task<void> {
+        co_await shield(t);
+        log.push_back(n);
+      };
+      std::vector<TaskHandle<void>> ws;
+      ws.push_back(create_task(plain(target, 0, log)));
+      ws.push_back(create_task(shielded(target, 1, log)));
+      ws.push_back(create_task(plain(target, 2, log)));
+      ws.push_back(create_task(shielded(target, 3, log)));
+      co_await sleep(0s);  // all four wait now, in that order
+      ws[1].cancel();
+      ws[3].cancel();
+      co_await sleep(0s);  // both left the target's waiters
+      ws.push_back(create_task(plain(target, 4, log)));
+      for (auto& w : ws) (void)co_await test::capture(w);
+      CHECK(ws[1].cancelled());
+      CHECK(ws[3].cancelled());
+      CHECK(log == std::vector<int>{0, 2, 4});
     };
     loop.run_until_complete(main());
   });
