@@ -37,7 +37,8 @@ class InvalidStateError : public std::logic_error {
 
 // A value is out of range for the operation (Python's ValueError): a negative
 // Semaphore value, a Barrier of 0 parties, a BoundedSemaphore released more
-// often than acquired, Queue.task_done() called too many times. Derives from
+// often than acquired, Queue.task_done() called too many times, wait() on an
+// empty set, an ExceptionGroup of no exceptions. Derives from
 // std::invalid_argument so both spellings catch it.
 class ValueError : public std::invalid_argument {
  public:

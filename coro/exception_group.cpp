@@ -8,7 +8,7 @@ namespace corio {
 
 ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
     : message_(std::move(message)), excs_(std::move(exceptions)) {
-  if (excs_.empty()) throw std::invalid_argument("ExceptionGroup: needs at least one exception");
+  if (excs_.empty()) throw ValueError("ExceptionGroup: needs at least one exception");
   for (const auto& e : excs_)
     if (!e) throw std::invalid_argument("ExceptionGroup: null exception_ptr");
   what_ = message_ + " (" + std::to_string(excs_.size()) + (excs_.size() == 1 ? " sub-exception)" : " sub-exceptions)");

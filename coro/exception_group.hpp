@@ -46,8 +46,8 @@ class ExceptionGroup : public std::exception {
  public:
   using const_iterator = std::vector<std::exception_ptr>::const_iterator;
 
-  // Throws std::invalid_argument if `exceptions` is empty or holds a null
-  // pointer (asyncio refuses an empty group too).
+  // Throws ValueError if `exceptions` is empty (as Python does), and
+  // std::invalid_argument if it holds a null pointer (Python: TypeError).
   ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions);
 
   const char* what() const noexcept override { return what_.c_str(); }

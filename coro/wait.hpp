@@ -178,7 +178,7 @@ class AsCompletedCore {
 // Wait until `when` is met or `timeout` passed, then split the handles into
 // done and pending. The tasks are neither cancelled nor awaited for their
 // results (a timeout raises nothing: pending is simply non-empty). Throws
-// std::invalid_argument for an empty vector. If the condition already holds
+// ValueError for an empty vector, as asyncio does. If the condition already holds
 // it returns without suspending.
 // Cancellation: cancelling the awaiting task raises CancelledError in it (also
 // when the cancel arrives after the wait was satisfied but before the task
@@ -187,7 +187,7 @@ class AsCompletedCore {
 template <class T>
 Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen when = ALL_COMPLETED,
                          std::optional<Duration> timeout = std::nullopt) {
-  if (tasks.empty()) throw std::invalid_argument("wait: the set of tasks is empty");
+  if (tasks.empty()) throw ValueError("wait: the set of tasks is empty");
   tasks = detail::unique_handles(std::move(tasks));
   {
     detail::WaitCore core(detail::task_bases(tasks), when, timeout);

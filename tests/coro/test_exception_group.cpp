@@ -75,6 +75,12 @@ TEST_CASE("an empty group or a null exception is refused") {
   CHECK_THROWS_AS(ExceptionGroup("m", {std::exception_ptr{}}), std::invalid_argument);
 }
 
+// Python: ExceptionGroup("m", []) raises ValueError ("second argument
+// (exceptions) must be a non-empty sequence").
+TEST_CASE("an empty group raises ValueError, as Python's does") {
+  CHECK_THROWS_AS(ExceptionGroup("m", {}), ValueError);
+}
+
 TEST_CASE("details() lists every sub-exception, nested groups indented") {
   std::string d = nested().details();
   CHECK(d ==

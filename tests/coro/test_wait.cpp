@@ -167,6 +167,17 @@ TEST_CASE("wait does not raise the tasks' exceptions and refuses an empty set") 
   });
 }
 
+// asyncio.wait(set()) raises ValueError("Set of Tasks/Futures is empty.").
+TEST_CASE("wait on an empty set raises ValueError, as asyncio does") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto e = co_await capture(wait(std::vector<TaskHandle<int>>{}, FIRST_COMPLETED));
+      CHECK(exception_is<ValueError>(e));
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("cancelling a task in wait raises CancelledError in it and leaves the waited tasks alone") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
