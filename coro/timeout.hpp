@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "coro/errors.hpp"
 #include "coro/exception_group.hpp"
@@ -43,6 +44,7 @@
 #include "coro/task.hpp"
 #include "coro/task_base.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/wait.hpp"
 
 namespace corio {
 
@@ -144,23 +146,26 @@ Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> d) {
 // wait_for(handle, d): like above for an already spawned task. At the
 // deadline the task is cancelled and awaited; TimeoutError is raised once it
 // has finished cancelled. With d <= 0 a task already done yields its result;
-// otherwise it is cancelled and awaited at once.
-// Cancellation: cancelling the calling task cancels the awaited task too (as
-// awaiting a TaskHandle does) and raises CancelledError once it finished.
+// otherwise it is cancelled at once and waited for (asyncio's
+// _cancel_and_wait): TimeoutError once it finished cancelled, else its value
+// or exception.
+// Cancellation: with d > 0, cancelling the calling task cancels the awaited
+// task too (as awaiting a TaskHandle does) and raises CancelledError once it
+// finished. With d <= 0 the task is already cancelled: a cancel of the
+// calling task raises CancelledError at once, neither cancelling the task a
+// second time (which would cut its cleanup short) nor waiting for it, as in
+// asyncio.
 template <class T, class Rep, class Period>
 Task<T> wait_for(TaskHandle<T> h, std::chrono::duration<Rep, Period> d) {
   if (d > d.zero()) co_return co_await timeout(d).run(detail::await_handle(std::move(h)));
   if (h.done()) co_return co_await h;
-  TaskBase& me = TaskBase::current_checked("wait_for()");
-  const int before = me.cancelling();
   h.cancel();
-  try {
-    co_return co_await h;
-  } catch (const CancelledError&) {
-    // A cancel of the calling task (it raised the count) is not a timeout.
-    if (me.cancelling() > before) throw;
-  }
-  throw TimeoutError("wait_for: timed out (timeout <= 0)");
+  // wait() leaves the task alone when the calling task is cancelled, where
+  // awaiting the handle would forward the cancel.
+  std::vector<TaskHandle<T>> hs{h};
+  co_await wait(hs);
+  if (h.cancelled()) throw TimeoutError("wait_for: timed out (timeout <= 0)");
+  co_return co_await h;  // done: it swallowed the cancel (value) or failed
 }
 
 // wait_for(awaiter, d) for other movable awaiters, typically

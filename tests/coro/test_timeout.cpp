@@ -491,6 +491,32 @@ TEST_CASE("wait_for with a timeout <= 0: a done task yields its result, a corout
   });
 }
 
+// asyncio's wait_for(task, 0) cancels the task, then awaits a separate future
+// (_cancel_and_wait): a cancel of the caller ends that wait at once and does
+// not reach the task again. A CPython 3.11 run prints ['inner cancelled',
+// 'outer CancelledError inner.done=False', 'inner cleanup done'].
+TEST_CASE("a caller cancelled in wait_for with a timeout <= 0 leaves at once and lets the task finish its cleanup") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      bool finished = false;  // set only if the cleanup's own sleep was not interrupted
+      auto inner = create_task(cancellable_with_cleanup(20ms, finished));
+      co_await sleep(0s);
+      auto outer_body = [](TaskHandle<int> in) -> Task<int> { co_return co_await wait_for(in, 0s); };
+      auto outer = create_task(outer_body(inner));
+      co_await sleep(1ms);  // inner is in its cleanup now
+      CHECK_FALSE(inner.done());
+      outer.cancel("outer");
+      auto e = co_await capture(outer);
+      CHECK(test::cancel_message_of(e) == "outer");
+      CHECK_FALSE(inner.done());  // outer did not wait for the cleanup
+      (void)co_await capture(inner);
+      CHECK(inner.cancelled());
+      CHECK(finished);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("cancelling a task in wait_for cancels the awaited task too and stays a CancelledError") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
