@@ -41,6 +41,9 @@
 //   task_group() returns normally, unless something failed (ExceptionGroup)
 //   or the calling task was also cancelled from outside (CancelledError).
 //   It is idempotent and may be called by the body or by any child.
+// - tg.create_task() takes a Task or, like corio::create_task(), an awaiter
+//   object (tg.create_task(reader.readline()), tg.create_task(shield(h))),
+//   which runs as a child in a frame of its own.
 // - create_task() on a group that is shutting down (a child failed, the body
 //   raised, or the group was cancelled) or has finished throws
 //   InvalidStateError; the Task passed in is destroyed without running.
@@ -87,6 +90,14 @@ class TaskGroup {
     TaskHandle<T> h = corio::create_task(std::move(task), std::move(name));
     adopt(h.base());
     return h;
+  }
+  // An awaiter object (not a Task) as a child, as corio::create_task(awaiter)
+  // runs one: tg.create_task(reader.readline()), like asyncio's
+  // tg.create_task(coro) for any coroutine.
+  template <class A>
+    requires detail::SpawnableAwaiter<A&&>
+  auto create_task(A&& awaiter, std::string name = {}) {
+    return create_task(detail::await_in_task(std::remove_cvref_t<A>(std::move(awaiter))), std::move(name));
   }
 
   // End the group quietly (see the rules above). Idempotent.

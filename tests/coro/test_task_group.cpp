@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "coro/shield.hpp"
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
 #include "loop/event_loop.hpp"
@@ -558,6 +559,39 @@ TEST_CASE("tg.cancel() does not hide an outside cancel nor a child's failure") {
         std::rethrow_exception(c);
       }));
       CHECK(all_are<Boom>(group_of(e)));
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+// asyncio's tg.create_task takes any coroutine; corio::create_task and
+// gather take awaiter objects as well as Tasks, and so does the group's.
+TEST_CASE("a group's create_task takes an awaiter object, as create_task does") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto inner = create_task(value_after(2ms, 5));
+      TaskHandle<int> child;
+      co_await task_group([&](TaskGroup& tg) -> Task<void> {
+        child = tg.create_task(shield(inner), "shielded");
+        co_return;
+      });
+      CHECK(child.done());
+      CHECK(child.name() == "shielded");
+      CHECK(child.result() == 5);
+
+      // The awaiter child is a real child: the group cancels it (the shielded
+      // task keeps running) and refuses a new one once shutting down.
+      auto slow = create_task(value_after(20ms, 6));
+      TaskHandle<int> cancelled;
+      co_await task_group([&](TaskGroup& tg) -> Task<void> {
+        cancelled = tg.create_task(shield(slow));
+        co_await sleep(1ms);
+        tg.cancel();
+        CHECK_THROWS_AS(tg.create_task(shield(slow)), InvalidStateError);
+      });
+      CHECK(cancelled.cancelled());
+      CHECK_FALSE(slow.done());
+      CHECK(co_await slow == 6);
     };
     loop.run_until_complete(main());
   });
