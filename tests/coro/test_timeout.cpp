@@ -499,7 +499,7 @@ TEST_CASE("a caller cancelled in wait_for with a timeout <= 0 leaves at once and
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
       bool finished = false;  // set only if the cleanup's own sleep was not interrupted
-      auto inner = create_task(cancellable_with_cleanup(20ms, finished));
+      auto inner = create_task(cancellable_with_cleanup(100ms, finished));
       co_await sleep(0s);
       auto outer_body = [](TaskHandle<int> in) -> Task<int> { co_return co_await wait_for(in, 0s); };
       auto outer = create_task(outer_body(inner));
@@ -512,6 +512,46 @@ TEST_CASE("a caller cancelled in wait_for with a timeout <= 0 leaves at once and
       (void)co_await capture(inner);
       CHECK(inner.cancelled());
       CHECK(finished);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+// The rest of asyncio's wait_for(task, 0) after _cancel_and_wait: a task
+// that swallows the cancel yields its value, one that fails in its cleanup
+// raises that error (not TimeoutError); a void task works the same way.
+TEST_CASE("wait_for with a timeout <= 0 returns what the cancelled task ended with") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto swallow = []() -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError&) {
+        }
+        co_await sleep(1ms);
+        co_return 7;
+      };
+      auto h = create_task(swallow());
+      co_await sleep(0s);
+      CHECK(co_await wait_for(h, 0s) == 7);
+
+      auto fail = []() -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError&) {
+        }
+        throw Boom("cleanup");
+      };
+      h = create_task(fail());
+      co_await sleep(0s);
+      auto e = co_await capture(wait_for(h, 0s));
+      CHECK(exception_is<Boom>(e));
+
+      auto v = create_task(test::nap(10s));
+      co_await sleep(0s);
+      e = co_await capture(wait_for(v, -1ms));
+      CHECK(exception_is<TimeoutError>(e));
+      CHECK(v.cancelled());
     };
     loop.run_until_complete(main());
   });
