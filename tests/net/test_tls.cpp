@@ -802,6 +802,17 @@ TEST_CASE("a TLS session that fails while a send is in flight still sends what i
   });
 }
 
+// Logs `closed` if w closes within d, else `open`.
+Task<void> log_closed_within(StreamWriter& w, Duration d, std::vector<std::string>* log, const char* closed,
+                             const char* open) {
+  try {
+    co_await wait_for(w.wait_closed(), d);
+    log->push_back(closed);
+  } catch (const TimeoutError&) {
+    log->push_back(open);
+  }
+}
+
 // As bulk_then_failed_session, but the client never reads on: close() waits
 // for the failed session's flush as for any queued bytes (the peer may still
 // read), and abort() is what ends it, at once.
@@ -818,19 +829,9 @@ Task<void> failed_session_close_then_abort(StreamReader& r, StreamWriter& w, Eve
     log->push_back("failed");
   }
   w.close();
-  try {
-    co_await wait_for(w.wait_closed(), 100ms);
-    log->push_back("closed by close()");
-  } catch (const TimeoutError&) {
-    log->push_back("still flushing");
-  }
+  co_await log_closed_within(w, 100ms, log, "closed by close()", "still flushing");
   w.abort();
-  try {
-    co_await wait_for(w.wait_closed(), 2s);
-    log->push_back("closed by abort()");
-  } catch (const TimeoutError&) {
-    log->push_back("abort() did not close");
-  }
+  co_await log_closed_within(w, 2s, log, "closed by abort()", "abort() did not close");
   done->set();
 }
 
