@@ -242,7 +242,7 @@ int full_year(int yy) noexcept {
 
 }  // namespace
 
-long long parse_http_date(std::string_view text) noexcept {
+std::optional<long long> parse_http_date(std::string_view text) noexcept {
   // Hand-made rather than strptime: strptime reads names in the process's
   // LC_TIME locale, case-insensitively, and its %y is not RFC 850's rule.
   DateText d{text};
@@ -252,25 +252,25 @@ long long parse_http_date(std::string_view text) noexcept {
     // rfc850-date: Sunday, 06-Nov-94 08:49:37 GMT
     if (!(d.lit(", ") && d.digits(2, tm.tm_mday) && d.lit("-") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit("-") &&
           d.digits(2, year) && d.lit(" ") && d.time_of_day(tm) && d.lit(" GMT")))
-      return -1;
+      return std::nullopt;
     year = full_year(year);
   } else if (d.one_of(kDayNames)) {
     if (d.lit(", ")) {
       // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
       if (!(d.digits(2, tm.tm_mday) && d.lit(" ") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit(" ") &&
             d.digits(4, year) && d.lit(" ") && d.time_of_day(tm) && d.lit(" GMT")))
-        return -1;
+        return std::nullopt;
     } else {
       // asctime-date: Sun Nov  6 08:49:37 1994 (the day is "SP DIGIT" or 2DIGIT)
       if (!(d.lit(" ") && d.one_of(kMonthNames, &tm.tm_mon) && d.lit(" ") &&
             (d.lit(" ") ? d.digits(1, tm.tm_mday) : d.digits(2, tm.tm_mday)) && d.lit(" ") && d.time_of_day(tm) &&
             d.lit(" ") && d.digits(4, year)))
-        return -1;
+        return std::nullopt;
     }
   } else {
-    return -1;
+    return std::nullopt;
   }
-  if (!d.s.empty() || tm.tm_mday < 1 || tm.tm_mday > 31) return -1;
+  if (!d.s.empty() || tm.tm_mday < 1 || tm.tm_mday > 31) return std::nullopt;
   tm.tm_year = year - 1900;
   return static_cast<long long>(timegm(&tm));
 }
@@ -333,8 +333,8 @@ Response file_response(const Request& req, std::string_view root) {
   if (req.head().has_header("if-match")) {
     failed = !tag_listed(req.header("if-match"), etag, true);
   } else if (std::string_view ius = req.header("if-unmodified-since"); !ius.empty()) {
-    const long long t = parse_http_date(ius);  // an invalid date is ignored (§13.1.4)
-    failed = t >= 0 && st.st_mtim.tv_sec > t;
+    const std::optional<long long> t = parse_http_date(ius);  // an invalid date is ignored (§13.1.4)
+    failed = t && st.st_mtim.tv_sec > *t;
   }
   if (failed) {
     Response f = Response::error(412);
@@ -346,8 +346,8 @@ Response file_response(const Request& req, std::string_view root) {
   if (req.head().has_header("if-none-match")) {
     not_modified = tag_listed(req.header("if-none-match"), etag, false);
   } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
-    long long t = parse_http_date(ims);
-    not_modified = t >= 0 && st.st_mtim.tv_sec <= t;
+    const std::optional<long long> t = parse_http_date(ims);
+    not_modified = t && st.st_mtim.tv_sec <= *t;
   }
   if (not_modified) {
     r.status = 304;

@@ -18,6 +18,7 @@
 //   get the whole file (200). Accept-Ranges: bytes.
 // - Other methods: 405 with Allow.
 // The open/stat calls block briefly (local files, as nginx does).
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,8 +34,9 @@ Handler static_files(std::string root);
 std::string_view content_type_for(std::string_view path) noexcept;
 // HTTP-date ↔ seconds since the epoch. format writes IMF-fixdate; parse also
 // reads the obsolete RFC 850 and asctime forms, as RFC 9110 §5.6.7 requires
-// of recipients, and returns -1 for anything else.
+// of recipients, and returns std::nullopt for anything else (a date before
+// 1970 is negative, not an error).
 std::string format_http_date(long long seconds);
-long long parse_http_date(std::string_view text) noexcept;
+std::optional<long long> parse_http_date(std::string_view text) noexcept;
 
 }  // namespace corio::http

@@ -128,6 +128,8 @@ Task<void> preconditions_fail_with_412(std::string root) {
       {{{"If-Unmodified-Since", same}}, 200},
       {{{"If-Unmodified-Since", before}}, 412},
       {{{"If-Unmodified-Since", "yesterday"}}, 200},
+      // A date before 1970 is a date (the file is newer), not an invalid one.
+      {{{"If-Unmodified-Since", "Wed, 31 Dec 1969 23:59:59 GMT"}}, 412},
       // Precedence: If-Match decides, If-Unmodified-Since is then not evaluated.
       {{{"If-Match", etag}, {"If-Unmodified-Since", before}}, 200},
       {{{"If-Match", "\"nope\""}, {"If-Unmodified-Since", same}}, 412},
@@ -163,6 +165,9 @@ TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and noth
   CHECK(http::parse_http_date("Sun Nov  6 08:49:37 1994") == kExample);
   CHECK(http::parse_http_date("Sun Nov 16 08:49:37 1994") == kExample + 10 * 86400);
   CHECK(http::parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT") == 0);
+  // Before the epoch: a valid date, not the "invalid" answer.
+  CHECK(http::parse_http_date("Wed, 31 Dec 1969 23:59:59 GMT") == -1);
+  CHECK(http::parse_http_date("Sat, 01 Jan 1966 00:00:00 GMT") == -126230400);
   CHECK(http::parse_http_date(http::format_http_date(1700000000)) == 1700000000);
   // A two-digit year more than 50 years ahead is the last such year past.
   std::time_t now = std::time(nullptr);
@@ -172,9 +177,9 @@ TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and noth
   const int ahead = (this_year + 49) % 100, behind = (this_year + 51) % 100;
   char text[64];
   std::snprintf(text, sizeof text, "Monday, 01-Jan-%02d 00:00:00 GMT", ahead);
-  CHECK(http::format_http_date(http::parse_http_date(text)).substr(12, 4) == std::to_string(this_year + 49));
+  CHECK(http::format_http_date(http::parse_http_date(text).value()).substr(12, 4) == std::to_string(this_year + 49));
   std::snprintf(text, sizeof text, "Monday, 01-Jan-%02d 00:00:00 GMT", behind);
-  CHECK(http::format_http_date(http::parse_http_date(text)).substr(12, 4) == std::to_string(this_year + 51 - 100));
+  CHECK(http::format_http_date(http::parse_http_date(text).value()).substr(12, 4) == std::to_string(this_year + 51 - 100));
   for (const char* bad_text : {"", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT",
                           "sun, 06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 94 08:49:37 GMT", "Sun, 32 Nov 1994 08:49:37 GMT",
                           "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Xyz 1994 08:49:37 GMT",
@@ -183,7 +188,7 @@ TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and noth
                           "Sun Nov 06 08:49:37 1994x", "Sunday Nov  6 08:49:37 1994", "Sun Nov  6 08:49:37 94"}) {
     std::string bad = bad_text;
     CAPTURE(bad);
-    CHECK(http::parse_http_date(bad) == -1);
+    CHECK_FALSE(http::parse_http_date(bad).has_value());
   }
 }
 
