@@ -27,35 +27,12 @@ import os
 import random
 import re
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.environ.get("PEERS_DIR", os.path.join(ROOT, "..", "shared", "peers"))
-PEERS_BUILD = os.environ.get("PEERS_BUILD", "/tmp/corio-peers")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            sys.exit(f"ab.py: server exited with status {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"ab.py: nothing listens on port {port} after {timeout:.0f} s")
-
+import http_server as hs  # its Server (start, wait, stop) and wrk runner
 
 def cpu_ns(pid):
     # Every thread of the server (a worker pool counts too).
@@ -69,56 +46,39 @@ def cpu_ns(pid):
     return total
 
 
-class Server:
-    def __init__(self, name, cmd):
-        self.name = name
-        self.port = free_port()
-        argv = shlex.split(cmd.replace("{port}", str(self.port)))
-        self.proc = subprocess.Popen(["taskset", "-c", "0"] + argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port(self.port, self.proc)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def start(name, cmd):
+    return hs.Server(name, lambda port: shlex.split(cmd.replace("{port}", str(port))))
 
 
-def load(args, port, secs):
-    """Runs the load generator for secs; returns the work done per second
-    (requests or messages)."""
+def load(args, srv, secs):
+    """Runs the load generator for secs against srv; returns the work done
+    per second (requests or messages)."""
     if args.mode == "echo":
         # As ../shared/peers/run.sh runs it: connect, 1 s of warm-up, then
         # secs measured; the server's CPU over the whole run counts (its
         # accepts and closes included, as there).
-        client = os.path.join(PEERS_BUILD, "echo_client")
-        out = subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(port), str(args.conns),
+        client = os.path.join(hs.PEERS_BUILD, "echo_client")
+        out = subprocess.run(["taskset", "-c", "1", client, "127.0.0.1", str(srv.port), str(args.conns),
                               str(secs), "64", "1"], capture_output=True, text=True, check=True)
         m = re.search(r"msgs_per_sec=([\d.]+)", out.stdout + out.stderr)
         if not m:
             sys.exit("ab.py: echo_client printed no msgs_per_sec=N:\n" + out.stdout + out.stderr)
         return float(m.group(1))
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.conns}", f"-d{secs}s"]
     if args.mode == "pipelined":
-        cmd += ["-s", os.path.join(PEERS, "src", "pipeline.lua")]
-    cmd.append(f"http://127.0.0.1:{port}/plaintext")
-    if args.mode == "pipelined":
-        cmd += ["--", "16"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
-    if not m:
-        sys.exit("ab.py: wrk printed no Requests/sec:\n" + out)
-    if re.search(r"Non-2xx|Socket errors", out):
-        sys.exit("ab.py: wrk saw errors:\n" + out)
-    return float(m.group(1))
+        n, errors = hs.wrk(srv.url(), args.conns, secs, ["-s", os.path.join(hs.PEERS, "src", "pipeline.lua")], ["16"])
+    else:
+        n, errors = hs.wrk(srv.url(), args.conns, secs)
+    if errors:
+        sys.exit(f"ab.py: wrk saw {errors} socket errors or non-2xx responses")
+    return n / secs
 
 
 def measure(args, srv):
     """Work per server CPU-second: the rate the client saw, over the share
     of a CPU the server used meanwhile."""
-    c0, t0 = cpu_ns(srv.proc.pid), time.monotonic_ns()
-    rate = load(args, srv.port, args.secs)
-    c1, t1 = cpu_ns(srv.proc.pid), time.monotonic_ns()
+    c0, t0 = cpu_ns(srv.p.pid), time.monotonic_ns()
+    rate = load(args, srv, args.secs)
+    c1, t1 = cpu_ns(srv.p.pid), time.monotonic_ns()
     return rate / ((c1 - c0) / (t1 - t0))
 
 
@@ -135,30 +95,28 @@ def main():
         args.conns = 50 if args.mode == "echo" else 256
     if args.mode != "echo" and subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
         sys.exit("ab.py: wrk is needed (scripts/setup.sh installs it)")
-    if args.mode == "echo" and not os.access(os.path.join(PEERS_BUILD, "echo_client"), os.X_OK):
-        sys.exit(f"ab.py: {PEERS_BUILD}/echo_client is missing (run ../shared/peers/run.sh once, "
+    if args.mode == "echo" and not os.access(os.path.join(hs.PEERS_BUILD, "echo_client"), os.X_OK):
+        sys.exit(f"ab.py: {hs.PEERS_BUILD}/echo_client is missing (run ../shared/peers/run.sh once, "
                  "or bench/peers_echo.sh, to build it)")
 
-    servers = []
+    servers = {}
     try:
-        a = Server("A", args.a)
-        servers.append(a)
-        b = Server("B", args.b)
-        servers.append(b)
-        for s in (a, b):
-            load(args, s.port, 1)  # warm-up: caches, the frame allocator, TCP
+        servers["A"] = start("A", args.a)
+        servers["B"] = start("B", args.b)
+        for srv in servers.values():
+            load(args, srv, 1)  # warm-up: caches, the frame allocator, TCP
         ratios, ra, rb = [], [], []
         for i in range(args.pairs):
-            order = (a, b) if i % 2 == 0 else (b, a)
-            got = {s.name: measure(args, s) for s in order}
+            order = ("A", "B") if i % 2 == 0 else ("B", "A")
+            got = {name: measure(args, servers[name]) for name in order}
             ra.append(got["A"])
             rb.append(got["B"])
             ratios.append(got["A"] / got["B"])
             print(f"pair {i + 1:2}/{args.pairs}: A {got['A']:12,.0f}  B {got['B']:12,.0f}  A÷B {ratios[-1]:.3f}",
                   file=sys.stderr)
     finally:
-        for s in servers:
-            s.stop()
+        for srv in servers.values():
+            srv.stop()
 
     rng = random.Random(1)
     meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))

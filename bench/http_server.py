@@ -120,9 +120,12 @@ def cpu_s(pids):
 
 
 class Server:
-    def __init__(self, name, work, wrap=()):
+    """A server pinned to CPU 0, started with argv_for(port) on a free port
+    (wrap: a command it runs under), once it accepts connections."""
+
+    def __init__(self, name, argv_for, wrap=()):
         self.port = free_port()
-        self.p = subprocess.Popen(["taskset", "-c", "0", *wrap, *server_cmd(name, self.port, work)],
+        self.p = subprocess.Popen(["taskset", "-c", "0", *wrap, *argv_for(self.port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
@@ -148,8 +151,11 @@ class Server:
                 self.p.wait()
 
 
-def wrk(url, conns, dur, extra=()):
-    r = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{dur}s", *extra, url],
+def wrk(url, conns, dur, extra=(), script_args=()):
+    """(requests, errors) of a wrk -t1 run on CPU 1; script_args go to a
+    -s script's init() (after the URL, as wrk wants them)."""
+    tail = ["--", *script_args] if script_args else []
+    r = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{dur}s", *extra, url, *tail],
                        capture_output=True, text=True)
     m = re.search(r"(\d+) requests in", r.stdout)
     if not m:
@@ -166,7 +172,7 @@ def measure_close(servers, rounds, dur, work):
     for r in range(rounds):
         order = servers[r % len(servers):] + servers[:r % len(servers)]
         for s in order:
-            srv = Server(s, work)
+            srv = Server(s, lambda port: server_cmd(s, port, work))
             try:
                 wrk(srv.url(), 64, 1, ["-H", "Connection: close"])  # warm-up
                 pids = tree(srv.p.pid)
@@ -188,7 +194,7 @@ def measure_syscalls(servers, dur, work):
     out = {}
     for s in servers:
         log = os.path.join(work, f"strace-{s}.txt")
-        srv = Server(s, work)
+        srv = Server(s, lambda port: server_cmd(s, port, work))
         try:
             wrk(srv.url(), 64, 1)  # warm-up, not traced
             st = subprocess.Popen(["strace", "-c", "-f", "-o", log, "-p", str(srv.p.pid)],
