@@ -49,7 +49,8 @@ configure() {  # configure PGO_MODE
 echo "build_pgo.sh: instrumented build in $dir" >&2
 if [[ -d $dir ]]; then find "$dir" -name '*.gcda' -delete; fi
 configure generate
-step ninja -C "$dir" examples/http_server examples/echo_server examples/echo_client
+training=(examples/http_server examples/echo_server examples/echo_client)
+step ninja -C "$dir" "${training[@]}"
 
 echo "build_pgo.sh: training run" >&2
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -105,6 +106,6 @@ step ninja -C "$dir" "$@"
 # The training programs not rebuilt above are still the instrumented ones,
 # several times slower: remove them, so that nothing measures them by
 # mistake (ninja -C DIR builds them again, optimised, when asked).
-for t in examples/http_server examples/echo_server examples/echo_client; do
+for t in "${training[@]}"; do
   [[ " $* " == *" $t "* ]] || rm -f "$dir/$t"
 done

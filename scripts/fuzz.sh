@@ -108,6 +108,7 @@ case $cmd in
       local t=$1
       mkdir -p "$OUT/corpus/$t"
       echo "fuzz: fuzz_$t ${limit[*]}"
+      # Replays the seeds and the corpus of earlier runs, then mutates.
       "$OUT/fuzz_$t" "${limit[@]}" -max_len=4096 -print_final_stats=1 -artifact_prefix="$OUT/$t-" \
         "$OUT/corpus/$t" "fuzz/corpus/$t"
     }
