@@ -164,6 +164,7 @@ struct ClientResponse::Stream {
   std::string coding;  // the codings decoded, as headers ("Content-Encoding: gzip"), for messages
   bool keep_alive = false;
   bool done = false;
+  std::exception_ptr error;  // the failure that ended the body early, raised again
   std::string url;  // for messages
 
   ~Stream() { release(false); }
@@ -190,7 +191,7 @@ void ClientResponse::raise_for_status() const {
   }
 }
 
-bool ClientResponse::body_done() const noexcept { return !s_ || s_->done; }
+bool ClientResponse::body_done() const noexcept { return !s_ || (s_->done && !s_->error); }
 
 void ClientResponse::close() noexcept {
   if (s_) {
@@ -209,6 +210,7 @@ constexpr std::size_t kMaxPiece = 64 * 1024;
 }  // namespace
 
 Task<std::string> ClientResponse::read_chunk() {
+  if (s_ && s_->error) std::rethrow_exception(s_->error);
   if (!s_ || s_->done) co_return std::string();
   Stream& s = *s_;
   std::exception_ptr err;
@@ -275,6 +277,16 @@ Task<std::string> ClientResponse::read_chunk() {
   }
   if (err) {
     close();  // the connection is mid-message: never reuse it
+    // The body did not end: later calls raise the error again, never ""
+    // (a cancelled read: the body is cut off, which is what they raise).
+    try {
+      std::rethrow_exception(err);
+    } catch (const CancelledError&) {
+      s_->error = std::make_exception_ptr(
+          IncompleteBody("the body of " + s_->url + " was cut off: a read of it was cancelled"));
+    } catch (...) {
+      s_->error = err;
+    }
     std::rethrow_exception(err);
   }
   co_return out;
@@ -382,7 +394,7 @@ bool Client::evict_one_idle() noexcept {
   return true;
 }
 
-Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
+Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url, bool fresh) {
   const std::string key = url.origin();
   TimePoint now = Clock::now();
   if (now >= next_sweep_) {
@@ -411,7 +423,7 @@ Task<std::unique_ptr<ClientConn>> Client::checkout(const Url& url) {
   guard.total = true;
 
   now = Clock::now();
-  while (!pool.idle.empty()) {
+  while (!fresh && !pool.idle.empty()) {
     std::unique_ptr<ClientConn> c = std::move(pool.idle.back());
     pool.idle.pop_back();
     --idle_;
@@ -505,7 +517,7 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
   limits.max_header_bytes = opts_.max_header_bytes;
   limits.max_body = UINT64_MAX;  // bodies are capped by the reader (read_body), not by framing
   for (int attempt = 0;; ++attempt) {
-    std::unique_ptr<ClientConn> c = co_await checkout(url);
+    std::unique_ptr<ClientConn> c = co_await checkout(url, attempt > 0);
     const bool reused = c->reused;
     bool got_bytes = false;
     std::exception_ptr err;
@@ -515,6 +527,7 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
       c->writer.write(req);
       co_await c->writer.drain();
       ResponseParser parser(limits);
+      std::size_t interim = 0;  // bytes of 1xx heads skipped: bounded like one head
       for (;;) {
         if (!c->rbuf.empty()) {
           ParseResult pr = parser.parse(c->rbuf, mid);
@@ -524,6 +537,13 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
           if (pr == ParseResult::done) {
             const ResponseHead& h = parser.head();
             if (h.status >= 100 && h.status < 200 && h.status != 101) {  // interim: skip
+              // A server sending 1xx heads without end would hold the
+              // request forever (total_timeout is off by default).
+              interim += h.head_size;
+              if (interim > opts_.max_header_bytes) {
+                throw MalformedResponse("more than " + std::to_string(opts_.max_header_bytes) +
+                                        " bytes of 1xx interim responses from " + c->peer);
+              }
               c->rbuf.erase(0, h.head_size);
               parser.reset();
               continue;
@@ -667,11 +687,11 @@ Task<ClientResponse> Client::follow(std::string method, std::string url_text, He
     r.history = std::move(history);
     if (read_whole) {
       // A declared length over the cap fails before any of it is read.
-      std::string_view cl = r.header("Content-Length");
-      if (!cl.empty() && r.header("Content-Encoding").empty() && cl.size() < 20 &&
-          std::stoull(std::string(cl)) > opts_.max_body_size) {
+      if (r.s_ && !r.s_->done && r.s_->body.kind() == BodyKind::content_length && !r.s_->decoder &&
+          r.s_->body.remaining() > opts_.max_body_size) {
+        const std::uint64_t cl = r.s_->body.remaining();
         r.close();
-        throw BodyTooLarge("the body of " + url.str() + " (" + std::string(cl) + " bytes) exceeds the limit of " +
+        throw BodyTooLarge("the body of " + url.str() + " (" + std::to_string(cl) + " bytes) exceeds the limit of " +
                            std::to_string(opts_.max_body_size) + " bytes");
       }
       r.body = co_await r.read_body(opts_.max_body_size);

@@ -182,8 +182,11 @@ class ClientResponse {
 
   // Streaming (responses from Client::stream): the next piece of the decoded
   // body, at most 64 KiB however far the body inflates, "" once it ended. IncompleteBody if the connection ends first,
-  // ReadTimeout, MalformedResponse (bad chunking, bad compression).
-  // Not concurrently. Cancellation: CancelledError; the connection is closed.
+  // ReadTimeout, MalformedResponse (bad chunking, bad compression); once one
+  // was raised, every later call raises it again (the body did not end, so
+  // never "") and body_done() stays false.
+  // Not concurrently. Cancellation: CancelledError; the connection is closed
+  // and later calls raise IncompleteBody.
   Task<std::string> read_chunk();
   // The rest of the body, at most `max` decoded bytes (BodyTooLarge, raised
   // holding no more than max + 64 KiB).
@@ -237,7 +240,7 @@ class Client {
                               bool read_whole);
   Task<ClientResponse> exchange(const std::string& method, const Url& url, const HeaderList& headers,
                                 const std::string& body);
-  Task<std::unique_ptr<detail::ClientConn>> checkout(const Url& url);
+  Task<std::unique_ptr<detail::ClientConn>> checkout(const Url& url, bool fresh = false);
   // A connection whose exchange ended: back to the idle pool if it can carry
   // another request, else closed. Either way its slots are released.
   void checkin(std::unique_ptr<detail::ClientConn> c, bool reusable) noexcept;

@@ -196,14 +196,14 @@ std::size_t ContentDecoder::pull(int i, std::string& dst, std::size_t max) {
     std::size_t n = s.decode(dst, max - total);
     total += n;
     if (n > 0) continue;
-    if (i == 0) break;  // wants what feed() has not given yet
-    // Past the end of a stacked coding's stream, whatever its predecessor
-    // still yields is dropped; a bomb there would cost time, not memory, so
-    // take only a little before calling it what it is.
+    // Past the end of a coding's stream, whatever still comes is dropped; a
+    // bomb there would cost time, not memory, so take only a little before
+    // calling it what it is.
     if (s.dropped > kStagePiece) {
       throw DecodeError(std::string(s.name()) + ": more than " + std::to_string(kStagePiece) +
                         " bytes after the end of the stream");
     }
+    if (i == 0) break;  // wants what feed() has not given yet
     // Stage i took all it held: give it the next piece of stage i-1's
     // output, never more, so no stage holds more than kStagePiece.
     s.compact();

@@ -849,6 +849,7 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
       return ParseResult::incomplete;
     }
     std::size_t e = static_cast<std::size_t>(nl - buf.data());
+    if (e > limits_.max_header_bytes) return fail(431, "status line longer than the limit");
     if (e == 0 || buf[e - 1] != '\r') return fail(400, "bare LF in the status line");
     std::string_view line = buf.substr(0, e - 1);
     if (line.size() < 12 || line[8] != ' ') return fail(400, "malformed status line");

@@ -13,6 +13,7 @@
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
 #include "coro/gather.hpp"
 #include "loop/event_loop.hpp"
 #include "net/server.hpp"
@@ -739,4 +740,212 @@ TEST_CASE("transfer codings under chunked are decoded within max_body_size, and 
 
 TEST_CASE("a 101 Switching Protocols connection never returns to the pool") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, switching_protocols_is_not_pooled()); });
+}
+
+// ---- a canned server: the i-th request (over all its connections) gets responses[i] ----
+
+namespace {
+
+struct Canned {
+  std::vector<std::string> responses;  // the last one answers every later request
+  bool close_after = true;             // close each connection after its answer
+  std::chrono::milliseconds delay{0};  // before answering
+  int requests = 0;
+};
+Canned g_canned;
+
+Task<void> canned(StreamReader& r, StreamWriter& w) {
+  for (;;) {
+    std::string head;
+    try {
+      head = co_await r.readuntil("\r\n\r\n");
+    } catch (const std::exception&) {
+      break;  // the client left
+    }
+    const auto i = static_cast<std::size_t>(g_canned.requests++);
+    if (g_canned.delay.count() > 0) co_await sleep(g_canned.delay);
+    bool gone = false;
+    try {
+      w.write(g_canned.responses[std::min(i, g_canned.responses.size() - 1)]);
+      co_await w.drain();
+    } catch (const std::exception&) {
+      gone = true;
+    }
+    if (gone || g_canned.close_after) break;
+  }
+}
+
+Task<Fixture> start_canned(std::vector<std::string> responses, bool close_after) {
+  g_canned = Canned{};
+  g_canned.responses = std::move(responses);
+  g_canned.close_after = close_after;
+  Fixture f;
+  f.server = co_await start_server(canned, "127.0.0.1", 0);
+  f.base = "http://127.0.0.1:" + std::to_string(f.server.port());
+  co_return f;
+}
+
+// "ok:<status>:<body>", or the error's message (HttpError, DecodeError, BodyTooLarge).
+Task<std::string> outcome(http::Client& c, std::string method, std::string url) {
+  try {
+    auto r = co_await c.request(method, url);
+    co_return "ok:" + std::to_string(r.status) + ":" + r.body;
+  } catch (const http::HttpError& e) {
+    co_return std::string("error: ") + e.what();
+  } catch (const http::DecodeError& e) {
+    co_return std::string("error: ") + e.what();
+  } catch (const http::BodyTooLarge& e) {
+    co_return std::string("error: ") + e.what();
+  }
+}
+
+Task<void> stale_pool_is_skipped() {
+  // Both answers are delayed, so the two requests take two connections;
+  // the server closes each after its answer, as a server whose keep-alive
+  // timeout passed while they sat in the pool.
+  std::vector<std::string> answers{ok("hi")};
+  Fixture f = co_await start_canned(std::move(answers), true);
+  g_canned.delay = 50ms;
+  http::Client c;
+  std::vector<Task<http::ClientResponse>> two;
+  two.push_back(c.get(f.base + "/a"));
+  two.push_back(c.get(f.base + "/b"));
+  auto rs = co_await gather(std::move(two));
+  CHECK(rs[1].body == "hi");
+  CHECK(c.stats().idle == 2);
+  g_canned.delay = 0ms;
+  co_await sleep(100ms);  // both closed by now
+  // The first pooled connection is stale: the retry takes a new one, not the other stale one.
+  CHECK(co_await outcome(c, "GET", f.base + "/c") == "ok:200:hi");
+  f.server.close();
+}
+
+Task<void> declared_length_without_body() {
+  // (A named vector: GCC 12 rejects a braced list of literals inside co_await.)
+  std::vector<std::string> answers{"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n",
+                                   "HTTP/1.1 304 Not Modified\r\nContent-Length: 5000000\r\nETag: \"x\"\r\n\r\n",
+                                   "HTTP/1.1 200 OK\r\nContent-Length: ,5\r\n\r\nhello",
+                                   "HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"};
+  Fixture f = co_await start_canned(std::move(answers), false);
+  http::ClientOptions o;
+  o.max_body_size = 1 << 20;
+  http::Client c(o);
+  // The framing of a HEAD answer and a 304 is "no body", whatever Content-Length says.
+  CHECK(co_await outcome(c, "HEAD", f.base + "/big.iso") == "ok:200:");
+  CHECK(co_await outcome(c, "GET", f.base + "/big.iso") == "ok:304:");
+  // A list the parser accepts (an empty element is skipped) is not a std::invalid_argument.
+  CHECK(co_await outcome(c, "GET", f.base + "/list") == "ok:200:hello");
+  // A GET whose length is over the cap still fails before reading it.
+  const std::string big = co_await outcome(c, "GET", f.base + "/big.iso");
+  CHECK(big.find("(5000000 bytes) exceeds the limit of 1048576 bytes") != std::string::npos);
+  f.server.close();
+}
+
+Task<void> failed_stream_stays_failed() {
+  // The head and 5 of 100 bytes, then silence.
+  std::vector<std::string> answers{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"};
+  Fixture f = co_await start_canned(std::move(answers), false);
+  http::ClientOptions o;
+  o.read_timeout = 200ms;
+  http::Client c(o);
+  auto r = co_await c.stream("GET", f.base + "/x");
+  CHECK(co_await r.read_chunk() == "hello");
+  for (int k = 0; k < 2; ++k) {  // the error again, never "" (the end of a complete body)
+    bool timed_out = false;
+    try {
+      (void)co_await r.read_chunk();
+    } catch (const http::ReadTimeout&) {
+      timed_out = true;
+    }
+    CHECK(timed_out);
+    CHECK_FALSE(r.body_done());
+  }
+  // A read cancelled (here by wait_for) cuts the body off: later reads say so.
+  auto r2 = co_await c.stream("GET", f.base + "/y");
+  CHECK(co_await r2.read_chunk() == "hello");
+  bool cancelled = false;
+  try {
+    (void)co_await wait_for(r2.read_chunk(), 50ms);
+  } catch (const TimeoutError&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
+  bool cut = false;
+  try {
+    (void)co_await r2.read_chunk();
+  } catch (const http::IncompleteBody& e) {
+    cut = std::string(e.what()).find("was cancelled") != std::string::npos;
+  }
+  CHECK(cut);
+  f.server.close();
+}
+
+Task<void> garbage_after_gzip(StreamReader& r, StreamWriter& w) {
+  (void)co_await r.readuntil("\r\n\r\n");
+  w.write("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n" + gzip("hi"));
+  const std::string junk(1 << 20, 'J');
+  try {
+    for (int mb = 0; mb < 16; ++mb) {
+      w.write(junk);
+      co_await w.drain();
+    }
+  } catch (const std::exception&) {
+    // the client gave up, as it should
+  }
+}
+
+Task<void> interim_flood(StreamReader& r, StreamWriter& w) {
+  (void)co_await r.readuntil("\r\n\r\n");
+  std::string many;
+  for (int i = 0; i < 20000; ++i) many += "HTTP/1.1 100 Continue\r\n\r\n";
+  try {
+    for (int k = 0; k < 4; ++k) {
+      w.write(many);
+      co_await w.drain();
+    }
+    w.write(ok("hi"));
+    co_await w.drain();
+  } catch (const std::exception&) {
+  }
+}
+
+Task<void> endless_responses_are_bounded() {
+  http::ClientOptions o;
+  o.max_body_size = 1 << 20;
+  o.max_header_bytes = 8 << 10;
+  http::Client c(o);
+  // 16 MiB after the end of a gzip stream, against a 1 MiB cap.
+  Server g = co_await start_server(garbage_after_gzip, "127.0.0.1", 0);
+  std::string res = co_await outcome(c, "GET", "http://127.0.0.1:" + std::to_string(g.port()) + "/x");
+  CHECK(res.find("after the end of the stream") != std::string::npos);
+  g.close();
+  // 2 MB of 100 Continue heads against an 8 KiB head limit.
+  Server i = co_await start_server(interim_flood, "127.0.0.1", 0);
+  res = co_await outcome(c, "GET", "http://127.0.0.1:" + std::to_string(i.port()) + "/x");
+  CHECK(res.find("bytes of 1xx interim responses from") != std::string::npos);
+  i.close();
+  // A status line longer than the limit, arriving with its LF in one read.
+  std::vector<std::string> answers{"HTTP/1.1 200 " + std::string(100000, 'a') + "\r\nContent-Length: 0\r\n\r\n"};
+  Fixture f = co_await start_canned(std::move(answers), true);
+  res = co_await outcome(c, "GET", f.base + "/x");
+  CHECK(res.find("status line longer than the limit") != std::string::npos);
+  f.server.close();
+}
+
+}  // namespace
+
+TEST_CASE("a GET finding every pooled connection closed by the server is retried on a new one") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, stale_pool_is_skipped()); });
+}
+
+TEST_CASE("HEAD and 304 answers declaring a length over max_body_size have no body to refuse") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, declared_length_without_body()); });
+}
+
+TEST_CASE("a streamed body that failed keeps failing; read_chunk never reports a clean end") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, failed_stream_stays_failed()); });
+}
+
+TEST_CASE("endless bytes after a gzip body, endless 1xx heads and an overlong status line are refused") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, endless_responses_are_bounded()); });
 }
