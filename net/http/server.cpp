@@ -691,6 +691,7 @@ Task<std::string> Connection::read_body_piece() {
 // Reads past what the handler left unread so the next request can be parsed;
 // false when that is not worth it (the connection is then closed).
 Task<bool> Connection::skip_body() {
+  flush();  // the answer goes out now, not once the rest of the body arrived
   std::uint64_t skipped = 0;
   try {
     while (!body_.done()) {
@@ -849,6 +850,7 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
     int framing = no_body ? kNoBody : (h.version_minor >= 1 ? kChunked : kUntilClose);
     if (framing == kUntilClose) keep = false;
     append_head(h, resp, keep, framing, 0);
+    continue_sent_ = true;  // a 1xx can no longer precede the final answer (RFC 9110 §15.2)
     flush();
     if (!head_only && !no_body) {
       chunked_out_ = framing == kChunked;
@@ -856,7 +858,9 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
       try {
         co_await resp.stream(w);
       } catch (const OSError&) {
-        dead_ = true;
+        // The connection's failure, or the stream's own I/O (reported below).
+        if (c_->lost() || c_->closed()) dead_ = true;
+        else failure = std::current_exception();
       } catch (const std::exception&) {
         failure = std::current_exception();
       }
@@ -995,7 +999,10 @@ Task<void> Connection::run() {
         resp = own.get();
         resp->close = true;
       } catch (const OSError&) {
-        dead_ = true;  // the connection failed under the handler: nobody to answer
+        // Only the connection's own failure leaves nobody to answer; an
+        // OSError of the handler's own I/O (an upstream, a file) is a 500.
+        if (c_->lost() || c_->closed()) dead_ = true;
+        else failure = std::current_exception();
       } catch (const std::exception&) {
         failure = std::current_exception();
       }

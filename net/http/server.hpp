@@ -37,7 +37,9 @@
 //
 // A handler exception becomes 500 (HttpError: its own status) and closes the
 // connection; the exception goes to the loop's exception handler (HttpError
-// does not: it is the client's fault).
+// does not: it is the client's fault). An OSError is the same unless this
+// connection itself failed (reset, broken pipe): then there is nobody to
+// answer and the connection just ends.
 #include <sys/socket.h>  // SOMAXCONN
 #include <sys/types.h>
 

@@ -937,3 +937,141 @@ TEST_CASE("defer_accept: a client that says nothing holds no connection slot unt
 TEST_CASE("workers run several loops on one port") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, workers_main()); });
 }
+
+// ---- handler failures, 100-continue after the final head, unread bodies ----------------
+
+namespace {
+
+// Sends raw bytes, then reads until EOF, a reset, or `quiet` without a byte.
+struct RawReply {
+  std::string bytes;
+  bool closed = false;  // FIN or reset
+};
+Task<RawReply> raw_talk(std::uint16_t port, std::string raw, std::chrono::milliseconds quiet = 700ms) {
+  auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+  writer.write(raw);
+  co_await writer.drain();
+  RawReply r;
+  for (;;) {
+    try {
+      std::string more = co_await wait_for(reader.read(65536), quiet);
+      if (more.empty()) {
+        r.closed = true;
+        break;
+      }
+      r.bytes += more;
+    } catch (const TimeoutError&) {
+      break;
+    } catch (const ConnectionResetError&) {
+      r.closed = true;
+      break;
+    }
+  }
+  co_return r;
+}
+
+Task<http::Response> failing_handler(http::Request& req) {
+  std::string_view p = req.path();
+  if (p == "/ok") co_return http::Response::text("ok");
+  // The handler's own I/O failed (an upstream): a 500, not a dead connection.
+  if (p == "/oserror") throw ConnectionRefusedError(ECONNREFUSED, "connect upstream 127.0.0.1:1 (expected by the test)");
+  if (p == "/stream-oserror") {
+    http::Response r;
+    r.content_type = "text/plain";
+    r.stream = [](http::BodyWriter& w) -> Task<void> {
+      w.write("part1,");
+      co_await w.drain();
+      throw ConnectionRefusedError(ECONNREFUSED, "upstream (expected by the test)");
+    };
+    co_return r;
+  }
+  if (p == "/echo-stream") {  // streams the request body back as it arrives
+    http::Response r;
+    r.content_type = "text/plain";
+    r.stream = [req](http::BodyWriter& w) mutable -> Task<void> {
+      for (;;) {
+        std::string piece = co_await req.read_body_chunk();
+        if (piece.empty()) break;
+        w.write(piece);
+        co_await w.drain();
+      }
+    };
+    co_return r;
+  }
+  if (p == "/noread") co_return http::Response::text("noread");
+  co_return http::Response::error(404);
+}
+
+Task<void> start_failing(ServerRun* run, std::chrono::milliseconds body_timeout = 500ms) {
+  http::ServeOptions o = test_options(&run->port);
+  o.body_timeout = body_timeout;
+  run->task = create_task(http::serve(failing_handler, "127.0.0.1", 0, std::move(o)), "http server");
+  for (int i = 0; i < 500 && run->port == 0; ++i) co_await sleep(2ms);
+  REQUIRE(run->port != 0);
+}
+
+Task<void> handler_oserror_is_a_500() {
+  ServerRun run;
+  co_await start_failing(&run);
+  // Alone, and after a pipelined request whose answer was queued but not yet flushed.
+  RawReply r = co_await raw_talk(run.port, "GET /oserror HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(r.bytes.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
+  CHECK(r.bytes.find("Connection: close\r\n") != std::string::npos);
+  CHECK(r.closed);
+  r = co_await raw_talk(run.port, "GET /ok HTTP/1.1\r\nHost: t\r\n\r\nGET /oserror HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  const std::size_t first_end = r.bytes.find("\r\n\r\nok");
+  REQUIRE(first_end != std::string::npos);
+  CHECK(r.bytes.substr(first_end + 6).rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
+  // A stream's own OSError after its head: the body is cut off, not terminated.
+  r = co_await raw_talk(run.port, "GET /stream-oserror HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(r.bytes.find("0\r\n\r\n") == std::string::npos);
+  CHECK(r.closed);
+  co_await stop(&run);
+}
+
+Task<void> no_continue_inside_a_body() {
+  ServerRun run;
+  co_await start_failing(&run);
+  RawReply r = co_await raw_talk(
+      run.port, "POST /echo-stream HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(r.bytes.find("100 Continue") == std::string::npos);
+  const std::size_t end = r.bytes.find("\r\n\r\n");
+  REQUIRE(end != std::string::npos);
+  CHECK(r.bytes.substr(end + 4) == "5\r\nhello\r\n0\r\n\r\n");
+  co_await stop(&run);
+}
+
+Task<void> answer_before_unread_body() {
+  ServerRun run;
+  co_await start_failing(&run, 30s);
+  auto [reader, writer] = co_await open_connection("127.0.0.1", run.port);
+  writer.write("POST /noread HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+  co_await writer.drain();
+  // The answer comes while 90 bytes of the body are still missing (the
+  // server skips them afterwards), not once body_timeout (30 s) ends it.
+  std::string got = co_await wait_for(reader.read(65536), 10s);
+  CHECK(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(got.find("\r\n\r\nnoread") != std::string::npos);
+  // The rest of the body, then another request on the same connection.
+  writer.write(std::string(90, 'x') + "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+  co_await writer.drain();
+  std::string next = co_await wait_for(reader.read(65536), 10s);
+  CHECK(next.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  co_await stop(&run);
+}
+
+}  // namespace
+
+TEST_CASE("a handler's OSError (its own I/O) is a 500; answers queued before it still go out") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, handler_oserror_is_a_500()); });
+}
+
+TEST_CASE("100 Continue is never sent after the final head (a stream reading the request body)") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, no_continue_inside_a_body()); });
+}
+
+TEST_CASE("the answer to a request whose body the handler did not read leaves before the body ends") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, answer_before_unread_body()); });
+}
