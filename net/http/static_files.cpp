@@ -80,6 +80,15 @@ bool tag_listed(std::string_view header, std::string_view etag, bool strong) noe
   return false;
 }
 
+// tag_listed over every field line named `name`: a list may be split over
+// several lines, which mean the same as one line joined with commas
+// (RFC 9110 §5.3).
+bool tag_listed_in(const Request& req, std::string_view name, std::string_view etag, bool strong) noexcept {
+  for (const Header& h : req.headers())
+    if (iequals(h.name, name) && tag_listed(h.value, etag, strong)) return true;
+  return false;
+}
+
 bool parse_u64(std::string_view s, std::uint64_t& v) noexcept {
   if (s.empty() || s.size() > 19) return false;
   auto r = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -294,6 +303,9 @@ Response file_response(const Request& req, std::string_view root) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return Response::error(404);
   if (S_ISDIR(st.st_mode)) {
+    // A directory named index.html under a directory: not a file to serve,
+    // and the redirect below would add a slash forever.
+    if (rel.back() == '/') return Response::error(404);
     Response r = Response::error(301);
     // Same origin whatever the request's path looks like: "//dir" (empty
     // segments are accepted above) must not become "Location: //dir/", which
@@ -331,7 +343,7 @@ Response file_response(const Request& req, std::string_view root) {
   // If-None-Match (or, without it, If-Modified-Since) → 304.
   bool failed = false;
   if (req.head().has_header("if-match")) {
-    failed = !tag_listed(req.header("if-match"), etag, true);
+    failed = !tag_listed_in(req, "if-match", etag, true);
   } else if (std::string_view ius = req.header("if-unmodified-since"); !ius.empty()) {
     const std::optional<long long> t = parse_http_date(ius);  // an invalid date is ignored (§13.1.4)
     failed = t && st.st_mtim.tv_sec > *t;
@@ -344,7 +356,7 @@ Response file_response(const Request& req, std::string_view root) {
   }
   bool not_modified = false;
   if (req.head().has_header("if-none-match")) {
-    not_modified = tag_listed(req.header("if-none-match"), etag, false);
+    not_modified = tag_listed_in(req, "if-none-match", etag, false);
   } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
     const std::optional<long long> t = parse_http_date(ims);
     not_modified = t && st.st_mtim.tv_sec <= *t;

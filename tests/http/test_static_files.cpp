@@ -44,6 +44,8 @@ struct Root {
     REQUIRE(::mkdtemp(tmpl) != nullptr);
     dir = tmpl;
     std::ofstream(dir + "/old.txt") << "old file\n";
+    // A directory named like the index file it stands in for.
+    std::filesystem::create_directories(dir + "/loop/index.html");
     timespec times[2] = {{kExample, 0}, {kExample, 0}};
     REQUIRE(::utimensat(AT_FDCWD, (dir + "/old.txt").c_str(), times, 0) == 0);
   }
@@ -137,6 +139,9 @@ Task<void> preconditions_fail_with_412(std::string root) {
       {{{"If-Match", "\"nope\""}, {"If-None-Match", etag}}, 412},
       {{{"If-Unmodified-Since", before}, {"If-Modified-Since", same}}, 412},
       {{{"If-Match", etag}, {"If-None-Match", etag}}, 304},
+      // A list split over several field lines is one list (RFC 9110 §5.3).
+      {{{"If-Match", "\"nope\""}, {"If-Match", etag}}, 200},
+      {{{"If-None-Match", "\"nope\""}, {"If-None-Match", etag}}, 304},
       // A Range request whose precondition fails gets 412, not the range.
       {{{"If-Match", "\"nope\""}, {"Range", "bytes=0-2"}}, 412},
       {{{"If-Match", etag}, {"Range", "bytes=0-2"}}, 206},
@@ -157,7 +162,27 @@ Task<void> preconditions_fail_with_412(std::string root) {
   co_await wait_for(server.task, 5s);
 }
 
+// A directory whose index.html is itself a directory: not found, rather
+// than a redirect that adds one more slash each time.
+Task<void> index_directory_is_not_found(std::string root) {
+  FileServer server = co_await serve_old_txt(std::move(root));
+  const std::string base = server.url.substr(0, server.url.size() - std::string("/old.txt").size());
+  http::Client c;
+  auto r = co_await c.get(base + "/loop/");
+  CHECK(r.status == 404);
+  r = co_await c.get(base + "/loop");  // the slash added once, then the same 404
+  CHECK(r.status == 404);
+  CHECK(r.history.size() == 1);
+  EventLoop::current().request_shutdown();
+  co_await wait_for(server.task, 5s);
+}
+
 }  // namespace
+
+TEST_CASE("a directory named index.html is not found, not redirected without end") {
+  Root root;
+  test::on_each_backend([&](EventLoop& loop) { test::run_bounded(loop, index_directory_is_not_found(root.dir)); });
+}
 
 TEST_CASE("parse_http_date reads IMF-fixdate, RFC 850 and asctime dates and nothing else") {
   CHECK(http::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == kExample);
