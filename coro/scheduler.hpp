@@ -64,6 +64,13 @@ class Scheduler {
   virtual void add_timer(detail::TimerNode& t) = 0;
   // Disarm t if armed; a no-op otherwise.
   virtual void cancel_timer(detail::TimerNode& t) noexcept = 0;
+  // While timers fire: whether r was posted by one that fired before, in
+  // this same turn (rather than queued earlier: by I/O or a previous step).
+  // Timeout uses it to order its expiry as asyncio does.
+  virtual bool posted_by_timers(const detail::Runnable& r) const noexcept {
+    (void)r;
+    return false;
+  }
   // The loop's clock, read fresh: deadlines computed as now() + d must not be
   // early when the current iteration has already run for a while.
   virtual TimePoint now() const noexcept = 0;

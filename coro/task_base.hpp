@@ -177,6 +177,8 @@ class TaskBase : public detail::Runnable {
     queued_ = true;
     sched_->post(*this);  // from here on the word holds the queue's link
   }
+  // Woken (or not yet started) and waiting in the ready queue for its next step.
+  bool queued() const noexcept { return queued_; }
   // Replace the hook while staying suspended (e.g. a wait that changes phase).
   void set_hook(CancelHook* hook) noexcept { task_hook_ = hook; }
   // The awaitable the task is suspended in (as passed to suspend()), until

@@ -102,8 +102,13 @@ class Timeout {
   void arm();
   void disarm() noexcept;
   static void fired(detail::TimerNode* n) noexcept;
+  void post_expiry() noexcept;
+  void expire() noexcept;
+  struct DeferredExpiry;
 
   detail::TimerNode node_;
+  // The deadline passed: its expiry waits in the ready queue (timeout.cpp).
+  DeferredExpiry* deferred_ = nullptr;
   std::optional<TimePoint> when_;
   TaskBase* task_ = nullptr;
   int cancelling_on_entry_ = 0;

@@ -274,10 +274,12 @@ void EventLoop::run_once() {
   wake_state_.store(kAwake, std::memory_order_relaxed);
   now_ = Clock::now();
   if (ts_head_ || mpsc_head_.load(std::memory_order_relaxed)) drain_threadsafe();
+  timer_mark_ = ready_tail_;
   while (!timers_.empty() && timers_.top()->deadline <= now_) {
     detail::TimerNode* t = timers_.pop();
     t->fire(t);
   }
+  timer_mark_ = nullptr;
   // Run what is ready now; what becomes ready meanwhile waits for the next turn.
   detail::Runnable* r = ready_head_;
   ready_head_ = ready_tail_ = nullptr;

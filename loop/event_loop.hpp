@@ -240,6 +240,12 @@ class EventLoop final : public Scheduler {
   }
   void add_timer(detail::TimerNode& t) override { timers_.push(t); }
   void cancel_timer(detail::TimerNode& t) noexcept override { timers_.remove(t); }
+  bool posted_by_timers(const detail::Runnable& r) const noexcept override {
+    // Few entries: only what timers fired so far in this turn posted.
+    for (const detail::Runnable* p = timer_mark_ ? timer_mark_->next_ready_ : ready_head_; p; p = p->next_ready_)
+      if (p == &r) return true;
+    return false;
+  }
   TimePoint now() const noexcept override { return time(); }
   void report_exception(std::exception_ptr e, std::string_view context) noexcept override;
   void report_warning(std::string_view msg) noexcept override;
@@ -268,6 +274,9 @@ class EventLoop final : public Scheduler {
   std::string fallback_notice_;
   detail::Runnable* ready_head_ = nullptr;
   detail::Runnable* ready_tail_ = nullptr;
+  // While timers fire: the last entry queued before they started (nullptr:
+  // none), so what follows it was posted by them (posted_by_timers).
+  detail::Runnable* timer_mark_ = nullptr;
   detail::TimerHeap timers_;
   TimePoint now_;
 

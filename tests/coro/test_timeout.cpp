@@ -714,3 +714,63 @@ TEST_CASE("a deadline passing while the task is queued never leaks the scope's c
     }
   });
 }
+
+// asyncio runs what was made ready before a turn's timers fire ahead of
+// their callbacks: a result that came before the deadline's turn is
+// returned, even when the loop only gets to it after the deadline passed.
+TEST_CASE("a completion queued before the deadline's turn wins over the deadline, as in asyncio") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = [](EventLoop& loop) -> Task<void> {
+      const TimePoint deadline = loop.now() + 120ms;
+      auto child = [](TimePoint d) -> Task<int> {
+        co_await sleep_until(d - 60ms);
+        while (Clock::now() < d + 2ms) {
+        }  // the deadline passes during this step, which wakes the waiter
+        co_return 7;
+      };
+      auto h = create_task(child(deadline));
+      auto waiter = [](TaskHandle<int> h) -> Task<int> { co_return co_await h; };
+      Timeout t = timeout_at(deadline);
+      std::string got;
+      try {
+        got = "value " + std::to_string(co_await t.run(waiter(h)));
+      } catch (const TimeoutError&) {
+        got = "TimeoutError";
+      }
+      CHECK(got == "value 7");  // CPython 3.11: "value 7", expired() False
+      CHECK_FALSE(t.expired());
+      CHECK(current_task()->cancelling() == 0);
+    };
+    loop.run_until_complete(main(loop));
+  });
+}
+
+TEST_CASE("a result ready before the deadline is returned when another step holds the loop past it") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = [](EventLoop& loop) -> Task<void> {
+      const TimePoint deadline = loop.now() + 120ms;
+      auto child = []() -> Task<int> {
+        co_await sleep(40ms);
+        co_return 7;  // long before the deadline
+      };
+      auto hog = [](TimePoint d) -> Task<void> {
+        co_await sleep(40ms);
+        while (Clock::now() < d + 5ms) {
+        }  // a long step in the same turn, after the child's
+      };
+      auto h = create_task(child());
+      auto g = create_task(hog(deadline));
+      Timeout t = timeout_at(deadline);
+      std::string got;
+      try {
+        got = "value " + std::to_string(co_await t.run([](TaskHandle<int> h) -> Task<int> { co_return co_await h; }(h)));
+      } catch (const TimeoutError&) {
+        got = "TimeoutError";
+      }
+      CHECK(got == "value 7");  // CPython 3.11: "value 7 expired False"
+      CHECK_FALSE(t.expired());
+      co_await g;
+    };
+    loop.run_until_complete(main(loop));
+  });
+}
