@@ -256,7 +256,7 @@ StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
   return *this;
 }
 
-Task<void> detail::Drain::drain_wait(StreamConn* c) {
+Task<void> detail::Drain::drain_wait(ConnRef c) {
   for (;;) {
     // The connection was lost under the reader (a reset, a failed TLS
     // session): asyncio's drain() raises the reader's exception first.
@@ -270,10 +270,15 @@ Task<void> detail::Drain::drain_wait(StreamConn* c) {
   }
 }
 
-Task<void> StreamWriter::wait_closed() {
-  detail::StreamConn* c = c_;
+namespace {
+// A reference, taken when wait_closed() is called: the wait may outlive the
+// StreamWriter (a task made from it, still waiting when the writer goes).
+Task<void> wait_closed_of(detail::ConnRef c) {
   while (!c->closed()) co_await c->wait_closed();
 }
+}  // namespace
+
+Task<void> StreamWriter::wait_closed() { return wait_closed_of(detail::ConnRef(c_)); }
 
 // ---- opening connections -----------------------------------------------------
 

@@ -52,7 +52,7 @@ namespace detail {
 // Not movable once awaited; one read per object.
 class StreamRead : public ReadWaiter {
  public:
-  StreamRead(StreamRead&& o) noexcept : ReadWaiter(), c_(o.c_) {}
+  StreamRead(StreamRead&& o) noexcept : ReadWaiter(), c_(std::move(o.c_)) {}
   StreamRead& operator=(StreamRead&&) = delete;
   ~StreamRead() { finish(); }
 
@@ -84,8 +84,10 @@ class StreamRead : public ReadWaiter {
   void finish() noexcept;
 
   // Laid out for size (the object sits in the suspended frame; derived
-  // reads use the tail padding): one pointer and three bits.
-  StreamConn* c_;
+  // reads use the tail padding): one pointer and three bits. A reference:
+  // the read may outlive the StreamReader (a Task made from it, pending when
+  // the reader goes), and then ends at the closed stream's EOF.
+  ConnRef c_;
   bool busy_ : 1 = false;       // this read holds the reader (begin_read)
   bool cancelled_ : 1 = false;  // on_cancel ran
   bool suspended_ : 1 = false;  // await_suspend ran: the task may be parked, a cancel may be pending
@@ -264,7 +266,11 @@ class StreamReader {
   // (consumed) and expected() == n. n may exceed the limit. Task<std::string>.
   // Cancellation: CancelledError; the bytes received so far stay buffered.
   detail::ReadExactly readexactly(std::size_t n) noexcept { return {c_, n}; }
-  // True once the peer sent EOF (or the stream closed) and the buffer is empty.
+  // True once a read has seen the peer's EOF (or the stream closed) and the
+  // buffer is empty. Reads are started only when a reader wants bytes, so an
+  // EOF that came after the last bytes read is seen by the next read (which
+  // returns "" or raises IncompleteRead), not by at_eof() before it; asyncio,
+  // whose transport reads ahead, may already say true there.
   bool at_eof() const noexcept { return c_->eof() && c_->rbuf().empty(); }
   // Bytes received and not yet read.
   std::size_t buffered() const noexcept { return c_->rbuf().size(); }
@@ -294,7 +300,7 @@ class Drain {
   Drain& operator=(Drain&&) = delete;
   bool await_ready() {
     if (!c_->read_error() && !c_->write_error() && !c_->paused() && !c_->aborted()) return true;
-    wait_ = drain_wait(c_);
+    wait_ = drain_wait(ConnRef(c_));
     return false;
   }
   template <class P>
@@ -304,10 +310,11 @@ class Drain {
   void await_resume() {
     if (wait_.valid()) wait_.handle().promise().take();
   }
-  operator Task<void>() && { return drain_wait(c_); }
+  operator Task<void>() && { return drain_wait(ConnRef(c_)); }
 
-  // The waiting drain (and what a Task made from a Drain runs).
-  static Task<void> drain_wait(StreamConn* c);
+  // The waiting drain (and what a Task made from a Drain runs). It holds a
+  // reference: it may outlive the StreamWriter.
+  static Task<void> drain_wait(ConnRef c);
 
  private:
   StreamConn* c_;

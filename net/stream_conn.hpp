@@ -104,6 +104,27 @@ class ReadWaiter : public CancelHook {
   ~ReadWaiter() = default;
 };
 
+class StreamConn;
+
+// Keeps a StreamConn's memory (not the connection: it may close meanwhile)
+// alive: what a pending read, drain() or wait_closed() holds, since each may
+// outlive the StreamReader/StreamWriter that made it (a read passed to
+// create_task, a handler returning while one is pending). Such an operation
+// then ends as on a closed stream (EOF, or the connection's error).
+class ConnRef {
+ public:
+  explicit ConnRef(StreamConn* c) noexcept;
+  ConnRef(ConnRef&& o) noexcept : c_(o.c_) { o.c_ = nullptr; }
+  ConnRef& operator=(ConnRef&&) = delete;
+  ~ConnRef();
+  StreamConn* get() const noexcept { return c_; }
+  StreamConn* operator->() const noexcept { return c_; }
+  StreamConn& operator*() const noexcept { return *c_; }
+
+ private:
+  StreamConn* c_;
+};
+
 class StreamConn {
  public:
   StreamConn(Socket sock, const StreamOptions& opts);
@@ -280,6 +301,7 @@ class StreamConn {
   void fail_write(int err) noexcept;
 
  private:
+  friend class ConnRef;
   ~StreamConn();
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -432,6 +454,13 @@ class StreamConn {
   std::unique_ptr<WriteState> w_;
   ParkList writer_waiters_;  // drain() and wait_closed()
 };
+
+inline ConnRef::ConnRef(StreamConn* c) noexcept : c_(c) {
+  if (c_) c_->add_ref();
+}
+inline ConnRef::~ConnRef() {
+  if (c_) c_->release();  // may free the connection
+}
 
 }  // namespace detail
 }  // namespace corio
