@@ -631,9 +631,47 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
   }
 }
 
+namespace {
+
+std::string base64(std::string_view in) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
+                       static_cast<unsigned char>(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kDigits[(v >> k) & 63];
+  }
+  if (const std::size_t rest = in.size() - i; rest > 0) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (rest == 2) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += kDigits[(v >> 18) & 63];
+    out += kDigits[(v >> 12) & 63];
+    out += rest == 2 ? kDigits[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// "user:password@" in a URL, as curl, requests and aiohttp take it: Basic
+// credentials for that request (unless the caller set Authorization), and
+// gone from the URL, so that neither the response's url nor a message shows
+// the password.
+void take_credentials(Url& url, HeaderList& headers) {
+  if (url.userinfo().empty()) return;
+  const bool given = std::any_of(headers.begin(), headers.end(),
+                                 [](const auto& h) { return iequals(h.first, "Authorization"); });
+  if (!given) headers.emplace_back("Authorization", "Basic " + base64(percent_decode(url.userinfo())));
+  url = url.without_userinfo();
+}
+
+}  // namespace
+
 Task<ClientResponse> Client::follow(std::string method, std::string url_text, HeaderList headers, std::string body,
                                     bool read_whole) {
   Url url = parse_http_url(url_text);
+  take_credentials(url, headers);
   std::vector<Url> history;
   for (int redirects = 0;; ++redirects) {
     ClientResponse r = co_await exchange(method, url, headers, body);
@@ -680,6 +718,7 @@ Task<ClientResponse> Client::follow(std::string method, std::string url_text, He
           return iequals(h.first, "Authorization") || iequals(h.first, "Cookie") || iequals(h.first, "Host");
         });
       }
+      take_credentials(*next, headers);
       if (opts_.trace) opts_.trace(TraceEvent::redirect, next->str());
       url = std::move(*next);
       continue;
@@ -704,7 +743,9 @@ Task<ClientResponse> Client::request(std::string method, std::string url, Header
   if (opts_.total_timeout <= Duration::zero()) {
     co_return co_await follow(std::move(method), std::move(url), std::move(headers), std::move(body), true);
   }
-  std::string what = method + " " + url;
+  std::string shown = url;  // for the message: without a password in it
+  if (std::optional<Url> u = Url::try_parse(url)) shown = u->without_userinfo().str();
+  std::string what = method + " " + shown;
   bool timed_out = false;
   std::optional<ClientResponse> r;
   try {

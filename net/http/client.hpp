@@ -24,7 +24,11 @@
 // record is dropped once it has no connection and nobody waits for it, so a
 // crawler that visits a million hosts holds only the hosts it is using. A request that fails on a reused connection before any response
 // byte arrived (the server closed it while idle) is retried once on a new
-// connection when the method is idempotent. A connection that answered 101
+// connection when the method is idempotent. Credentials in a URL
+// ("http://user:pass@host/") are sent as Basic authorization unless the
+// request has an Authorization field, and are not kept in the URL
+// (ClientResponse::url, messages); like that field, they are dropped on a
+// redirect to another origin. A connection that answered 101
 // Switching Protocols speaks another protocol from then on: it is closed
 // once its response is done with, never pooled.
 //

@@ -296,6 +296,12 @@ Url Url::without_fragment() const {
   return u;
 }
 
+Url Url::without_userinfo() const {
+  Url u = *this;
+  u.userinfo_.clear();
+  return u;
+}
+
 std::string Url::str() const {
   if (scheme_.empty()) return {};
   std::string s = scheme_ + ":";

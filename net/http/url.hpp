@@ -87,6 +87,8 @@ class Url {
 
   // The same URL without its fragment (crawlers de-duplicate on this).
   Url without_fragment() const;
+  // The same URL without "user:password@" (what may be shown or logged).
+  Url without_userinfo() const;
   // The URL as text (RFC 3986 §5.3 recomposition).
   std::string str() const;
 

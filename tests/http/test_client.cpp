@@ -751,6 +751,7 @@ struct Canned {
   bool close_after = true;             // close each connection after its answer
   std::chrono::milliseconds delay{0};  // before answering
   int requests = 0;
+  std::vector<std::string> heads;  // the request heads received
 };
 Canned g_canned;
 
@@ -762,6 +763,7 @@ Task<void> canned(StreamReader& r, StreamWriter& w) {
     } catch (const std::exception&) {
       break;  // the client left
     }
+    g_canned.heads.push_back(head);
     const auto i = static_cast<std::size_t>(g_canned.requests++);
     if (g_canned.delay.count() > 0) co_await sleep(g_canned.delay);
     bool gone = false;
@@ -932,7 +934,29 @@ Task<void> endless_responses_are_bounded() {
   f.server.close();
 }
 
+Task<void> credentials_in_the_url() {
+  std::vector<std::string> answers{ok("hi")};
+  Fixture f = co_await start_canned(std::move(answers), true);
+  const std::string port = std::to_string(f.server.port());
+  http::Client c;
+  auto r = co_await c.get("http://user:s3cr%65t@127.0.0.1:" + port + "/x");
+  CHECK(r.status == 200);
+  // base64("user:s3cret"); the password is in no URL the caller gets back.
+  CHECK(field(g_canned.heads.back(), "Authorization") == "Basic dXNlcjpzM2NyZXQ=");
+  CHECK(r.url.str() == "http://127.0.0.1:" + port + "/x");
+  // An Authorization field of the caller's own wins.
+  http::HeaderList h;
+  h.emplace_back("Authorization", "Bearer t");
+  (void)co_await c.get("http://user:pw@127.0.0.1:" + port + "/y", h);
+  CHECK(field(g_canned.heads.back(), "Authorization") == "Bearer t");
+  f.server.close();
+}
+
 }  // namespace
+
+TEST_CASE("credentials in a URL are sent as Basic authorization and kept out of the response's URL") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, credentials_in_the_url()); });
+}
 
 TEST_CASE("a GET finding every pooled connection closed by the server is retried on a new one") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, stale_pool_is_skipped()); });
