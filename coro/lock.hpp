@@ -94,7 +94,9 @@ class Lock {
   class [[nodiscard]] AcquireAwaiter : public detail::LockWaiter, public CancelHook {
    public:
     explicit AcquireAwaiter(Lock& l) noexcept : lock_(&l) {}
-    AcquireAwaiter(AcquireAwaiter&&) = delete;
+    // Movable until awaited (wait_for, gather and create_task take an
+    // awaiter by value), never after.
+    AcquireAwaiter(AcquireAwaiter&& o) noexcept : detail::LockWaiter(), CancelHook(), lock_(o.lock_) {}
     ~AcquireAwaiter() {
       // Only at loop teardown can a frame die while queued or granted; a
       // grant in flight then dies with the loop (waking anyone is not safe

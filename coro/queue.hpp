@@ -40,6 +40,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -156,6 +157,8 @@ class Queue {
     enum class Outcome : unsigned char { none, granted, shut_down, taken };
 
     WaiterBase(Queue& q, bool putter) noexcept : q_(&q), putter_(putter) {}
+    // Movable until awaited (see ParkAwaiter), never after.
+    WaiterBase(WaiterBase&& o) noexcept : detail::WaitNode(), CancelHook(), q_(o.q_), putter_(o.putter_) {}
     ~WaiterBase() {
       // Only at loop teardown can a frame die while waiting or granted; just
       // unlink (waking anyone is unsafe while frames die). Unlinking a grant
@@ -205,7 +208,8 @@ class Queue {
 
    public:
     PutAwaiter(Queue& q, T&& item) : WaiterBase(q, true), item_(std::move(item)) {}
-    PutAwaiter(PutAwaiter&&) = delete;
+    PutAwaiter(PutAwaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
+        : WaiterBase(std::move(o)), item_(std::move(o.item_)) {}
 
     // Without suspending when there is room, or when shut down (then throws).
     bool await_ready() const noexcept { return this->q_->shutdown_ || !this->q_->full(); }
@@ -232,7 +236,7 @@ class Queue {
 
    public:
     explicit GetAwaiter(Queue& q) noexcept : WaiterBase(q, false) {}
-    GetAwaiter(GetAwaiter&&) = delete;
+    GetAwaiter(GetAwaiter&& o) noexcept : WaiterBase(std::move(o)) {}
 
     // Without suspending when an item is free, or when shut down (then it
     // returns an item left in the queue, or throws).

@@ -34,7 +34,9 @@ class Semaphore {
   class [[nodiscard]] AcquireAwaiter : public detail::WaitNode, public CancelHook {
    public:
     explicit AcquireAwaiter(Semaphore& s) noexcept : sem_(&s) {}
-    AcquireAwaiter(AcquireAwaiter&&) = delete;
+    // Movable until awaited (wait_for, gather and create_task take an
+    // awaiter by value), never after.
+    AcquireAwaiter(AcquireAwaiter&& o) noexcept : detail::WaitNode(), CancelHook(), sem_(o.sem_) {}
     ~AcquireAwaiter() {
       // A frame dies while queued only at loop teardown (see Lock).
       if (linked()) sem_->waiters_.remove(*this);

@@ -120,7 +120,10 @@ class [[nodiscard]] ParkAwaiter final : public WaitNode, public CancelHook {
   // are awaited at once (net/'s ParkList: `co_await list.wait(...)`).
   ParkAwaiter(WaitList<ParkAwaiter>& list, bool ready, const char* what) noexcept
       : list_(&list), what_(what), ready_(ready) {}
-  ParkAwaiter(ParkAwaiter&&) = delete;
+  // Movable until awaited (wait_for, gather and create_task take an awaiter
+  // by value), never after: then it is linked and its task suspended here.
+  ParkAwaiter(ParkAwaiter&& o) noexcept
+      : WaitNode(), CancelHook(), list_(o.list_), what_(o.what_), flag_(o.flag_), ready_(o.ready_) {}
   ~ParkAwaiter() {
     if (linked()) list_->remove(*this);
   }

@@ -10,6 +10,11 @@
 #include <vector>
 
 #include "coro/task_handle.hpp"
+#include "coro/semaphore.hpp"
+#include "coro/lock.hpp"
+#include "coro/event.hpp"
+#include "coro/gather.hpp"
+#include "coro/timeout.hpp"
 #include "loop/event_loop.hpp"
 #include "tests/coro/sync_support.hpp"
 #include "tests/support.hpp"
@@ -603,5 +608,59 @@ TEST_CASE("loop teardown with getters and putters waiting or just woken leaves t
       q.put_nowait(1);
     };
     loop.run_until_complete(owns_queue());
+  });
+}
+
+// The sync primitives' awaiters are movable until awaited, so they go to
+// wait_for, gather and create_task as asyncio's coroutines do:
+// `await asyncio.wait_for(q.get(), 1)`.
+TEST_CASE("Queue.get/put, Event.wait, Lock.acquire and Semaphore.acquire work under wait_for, gather and create_task") {
+  using namespace std::chrono_literals;
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Queue<int> q;
+      q.put_nowait(1);
+      CHECK(co_await wait_for(q.get(), 1s) == 1);
+      bool timed_out = false;
+      try {
+        (void)co_await wait_for(q.get(), 20ms);  // empty: no item is lost to the timeout
+      } catch (const TimeoutError&) {
+        timed_out = true;
+      }
+      CHECK(timed_out);
+      co_await wait_for(q.put(2), 1s);
+      q.put_nowait(3);
+      auto [first, second] = co_await gather(q.get(), q.get());
+      CHECK(first == 2);
+      CHECK(second == 3);
+      TaskHandle<int> later = create_task(q.get());
+      q.put_nowait(4);
+      CHECK(co_await later == 4);
+
+      Event ev;
+      TaskHandle<void> waiter = create_task(ev.wait());
+      ev.set();
+      co_await wait_for(waiter, 1s);
+      co_await wait_for(ev.wait(), 1s);
+
+      Lock lock;
+      co_await wait_for(lock.acquire(), 1s);
+      CHECK(lock.locked());
+      timed_out = false;
+      try {
+        co_await wait_for(lock.acquire(), 20ms);  // held: the timed-out waiter leaves no trace
+      } catch (const TimeoutError&) {
+        timed_out = true;
+      }
+      CHECK(timed_out);
+      lock.release();
+      CHECK_FALSE(lock.locked());
+
+      Semaphore sem(1);
+      co_await wait_for(sem.acquire(), 1s);
+      CHECK(sem.locked());
+      sem.release();
+    };
+    test::run_bounded(loop, main());
   });
 }
