@@ -1023,9 +1023,11 @@ Task<void> handler_oserror_is_a_500() {
   const std::size_t first_end = r.bytes.find("\r\n\r\nok");
   REQUIRE(first_end != std::string::npos);
   CHECK(r.bytes.substr(first_end + 6).rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
-  // A stream's own OSError after its head: the body is cut off, not terminated.
+  // A stream's own OSError after its head: the body is cut off, never
+  // terminated. (The connection is aborted: bytes not yet sent, the head
+  // included when a send was short or deferred, are dropped with it.)
   r = co_await raw_talk(run.port, "GET /stream-oserror HTTP/1.1\r\nHost: t\r\n\r\n");
-  CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  if (!r.bytes.empty()) CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   CHECK(r.bytes.find("0\r\n\r\n") == std::string::npos);
   CHECK(r.closed);
   co_await stop(&run);
