@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <typeinfo>
 
+#include "coro/exception_group.hpp"
 #include "coro/timeout.hpp"
 #include "net/http/redirect.hpp"
 
@@ -279,14 +280,10 @@ Task<std::string> ClientResponse::read_chunk() {
     close();  // the connection is mid-message: never reuse it
     // The body did not end: later calls raise the error again, never ""
     // (a cancelled read: the body is cut off, which is what they raise).
-    try {
-      std::rethrow_exception(err);
-    } catch (const CancelledError&) {
-      s_->error = std::make_exception_ptr(
-          IncompleteBody("the body of " + s_->url + " was cut off: a read of it was cancelled"));
-    } catch (...) {
-      s_->error = err;
-    }
+    s_->error = exception_is<CancelledError>(err)
+                    ? std::make_exception_ptr(
+                          IncompleteBody("the body of " + s_->url + " was cut off: a read of it was cancelled"))
+                    : err;
     std::rethrow_exception(err);
   }
   co_return out;
@@ -660,9 +657,8 @@ std::string base64(std::string_view in) {
 // the password.
 void take_credentials(Url& url, HeaderList& headers) {
   if (url.userinfo().empty()) return;
-  const bool given = std::any_of(headers.begin(), headers.end(),
-                                 [](const auto& h) { return iequals(h.first, "Authorization"); });
-  if (!given) headers.emplace_back("Authorization", "Basic " + base64(percent_decode(url.userinfo())));
+  if (!has(headers, "Authorization"))
+    headers.emplace_back("Authorization", "Basic " + base64(percent_decode(url.userinfo())));
   url = url.without_userinfo();
 }
 
