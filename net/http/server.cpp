@@ -407,7 +407,7 @@ class Connection {
   Task<void> lingering_close();
   Task<bool> skip_body();
   bool begin(const RequestHead& h);
-  static std::exception_ptr check(const Response& resp) noexcept;
+  static std::exception_ptr check(const Response& resp, bool head_only) noexcept;
   const std::string* cached_prefix(const Response& resp);
   bool answer(const RequestHead& h, const Response& resp, bool keep, const std::string* prefix);
   Task<bool> finish(RequestHead& h, Response& resp, bool keep, std::exception_ptr failure);
@@ -429,6 +429,9 @@ class Connection {
   ConnOut out_;
   TimerNode timer_;
   TimePoint deadline_{};
+  // A streamed body's bytes still due under the handler's Content-Length.
+  static constexpr std::uint64_t kUnbounded = ~std::uint64_t{0};
+  std::uint64_t body_left_ = kUnbounded;
   Phase phase_ = Phase::busy;
   bool timed_out_ = false;
   bool expect_continue_ = false;
@@ -454,6 +457,34 @@ enum Framing : int { kLength = 0, kChunked = 1, kUntilClose = 2, kNoBody = 3 };
 
 // Statuses whose responses never have a body (RFC 9110 §6.4.1): 1xx, 204, 304.
 constexpr bool bodiless(int status) noexcept { return status < 200 || status == 204 || status == 304; }
+
+// Fields of a handler's response that frame the message. The server writes
+// them itself, once: Content-Length (check() validated the handler's, see
+// declared_length()), Transfer-Encoding, and Connection (asks_close()).
+bool framing_field(std::string_view name) noexcept {
+  return iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection");
+}
+
+// The handler's own Content-Length field, when it set one (check() made sure
+// it is a number and that there is one at most).
+std::optional<std::uint64_t> declared_length(const Response& r) noexcept {
+  for (const auto& [n, v] : r.headers) {
+    if (!iequals(n, "content-length")) continue;
+    std::uint64_t x = 0;
+    std::from_chars(v.data(), v.data() + v.size(), x);
+    return x;
+  }
+  return std::nullopt;
+}
+
+// Response::close, or a "Connection: close" field among the handler's.
+bool asks_close(const Response& r) noexcept {
+  if (r.close) return true;
+  for (const auto& [n, v] : r.headers) {
+    if (iequals(n, "connection") && has_token(v, "close")) return true;
+  }
+  return false;
+}
 
 void Connection::on_timer() noexcept {
   if (phase_ == Phase::busy || waiter_ == nullptr) return;  // re-armed by the next wait
@@ -595,15 +626,23 @@ void Connection::append_head(const RequestHead& h, const Response& r, bool keep,
     out_ += r.content_type;
     out_ += "\r\n"sv;
   }
+  bool framing_fields = false;
   for (const auto& [name, value] : r.headers) {
+    if (framing_field(name)) {
+      framing_fields = true;
+      continue;
+    }
     out_ += name;
     out_ += ": "sv;
     out_ += value;
     out_ += "\r\n"sv;
   }
-  if (framing == kLength) {
+  // The handler's Content-Length is the body's (check()), or, for HEAD and
+  // 304, the length a GET would have had (RFC 9110 §8.6): sent as given.
+  const std::optional<std::uint64_t> declared = framing_fields ? declared_length(r) : std::nullopt;
+  if (framing == kLength || (framing == kNoBody && declared)) {
     out_ += "Content-Length: "sv;
-    append_uint(out_, length);
+    append_uint(out_, declared.value_or(length));
     out_ += "\r\n"sv;
   } else if (framing == kChunked) {
     out_ += "Transfer-Encoding: chunked\r\n"sv;
@@ -707,6 +746,12 @@ Task<bool> Connection::skip_body() {
 
 void Connection::write_body(std::string_view data) {
   if (data.empty() || dead_) return;
+  if (body_left_ != kUnbounded) {
+    if (data.size() > body_left_)
+      throw std::invalid_argument("BodyWriter::write: " + std::to_string(data.size()) + " bytes, but only " +
+                                  std::to_string(body_left_) + " are left of the response's Content-Length");
+    body_left_ -= data.size();
+  }
   if (chunked_out_) {
     append_hex(out_, data.size());
     out_ += "\r\n";
@@ -759,8 +804,8 @@ bool Connection::begin(const RequestHead& h) {
 }
 
 // What is wrong with the handler's answer (a field that would split the
-// response), or nullptr.
-std::exception_ptr Connection::check(const Response& resp) noexcept {
+// response, a Content-Length that would misframe it), or nullptr.
+std::exception_ptr Connection::check(const Response& resp, bool head_only) noexcept {
   try {
     // A 1xx is never a final answer, and a status outside 100-599 has no
     // status line: sent as given, either would leave the client with a
@@ -769,9 +814,39 @@ std::exception_ptr Connection::check(const Response& resp) noexcept {
     if (resp.status < 200 || resp.status > 599)
       throw std::invalid_argument("response status " + std::to_string(resp.status) +
                                   " is not a final status (200-599)");
+    bool length_seen = false, coding_seen = false;
     for (const auto& [n, v] : resp.headers) {
       if (!valid_field(n, v)) throw std::invalid_argument("response field '" + n + "' is not a valid field");
+      if (iequals(n, "content-length")) {
+        // The server frames every response. A Content-Length of the
+        // handler's is sent once, as the body's length: it must be that
+        // length, except on HEAD and 304 (the length a GET would get). On a
+        // streamed body it replaces chunked coding, and BodyWriter holds the
+        // stream to it.
+        std::uint64_t x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (v.empty() || ec != std::errc() || end != v.data() + v.size())
+          throw std::invalid_argument("response Content-Length '" + v + "' is not a number");
+        if (length_seen) throw std::invalid_argument("response has more than one Content-Length field");
+        length_seen = true;
+        if (resp.status == 204) throw std::invalid_argument("a 204 response has no Content-Length (RFC 9110 §8.6)");
+        if (!resp.stream && !head_only && resp.status != 304) {
+          const std::uint64_t actual = resp.file ? resp.file->length() : resp.body.size();
+          if (x != actual)
+            throw std::invalid_argument("response Content-Length " + v + " does not match its body of " +
+                                        std::to_string(actual) + " bytes");
+        }
+      } else if (iequals(n, "transfer-encoding")) {
+        // The server's to choose: a streamed body without Content-Length is
+        // chunked (HTTP/1.1) by itself; so "chunked" there is only redundant.
+        if (!resp.stream || !iequals(v, "chunked"))
+          throw std::invalid_argument("response field 'Transfer-Encoding: " + v +
+                                      "' is the server's to set (a streamed body is chunked by itself)");
+        coding_seen = true;
+      }
     }
+    if (length_seen && coding_seen)
+      throw std::invalid_argument("response has both Content-Length and Transfer-Encoding");
     if (!valid_field_value(resp.content_type))
       throw std::invalid_argument("response Content-Type is not a valid field value");
   } catch (...) {
@@ -794,7 +869,7 @@ const std::string* Connection::cached_prefix(const Response& resp) {
 // (or none), the request's body fully read; `prefix` from cached_prefix().
 // Returns keep.
 bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, const std::string* prefix) {
-  if (resp.close) keep = false;
+  if (asks_close(resp)) keep = false;
   const bool head_only = h.method_id == Method::head;
   const bool no_body = bodiless(resp.status);
   if (prefix) {
@@ -834,7 +909,7 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
     resp.close = true;
     failure = nullptr;
   }
-  if (resp.close) keep = false;
+  if (asks_close(resp)) keep = false;
   // An unread body: the client still waits for our word before it sends a
   // body it announced with 100-continue, so it never comes; a body larger
   // than what skip_body() reads is not worth reading.
@@ -847,13 +922,16 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
   const bool no_body = bodiless(resp.status);
   if (resp.stream) {
     set_nodelay();  // the head and each chunk leave in separate sends
-    int framing = no_body ? kNoBody : (h.version_minor >= 1 ? kChunked : kUntilClose);
+    // The handler's Content-Length, when it gave one, frames the stream.
+    const std::optional<std::uint64_t> declared = declared_length(resp);
+    int framing = no_body ? kNoBody : declared ? kLength : h.version_minor >= 1 ? kChunked : kUntilClose;
     if (framing == kUntilClose) keep = false;
     append_head(h, resp, keep, framing, 0);
     continue_sent_ = true;  // a 1xx can no longer precede the final answer (RFC 9110 §15.2)
     flush();
     if (!head_only && !no_body) {
       chunked_out_ = framing == kChunked;
+      if (framing == kLength) body_left_ = *declared;
       BodyWriter w(this);
       try {
         co_await resp.stream(w);
@@ -865,6 +943,11 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
         failure = std::current_exception();
       }
       chunked_out_ = false;
+      const std::uint64_t left = std::exchange(body_left_, kUnbounded);
+      if (framing == kLength && left > 0 && !failure && !dead_)
+        failure = std::make_exception_ptr(std::invalid_argument(
+            "response stream ended " + std::to_string(left) + " bytes short of its Content-Length " +
+            std::to_string(*declared)));
       if (failure) {
         // The head is gone already: the only honest signal left is a cut-off body.
         s_->loop->report_exception(failure, "http response stream for " + c_->peer().to_string());
@@ -1015,7 +1098,7 @@ Task<void> Connection::run() {
     const std::string* prefix = nullptr;
     if (!dead_ && !failure) {
       prefix = cached_prefix(*resp);
-      if (!prefix) failure = check(*resp);
+      if (!prefix) failure = check(*resp, h.method_id == Method::head);
     }
     if (!dead_ && !failure && !resp->stream && !resp->file && body_.done()) {
       keep = answer(h, *resp, keep, prefix);

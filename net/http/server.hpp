@@ -102,6 +102,9 @@ class Request {
 class BodyWriter {
  public:
   // Queues data (one chunk on HTTP/1.1); empty data is ignored. Never blocks.
+  // Under a Content-Length the handler set (Response::headers), more bytes
+  // than it leaves throw std::invalid_argument, and a stream that returns
+  // short of it is a failure too: either way the body is cut off.
   void write(std::string_view data);
   // Waits while the connection's write buffer is above its high-water mark.
   // Throws the connection's error (BrokenPipeError, ConnectionResetError).
@@ -140,7 +143,14 @@ class FileBody {
 struct Response {
   int status = 200;
   std::string content_type;  // sent as Content-Type unless empty
-  std::vector<std::pair<std::string, std::string>> headers;  // more fields, sent as given
+  // More fields, sent as given, except the three that frame the message,
+  // which the server writes once itself. Content-Length must be the body's
+  // length (HEAD and 304: the length a GET would get); on a streamed body it
+  // replaces chunked coding. Transfer-Encoding is only allowed as "chunked"
+  // on a streamed body (where it is the default). "Connection: close" is the
+  // same as `close`; other Connection values are dropped. A field that
+  // breaks these rules, like one with CR or LF, makes the answer a 500.
+  std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   // A streamed body instead of `body`: called once the head was sent.
   std::function<Task<void>(BodyWriter&)> stream;

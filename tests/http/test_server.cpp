@@ -111,6 +111,27 @@ Task<http::Response> test_handler(http::Request& req) {
     };
     co_return r;
   }
+  if (p == "/framed") {  // a handler's own framing fields, chosen by the query
+    const std::string q(req.query());
+    http::Response r = http::Response::text(q == "head" ? "" : "abc");
+    if (q == "same" || q == "wrong" || q == "two" || q == "head") {
+      r.set_header("content-length", q == "same" ? "3" : q == "head" ? "1234" : "5");
+      if (q == "two") r.set_header("Content-Length", "3");
+    }
+    if (q == "te") r.set_header("Transfer-Encoding", "chunked");
+    if (q == "close") r.set_header("Connection", "close");
+    if (q.rfind("stream", 0) == 0) {  // stream-N: 10 bytes declared, N written
+      const int n = std::stoi(q.substr(7));
+      r.set_header("Content-Length", "10");
+      r.stream = [n](http::BodyWriter& w) -> Task<void> {
+        for (int i = 0; i < n; ++i) {
+          w.write(std::string(1, static_cast<char>('0' + i % 10)));
+          co_await w.drain();
+        }
+      };
+    }
+    co_return r;
+  }
   if (p == "/throw") throw std::runtime_error("handler failure (expected by the test)");
   if (p == "/teapot") throw http::HttpError(418, "teapot");
   if (p == "/status") {  // the status given in the query, as a handler might compute it
@@ -1049,7 +1070,66 @@ Task<void> answer_before_unread_body() {
   co_await stop(&run);
 }
 
+// How many times `field` starts a line of r's head.
+int count_field(const std::string& bytes, std::string_view field) {
+  const std::string head = bytes.substr(0, bytes.find("\r\n\r\n") + 2);
+  int n = 0;
+  for (std::size_t at = head.find(field); at != std::string::npos; at = head.find(field, at + 1))
+    n += at >= 2 && head.compare(at - 2, 2, "\r\n") == 0;
+  return n;
+}
+
+Task<void> handler_framing_fields() {
+  ServerRun run;
+  co_await start(&run);
+  const std::string next = "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n";
+  // The body's own length, given by the handler: sent once, and the
+  // connection goes on (the next request is answered).
+  RawReply r = co_await raw_talk(run.port, "GET /framed?same HTTP/1.1\r\nHost: t\r\n\r\n" + next);
+  CHECK(count_field(r.bytes, "Content-Length: ") + count_field(r.bytes, "content-length: ") == 1);
+  CHECK(r.bytes.find("\r\n\r\nabcHTTP/1.1 200 OK\r\n") != std::string::npos);
+  // A wrong length, two lengths, Transfer-Encoding on a body in memory: 500.
+  for (std::string q : {"wrong", "two", "te"}) {
+    CAPTURE(q);
+    r = co_await raw_talk(run.port, "GET /framed?" + q + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK(r.bytes.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
+    CHECK(count_field(r.bytes, "Content-Length: ") == 1);
+  }
+  // HEAD: the length a GET would have, as the handler gave it.
+  r = co_await raw_talk(run.port, "HEAD /framed?head HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(r.bytes.find("\r\nContent-Length: 1234\r\n") != std::string::npos);
+  CHECK(count_field(r.bytes, "Content-Length: ") + count_field(r.bytes, "content-length: ") == 1);
+  // Connection: close from the handler: one such field, and the connection ends.
+  r = co_await raw_talk(run.port, "GET /framed?close HTTP/1.1\r\nHost: t\r\n\r\n" + next);
+  CHECK(count_field(r.bytes, "Connection: ") == 1);
+  CHECK(r.bytes.find("HTTP/1.1 200", 1) == std::string::npos);  // no answer to the next request
+  CHECK(r.bytes.find("\r\n\r\nabc") == r.bytes.size() - 7);
+  CHECK(r.closed);
+  // A stream under the handler's Content-Length: length-framed, not chunked,
+  // and kept alive; too short or too long, it is cut off.
+  r = co_await raw_talk(run.port, "GET /framed?stream-10 HTTP/1.1\r\nHost: t\r\n\r\n" + next);
+  CHECK(r.bytes.find("Transfer-Encoding") == std::string::npos);
+  CHECK(count_field(r.bytes, "Content-Length: ") == 1);
+  CHECK(r.bytes.find("\r\n\r\n0123456789HTTP/1.1 200 OK\r\n") != std::string::npos);
+  for (std::string q : {"stream-4", "stream-11"}) {
+    CAPTURE(q);
+    r = co_await raw_talk(run.port, "GET /framed?" + q + " HTTP/1.1\r\nHost: t\r\n\r\n" + next);
+    // At most the 10 bytes declared (the 11th write throws), and no more
+    // answers on that connection.
+    const std::size_t end = r.bytes.find("\r\n\r\n");
+    if (end != std::string::npos) CHECK(r.bytes.size() - end - 4 <= (q == "stream-4" ? 4u : 10u));
+    CHECK(r.bytes.find("HTTP/1.1 200", 1) == std::string::npos);  // no answer to the next request
+    CHECK(r.closed);
+  }
+  co_await stop(&run);
+}
+
 }  // namespace
+
+TEST_CASE("a handler's Content-Length, Transfer-Encoding and Connection fields frame the response once") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, handler_framing_fields()); });
+}
 
 TEST_CASE("a handler's OSError (its own I/O) is a 500; answers queued before it still go out") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, handler_oserror_is_a_500()); });
