@@ -1,11 +1,15 @@
 #include "net/http/static_files.hpp"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -47,6 +51,55 @@ bool decode_path(std::string_view in, std::string& out) {
     p = q;
   }
   return true;
+}
+
+// Opens rel ("/a/b.html") for reading under root. A symbolic link is
+// followed only while it stays beneath the root, so a link to /etc inside
+// the root is not found, as with aiohttp's static routes by default; links
+// within the root work (nginx would follow both). openat2's RESOLVE_BENEATH
+// (Linux 5.6) settles most paths in one call; it also refuses absolute links
+// and links through "..", so those (and every path, where openat2 itself is
+// refused: an old kernel, a seccomp filter) are resolved with realpath(3),
+// without opening anything, and opened only when they land under the root.
+// -1 with errno on failure (EXDEV: it would leave the root).
+int open_beneath(std::string_view root, const std::string& rel) {
+  const std::string root_path = root.empty() ? std::string("/") : std::string(root);
+  const int dir = ::open(root_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  const char* name = rel.c_str();
+  while (*name == '/') ++name;  // relative to dir ("//a" is "/a")
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dir, name, &how, sizeof how));
+  const bool no_openat2 = fd < 0 && (errno == ENOSYS || errno == EPERM);
+  if (fd < 0 && (errno == EXDEV || no_openat2)) {
+    char* base = ::realpath(root_path.c_str(), nullptr);
+    char* file = base ? ::realpath((root_path + "/" + name).c_str(), nullptr) : nullptr;
+    int e = errno;
+    if (file) {
+      const std::string_view f(file), b(base);
+      const bool inside =
+          b == "/" || (f.size() > b.size() && f.substr(0, b.size()) == b && f[b.size()] == '/');
+      if (!inside) {
+        e = EXDEV;
+      } else if (no_openat2) {
+        fd = ::open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+        e = errno;
+      } else {
+        how.resolve = RESOLVE_NO_SYMLINKS;  // resolved already: a link now is a race
+        fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, file, &how, sizeof how));
+        e = errno;
+      }
+    }
+    std::free(file);
+    std::free(base);
+    errno = e;
+  }
+  const int e = errno;
+  ::close(dir);
+  errno = e;
+  return fd;
 }
 
 std::string make_etag(const struct stat& st) {
@@ -292,12 +345,10 @@ Response file_response(const Request& req, std::string_view root) {
   }
   std::string rel;
   if (!decode_path(req.path(), rel)) return Response::error(404);
-  std::string full(root);
-  while (!full.empty() && full.back() == '/') full.pop_back();
-  full += rel;
+  std::string full = rel;
   if (full.back() == '/') full += "index.html";
 
-  int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  int fd = open_beneath(root, full);
   if (fd < 0) return Response::error(errno == EACCES ? 403 : 404);
   FileBody guard(fd, 0, 0);  // closes fd on every early return
   struct stat st;

@@ -6,8 +6,10 @@
 //   // or inside a handler:  co_return http::file_response(req, root);
 //
 // - Paths are percent-decoded; a ".." segment, a NUL byte or a path that
-//   leaves the root is refused (404, as if absent). A directory serves its
-//   index.html; "/dir" without the slash redirects (301) to "/dir/".
+//   leaves the root is refused (404, as if absent). Symbolic links are
+//   followed only while they stay beneath the root (a link to a file or a
+//   directory outside it is a 404, as with aiohttp's default). A directory
+//   serves its index.html; "/dir" without the slash redirects (301) to "/dir/".
 // - Validators: a strong ETag (modification time and size) and
 //   Last-Modified, with the preconditions in RFC 9110 §13.2.2's order:
 //   If-Match (strong comparison, "*"), or without it If-Unmodified-Since,

@@ -177,7 +177,43 @@ Task<void> index_directory_is_not_found(std::string root) {
   co_await wait_for(server.task, 5s);
 }
 
+// Symbolic links: followed within the root, a 404 when they lead out of it
+// (a file, a directory, a relative link climbing out, an absolute one).
+Task<void> symlinks_stay_beneath_the_root(std::string root) {
+  FileServer server = co_await serve_old_txt(std::move(root));
+  const std::string base = server.url.substr(0, server.url.size() - std::string("/old.txt").size());
+  http::Client c;
+  for (std::string path : {"/inside.txt", "/inside-dir/old.txt", "/old.txt", "//old.txt", "/up/old.txt"}) {
+    CAPTURE(path);
+    auto r = co_await c.get(base + path);
+    CHECK(r.status == 200);
+    CHECK(r.body == "old file\n");
+  }
+  for (std::string path : {"/outside.txt", "/outside-dir/secret.txt", "/climb.txt", "/inside-dir/outside.txt"}) {
+    CAPTURE(path);
+    auto r = co_await c.get(base + path);
+    CHECK(r.status == 404);
+    CHECK(r.body.find("secret") == std::string::npos);
+  }
+  EventLoop::current().request_shutdown();
+  co_await wait_for(server.task, 5s);
+}
+
 }  // namespace
+
+TEST_CASE("symbolic links are followed only while they stay beneath the root") {
+  Root root;
+  Root outside;  // a sibling directory holding the secret
+  std::ofstream(outside.dir + "/secret.txt") << "secret\n";
+  namespace fs = std::filesystem;
+  fs::create_symlink("old.txt", root.dir + "/inside.txt");
+  fs::create_directory_symlink(root.dir, root.dir + "/inside-dir");  // absolute, inside
+  fs::create_directory_symlink("loop/..", root.dir + "/up");          // through "..", inside
+  fs::create_symlink(outside.dir + "/secret.txt", root.dir + "/outside.txt");
+  fs::create_directory_symlink(outside.dir, root.dir + "/outside-dir");
+  fs::create_symlink("../" + fs::path(outside.dir).filename().string() + "/secret.txt", root.dir + "/climb.txt");
+  test::on_each_backend([&](EventLoop& loop) { test::run_bounded(loop, symlinks_stay_beneath_the_root(root.dir)); });
+}
 
 TEST_CASE("a directory named index.html is not found, not redirected without end") {
   Root root;
