@@ -195,6 +195,11 @@ class TaskBase : public detail::Runnable {
   // A hook accepted a cancel but the operation completed anyway and delivers
   // its result: keep the request so the next suspension point throws.
   void rearm_cancel() noexcept { must_cancel_ = true; }
+  // A hook that passed a cancel on (to an awaited task) saw it end without
+  // being cancelled: that request is used up, so a later cancel() before
+  // the task runs is a new request with its own message (asyncio: the task's
+  // _fut_waiter is done, so cancel() sets _cancel_message).
+  void forwarded_cancel_spent() noexcept { cancel_accepted_ = false; }
   // Loop teardown only: destroy the suspended frame of a task that never
   // finished (after the kernel let go of its buffers) and drop the loop's ref.
   void abandon() noexcept;

@@ -115,6 +115,7 @@ class TaskHandle {
     bool on_cancel(TaskBase& t) noexcept override { return s_->cancel(t.cancel_request_message()); }
     void on_task_done(TaskBase&) noexcept override {
       woken_ = true;
+      if (s_->state() != TaskBase::State::cancelled) waiter_->forwarded_cancel_spent();
       waiter_->wake();
     }
 

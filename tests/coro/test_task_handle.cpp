@@ -236,6 +236,40 @@ TEST_CASE("a task that swallows its cancellation finishes normally") {
   });
 }
 
+// CPython 3.11: the forwarded cancel("first") ended in the inner task's
+// value, so the request that cancels the outer task is the later one, and
+// its message is the one raised: CancelledError('second').
+TEST_CASE("a cancel after a forwarded one that the awaited task swallowed raises its own message") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto stubborn = []() -> Task<int> {
+        try {
+          co_await sleep(10s);
+        } catch (const CancelledError&) {
+        }
+        co_return 7;
+      };
+      auto outer_body = [](TaskHandle<int> in) -> Task<std::string> {
+        try {
+          co_return std::to_string(co_await in);
+        } catch (const CancelledError& e) {
+          co_return "cancelled " + e.message();
+        }
+      };
+      auto inner = create_task(stubborn(), "inner");
+      auto outer = create_task(outer_body(inner), "outer");
+      co_await sleep(1ms);
+      outer.cancel("first");
+      co_await sleep(0s);  // the inner task swallows it and ends; outer is woken, not yet run
+      CHECK(inner.done());
+      CHECK_FALSE(outer.done());
+      outer.cancel("second");
+      CHECK(co_await outer == "cancelled second");
+    };
+    loop.run_until_complete(main());
+  });
+}
+
 TEST_CASE("cancelling a task that awaits another task cancels the inner one too") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
