@@ -622,6 +622,8 @@ namespace {
 Server make_server(ClientHandler handler, const std::vector<SocketAddress>& addrs, const ServerOptions& opts,
                    const std::string& unix_path) {
   if (!handler) throw std::invalid_argument("start_server: empty handler");
+  if (opts.tls && !opts.tls.get()->is_server())
+    throw std::invalid_argument("start_server: ServerOptions::tls is a client context (make it with TlsContext::server)");
   auto* st = new detail::ServerState(std::move(handler), opts);
   Server server(st);  // from here on, a throw closes and frees the state
   for (const SocketAddress& a : addrs) st->add_listener(a);

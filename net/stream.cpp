@@ -287,7 +287,19 @@ StreamPair make_streams(Socket sock, const StreamOptions& opts) {
   return StreamPair{StreamReader(c), StreamWriter(c)};
 }
 
+namespace {
+
+// Python: "Cannot create a client socket with a PROTOCOL_TLS_SERVER context".
+void check_client_context(const ConnectOptions& opts) {
+  if (opts.tls && opts.tls.get()->is_server())
+    throw std::invalid_argument(
+        "open_connection: ConnectOptions::tls is a server context (make it with TlsContext::client)");
+}
+
+}  // namespace
+
 Task<StreamPair> open_connection(SocketAddress addr, ConnectOptions opts) {
+  check_client_context(opts);
   std::vector<SocketAddress> one(1, addr);
   Socket s = co_await connect_happy_eyeballs(std::move(one), opts);
   StreamPair p = make_streams(std::move(s), opts);
@@ -303,6 +315,7 @@ Task<StreamPair> open_unix_connection(std::string path, ConnectOptions opts) {
 }
 
 Task<StreamPair> open_connection(std::string host, std::uint16_t port, ConnectOptions opts) {
+  check_client_context(opts);
   std::string name = opts.tls && opts.server_hostname.empty() ? host : std::string(opts.server_hostname);
   Socket s = co_await create_connection(std::move(host), port, opts);
   StreamPair p = make_streams(std::move(s), opts);

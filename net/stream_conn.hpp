@@ -162,6 +162,10 @@ class StreamConn {
   // No more bytes will arrive: EOF, a read error, or the stream was closed;
   // or, after end_idle_reads(), nothing is buffered.
   bool eof() const noexcept { return eof_ || closing_ || (idle_eof_ && rbuf_.empty()); }
+  // For a filter: the raw stream below it ended. Not end_idle_reads()'s soft
+  // EOF, which eof() also reports while nothing decoded is buffered: a TLS
+  // record still arriving in pieces is not truncated by a graceful shutdown.
+  bool raw_eof() const noexcept { return eof_ || closing_; }
   // A server's graceful shutdown: from now on a read that finds nothing
   // buffered returns EOF instead of waiting (one holding part of a message
   // still waits for the rest), so a handler ends at its next read between

@@ -238,7 +238,7 @@ int TlsFilter::bio_read(BIO* b, char* data, std::size_t len, std::size_t* got) {
   std::size_t n = std::min(len, f->raw_.size());
   if (n == 0) {
     *got = 0;
-    if (!f->conn_->eof()) BIO_set_retry_read(b);  // more may come; else it is EOF
+    if (!f->conn_->raw_eof()) BIO_set_retry_read(b);  // more may come; else it is EOF
     return 0;
   }
   std::memcpy(data, f->raw_.data(), n);
@@ -253,7 +253,7 @@ long TlsFilter::bio_ctrl(BIO* b, int cmd, long, void*) {
     case BIO_CTRL_FLUSH: return 1;  // sends start at flush_raw(), after each OpenSSL call
     case BIO_CTRL_PENDING: return static_cast<long>(f->raw_.size());
     case BIO_CTRL_WPENDING: return 0;
-    case BIO_CTRL_EOF: return f->raw_.empty() && f->conn_->eof();
+    case BIO_CTRL_EOF: return f->raw_.empty() && f->conn_->raw_eof();
     default: return 0;
   }
 }
@@ -301,7 +301,7 @@ bool TlsFilter::handshake_step() {
     on_input(*conn_);  // application data that came with the last flight
     return true;
   }
-  if (e == SSL_ERROR_WANT_READ && !conn_->eof()) return false;
+  if (e == SSL_ERROR_WANT_READ && !conn_->raw_eof()) return false;
   failed_ = true;
   // The connection failed underneath: that is the story, not "unexpected eof".
   if (int err = conn_->read_error() ? conn_->read_error() : conn_->write_error()) {
@@ -313,6 +313,9 @@ bool TlsFilter::handshake_step() {
 
 void TlsFilter::on_input(StreamConn& conn) noexcept {
   if (state_ != State::established || tls_eof_ || failed_ || conn.closing()) {
+    // Nothing after close_notify or a failure is ever decoded: drop it, or a
+    // peer that goes on sending (no FIN) would grow this buffer without end.
+    if (tls_eof_ || failed_) raw_.clear();
     if (conn.uses_provided_buffers() && raw_.empty()) raw_.release_memory();
     return;
   }

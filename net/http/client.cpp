@@ -7,6 +7,7 @@
 #include "coro/exception_group.hpp"
 #include "coro/timeout.hpp"
 #include "net/http/redirect.hpp"
+#include "net/tls.hpp"
 
 namespace corio::http {
 
@@ -621,6 +622,8 @@ Task<ClientResponse> Client::exchange(const std::string& method, const Url& url,
         stale = true;
       } catch (const ConnectionError&) {
         stale = true;
+      } catch (const TlsError&) {
+        stale = true;  // closed without close_notify: "unexpected eof while reading"
       } catch (...) {
       }
     }

@@ -1,10 +1,16 @@
 #include "net/tls.hpp"
 
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coro/event.hpp"
@@ -12,6 +18,7 @@
 #include "coro/task_handle.hpp"
 #include "coro/timeout.hpp"
 #include "loop/to_thread.hpp"
+#include "net/http/client.hpp"
 #include "net/server.hpp"
 #include "tests/child_process.hpp"
 #include "tests/net/net_support.hpp"
@@ -1033,6 +1040,192 @@ Task<void> s_client_sees_close_notify(std::shared_ptr<TlsContext> sctx) {
 
 TEST_CASE("openssl s_client verifies a corio server and sees its close_notify") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, s_client_sees_close_notify(server_ctx())); });
+}
+
+// ---- graceful shutdown, stale pooled connections, a peer flooding after close_notify, wrong roles ----
+
+// Reads a line, answers, waits, then reads one more line (which the client
+// sends after the graceful shutdown began).
+Task<void> line_pause_line(StreamReader& r, StreamWriter& w, std::string* second) {
+  std::string first = co_await r.readline();
+  w.write("ack " + first);
+  co_await w.drain();
+  co_await sleep(400ms);
+  try {
+    std::string l = co_await r.readline();
+    *second = l.empty() ? "eof" : "line of " + std::to_string(l.size());
+  } catch (const std::exception& e) {
+    *second = std::string("threw: ") + e.what();
+  }
+  w.close();
+}
+
+// end_idle_reads()'s soft EOF is not the raw stream's end: a record still
+// arriving in pieces (a 40 KB write on io_uring) is decoded, not taken for a
+// truncated stream ("unexpected eof while reading", then a fatal alert).
+Task<void> graceful_shutdown_mid_record(EventLoop& loop) {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  std::string second;
+  ClientHandler h = [&second](StreamReader& r, StreamWriter& w) { return line_pause_line(r, w, &second); };
+  Server s = co_await start_server(h, "127.0.0.1", 0, tls_server(sctx));
+  auto [r, w] = co_await open_connection("127.0.0.1", s.port(), tls_to(cctx));
+  w.write("one\n");
+  CHECK(co_await r.readline() == "ack one\n");
+  co_await sleep(100ms);
+  loop.request_shutdown();
+  co_await sleep(50ms);
+  w.write(std::string(40000, 'y') + "\n");
+  std::string end;
+  try {
+    std::string rest = co_await wait_for(r.read(), 5s);
+    end = "clean eof after " + std::to_string(rest.size());
+  } catch (const std::exception& e) {
+    end = std::string("threw: ") + e.what();
+  }
+  co_await wait_for(s.wait_closed(), 5s);
+  // The line (io_uring: it was being received) or the shutdown's EOF (epoll:
+  // nothing was read yet), as end_idle_reads() promises; never an error.
+  CHECK((second == "line of 40001" || second == "eof"));
+  CHECK(end == "clean eof after 0");
+}
+
+TEST_CASE("a graceful shutdown does not cut a TLS record that arrives in pieces") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, graceful_shutdown_mid_record(loop)); });
+}
+
+// One HTTP response, then the connection is dropped without close_notify
+// (as many servers' idle timeouts do).
+Task<void> one_response_then_drop(StreamReader& r, StreamWriter& w) {
+  for (;;) {
+    std::string l = co_await r.readline();
+    if (l.empty() || l == "\r\n") break;
+  }
+  w.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  co_await w.drain();
+  co_await sleep(100ms);
+  w.abort();
+}
+
+Task<void> https_stale_pooled_connection() {
+  auto sctx = server_ctx();
+  Server s = co_await start_server(one_response_then_drop, "127.0.0.1", 0, tls_server(sctx));
+  http::ClientOptions o;
+  o.tls.ca_file = pki("ca.pem");
+  http::Client c(o);
+  const std::string url = "https://localhost:" + std::to_string(s.port()) + "/";
+  CHECK((co_await c.get(url)).body == "ok");
+  co_await sleep(300ms);
+  std::string second;
+  try {
+    second = (co_await c.get(url)).body;  // the pooled connection is dead: a fresh one
+  } catch (const std::exception& e) {
+    second = std::string("threw: ") + e.what();
+  }
+  CHECK(second == "ok");
+}
+
+TEST_CASE("an https GET on a pooled connection closed without close_notify is retried on a new one") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, https_stale_pooled_connection()); });
+}
+
+long rss_mib() {
+  std::ifstream f("/proc/self/statm");
+  long size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * ::sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+// A blocking OpenSSL server on a thread: "hi\n", close_notify without FIN,
+// then `mib` MiB of raw bytes.
+struct FloodingTlsPeer {
+  int lfd = -1;
+  std::uint16_t port = 0;
+  std::atomic<bool> done{false};
+  std::atomic<long> sent_mib{0};
+  std::thread th;
+
+  FloodingTlsPeer(SSL_CTX* ctx, int mib) {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(lfd, 1) == 0);
+    REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port = ntohs(a.sin_port);
+    th = std::thread([this, ctx, mib] {
+      const int fd = ::accept(lfd, nullptr, nullptr);
+      SSL* ssl = SSL_new(ctx);
+      SSL_set_fd(ssl, fd);
+      if (SSL_accept(ssl) == 1) {
+        SSL_write(ssl, "hi\n", 3);
+        SSL_shutdown(ssl);
+        const std::string junk(1 << 20, 'j');
+        for (int i = 0; i < mib; ++i, ++sent_mib) {
+          for (std::size_t off = 0; off < junk.size();) {
+            const ssize_t n = ::send(fd, junk.data() + off, junk.size() - off, MSG_NOSIGNAL);
+            if (n <= 0) i = mib;
+            if (n <= 0) break;
+            off += static_cast<std::size_t>(n);
+          }
+        }
+      }
+      SSL_free(ssl);
+      ::close(fd);
+      done = true;
+    });
+  }
+  ~FloodingTlsPeer() {
+    if (th.joinable()) th.join();
+    ::close(lfd);
+  }
+};
+
+// Bytes after the peer's close_notify are never decoded: they are dropped,
+// not kept (the connection stays open for our own sending).
+Task<void> flood_after_close_notify() {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  FloodingTlsPeer peer(sctx->native_handle(), 128);
+  {
+    auto [r, w] = co_await open_connection("127.0.0.1", peer.port, tls_to(cctx));
+    CHECK(co_await wait_for(r.readline(), 5s) == "hi\n");
+    CHECK(co_await wait_for(r.read(), 5s) == "");
+    const long before = rss_mib();
+    for (int i = 0; i < 150 && !peer.done; ++i) co_await sleep(20ms);
+    MESSAGE("the peer sent " << peer.sent_mib.load() << " MiB after its close_notify; RSS grew by "
+                             << rss_mib() - before << " MiB");
+    CHECK(rss_mib() - before < 48);
+    w.abort();
+  }
+  for (int i = 0; i < 250 && !peer.done; ++i) co_await sleep(20ms);
+}
+
+TEST_CASE("bytes a peer sends after its close_notify are dropped, not buffered without bound") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, flood_after_close_notify()); });
+}
+
+// A context of the wrong role is refused at once (Python: "Cannot create a
+// client socket with a PROTOCOL_TLS_SERVER context"), not after a
+// handshake timeout.
+Task<void> wrong_role_contexts() {
+  auto sctx = server_ctx();
+  auto cctx = client_ctx();
+  Server s = co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(sctx));
+  ConnectOptions o = tls_to(sctx);
+  o.tls_handshake_timeout = 5s;
+  const auto t0 = Clock::now();
+  CHECK_THROWS_WITH_AS(co_await open_connection("127.0.0.1", s.port(), o),
+                       doctest::Contains("is a server context"), std::invalid_argument);
+  CHECK(Clock::now() - t0 < 1s);
+  CHECK_THROWS_WITH_AS(co_await start_server(echo_lines, "127.0.0.1", 0, tls_server(cctx)),
+                       doctest::Contains("is a client context"), std::invalid_argument);
+}
+
+TEST_CASE("open_connection refuses a server TLS context and start_server a client one") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, wrong_role_contexts()); });
 }
 
 }  // namespace
