@@ -118,6 +118,10 @@ bool drained_stream(const IoOp& op, int r) noexcept {
 }
 
 constexpr std::uint32_t kConnectStarted = 1;
+// perform(): a Unix connect refused with EAGAIN (the listener's backlog is
+// full). Final, unlike -EAGAIN ("not ready"): nothing is in progress, so no
+// SO_ERROR check can tell when it is done (io_uring also answers -EAGAIN).
+constexpr int kConnectWouldBlock = -0x7fff0000;
 
 class EpollBackend final : public Backend {
  public:
@@ -151,6 +155,10 @@ class EpollBackend final : public Backend {
     };
     if (!st.nonblocking && !registered()) return true;
     int r = attempt(st, op);
+    if (r == kConnectWouldBlock) {
+      op.result = -EAGAIN;
+      return true;
+    }
     if (r != -EAGAIN) {
       op.result = r;
       if (op.kind == OpKind::accept) note_accepted(r);  // may grow fds_: st is dead
@@ -347,10 +355,11 @@ class EpollBackend final : public Backend {
             return -err;
           }
           r = ::connect(op.fd, op.addr, op.addrlen_value);
-          if (r < 0 && (errno == EINPROGRESS || errno == EAGAIN)) {
+          if (r < 0 && errno == EINPROGRESS) {
             op.cqe_flags |= kConnectStarted;
             return -EAGAIN;
           }
+          if (r < 0 && errno == EAGAIN) return kConnectWouldBlock;
           break;
         case OpKind::recv_multishot:
           return -EOPNOTSUPP;  // io_uring only: callers check provided_buffers() first
@@ -393,7 +402,8 @@ class EpollBackend final : public Backend {
         r = static_cast<int>(ev & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLRDHUP));
       } else {
         r = perform(*op, st.always_ready);
-        if (r == -EAGAIN) {
+        if (r == kConnectWouldBlock) r = -EAGAIN;
+        else if (r == -EAGAIN) {
           ready = false;
           return;
         }

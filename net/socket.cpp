@@ -98,7 +98,16 @@ void ConnectAwaiter::await_resume() {
     throw ConnectTimeoutError(addr_.to_string(), "timed out after " + std::to_string(ms) + " ms");
   }
   if (r < 0) throw_os_error(-r, "connect", addr_.to_string());
-  sock_->peer_ = addr_;
+  // What the kernel connected to (0.0.0.0 / :: reach loopback); the address
+  // asked for if getpeername fails (a reset that came already).
+  SocketAddress real;
+  socklen_t len = SocketAddress::capacity();
+  if (::getpeername(sock_->fd(), real.data(), &len) == 0) {
+    real.set_size(len);
+    sock_->peer_ = real;
+  } else {
+    sock_->peer_ = addr_;
+  }
 }
 
 SendToAwaiter::SendToAwaiter(const Socket& s, const void* buf, std::size_t len, const SocketAddress& to,

@@ -166,8 +166,9 @@ class Socket {
   void bind(const SocketAddress& addr);         // AddressInUseError, OSError
   void listen(int backlog = SOMAXCONN);
   // shutdown(2): SHUT_RD, SHUT_WR (send EOF; the peer reads 0) or SHUT_RDWR.
-  // Synchronous because the kernel never blocks on it; a pending recv on this
-  // socket then completes with 0.
+  // Synchronous because the kernel never blocks on it; a pending recv on a
+  // stream socket then completes with 0 (on a datagram socket the kernel
+  // reports nothing to epoll: there it completes only on io_uring).
   void shutdown(int how);
   void set_option(int level, int name, int value);
   int get_option(int level, int name) const;

@@ -418,3 +418,55 @@ TEST_CASE("a recv cancelled after the kernel completed it returns the data; the 
     test::run_bounded(loop, main());
   });
 }
+
+// Epoll took a Unix connect's EAGAIN (the listener's backlog is full) for
+// "in progress", then found no error in SO_ERROR and reported a connection
+// that was not there. EAGAIN is final here, as on io_uring.
+TEST_CASE("a Unix connect to a full backlog never reports a connection that is not there") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      const std::string path = "/tmp/corio-test-backlog-" + std::to_string(::getpid());
+      ::unlink(path.c_str());
+      Socket l = Socket::create(AF_UNIX, SOCK_STREAM);
+      l.bind(SocketAddress::unix_path(path));
+      l.listen(0);  // never accepts
+      std::vector<Socket> clients;
+      int connected = 0, bogus = 0, refused = 0;
+      for (int i = 0; i < 4; ++i) {
+        clients.push_back(Socket::create(AF_UNIX, SOCK_STREAM));
+        try {
+          co_await clients.back().connect(SocketAddress::unix_path(path), 200ms);
+          SocketAddress peer;
+          socklen_t len = SocketAddress::capacity();
+          if (::getpeername(clients.back().fd(), peer.data(), &len) == 0) ++connected;
+          else ++bogus;
+        } catch (const OSError& e) {
+          CHECK(e.errno_value() == EAGAIN);
+          ++refused;
+        }
+      }
+      CHECK(bogus == 0);
+      CHECK(refused > 0);  // the backlog (0: one connection) is full after the first
+      CHECK(connected + refused == 4);
+      ::unlink(path.c_str());
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
+// peer_address() is getpeername's answer: 0.0.0.0 asked for, 127.0.0.1 connected.
+TEST_CASE("peer_address after connect is the address the kernel connected to") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Socket l = Socket::create(AF_INET, SOCK_STREAM);
+      l.bind(SocketAddress::parse("127.0.0.1", 0));
+      l.listen();
+      Socket c = Socket::create(AF_INET, SOCK_STREAM);
+      co_await c.connect(SocketAddress::parse("0.0.0.0", l.local_address().port()));
+      const std::string want = "127.0.0.1:" + std::to_string(l.local_address().port());
+      CHECK(c.peer_address().to_string() == want);
+      CHECK(c.describe() == want);
+    };
+    test::run_bounded(loop, main());
+  });
+}
