@@ -240,7 +240,7 @@ class EpollBackend final : public Backend {
     }
     int ms = -1;
     if (timeout_ns >= 0) {
-      std::int64_t up = (timeout_ns + 999'999) / 1'000'000;
+      std::int64_t up = timeout_ns / 1'000'000 + (timeout_ns % 1'000'000 != 0);
       ms = static_cast<int>(std::min<std::int64_t>(up, INT32_MAX));
     }
     return ::epoll_pwait(epfd_, events, max, ms, nullptr);

@@ -35,7 +35,7 @@ void CallbackNode::fire_timer(TimerNode* t) noexcept {
 void CallbackNode::run() noexcept {
   queued = false;
   if (!cancelled) {
-    cancelled = true;  // a handle's cancel() after this point is a no-op
+    ran = true;  // a handle's cancel() after this point only sets the flag
     try {
       fn();
     } catch (...) {
@@ -73,6 +73,7 @@ static std::unique_ptr<Backend> make_loop_backend(const BackendOptions& opts, st
 void CallbackHandle::cancel() noexcept {
   if (!n_ || n_->cancelled) return;
   n_->cancelled = true;
+  if (n_->ran) return;  // running or run: fn is reset by run() itself
   n_->fn.reset();
   if (n_->timer.armed()) {
     n_->loop->cancel_timer(n_->timer);
@@ -161,7 +162,10 @@ detail::CallbackNode* EventLoop::make_timer(TimePoint when, Callback fn) {
 }
 
 CallbackHandle EventLoop::call_later(Duration delay, Callback fn) {
-  return CallbackHandle(make_timer(time() + delay, std::move(fn)));
+  TimePoint now = time();
+  // Saturate: now + a huge delay must not wrap into the past.
+  TimePoint when = delay > TimePoint::max() - now ? TimePoint::max() : now + delay;
+  return CallbackHandle(make_timer(when, std::move(fn)));
 }
 
 CallbackHandle EventLoop::call_at(TimePoint when, Callback fn) { return CallbackHandle(make_timer(when, std::move(fn))); }
@@ -171,7 +175,10 @@ void EventLoop::call_soon_threadsafe(Callback fn) {
   n->fn = std::move(fn);
   n->loop = this;
   n->queued = true;
-  post_threadsafe(*n);
+  // On the loop's own thread: the ready queue directly, so that the order of
+  // registration holds across call_soon and call_soon_threadsafe (asyncio).
+  if (tls_loop_ == this) post(*n);
+  else post_threadsafe(*n);
 }
 
 void EventLoop::post_threadsafe(detail::Runnable& r) noexcept {
@@ -361,7 +368,8 @@ void EventLoop::run_forever() {
     }
   } restore{this};
   now_ = Clock::now();
-  while (!stopping_) run_once();
+  do run_once();
+  while (!stopping_);
 }
 
 void EventLoop::run_until_done(TaskBase& t) {
@@ -405,7 +413,13 @@ void EventLoop::cancel_all_tasks(std::string msg) {
       stoppers[i].loop = this;
       if (!tasks[i]->done()) tasks[i]->add_done_waiter(stoppers[i]);
     }
-    while (!all_done()) run_forever();  // every finishing task stops one round
+    try {
+      while (!all_done()) run_forever();  // every finishing task stops one round
+    } catch (...) {
+      for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i]->remove_done_waiter(stoppers[i]);
+      for (TaskBase* t : tasks) t->release();
+      throw;
+    }
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i]->remove_done_waiter(stoppers[i]);
   }
   for (TaskBase* t : tasks) {
@@ -465,6 +479,7 @@ void EventLoop::add_signal_handler(int sig, Callback fn) {
     arm_signals();
   }
   auto cb = std::make_shared<Callback>(std::move(fn));
+  detail::SignalState::stop_counting(sig);  // a new handler owns it (corio::run re-enables its own)
   for (auto& [s, h] : signal_handlers_) {
     if (s == sig) {
       h = std::move(cb);
@@ -479,6 +494,7 @@ bool EventLoop::remove_signal_handler(int sig) {
   for (auto it = signal_handlers_.begin(); it != signal_handlers_.end(); ++it) {
     if (it->first == sig) {
       signal_handlers_.erase(it);
+      detail::SignalState::stop_counting(sig);
       detail::SignalState::uninstall(sig);
       return true;
     }
@@ -503,11 +519,13 @@ void EventLoop::dispatch_signals() noexcept {
   unsigned long long bits = detail::SignalState::take_pending();
   for (int sig = 1; sig <= detail::SignalState::kMaxSignal; ++sig) {
     if (!(bits & (1ull << (sig - 1)))) continue;
+    unsigned times = detail::SignalState::take_count(sig);  // 0: counted by an earlier dispatch
     for (auto& [s, h] : signal_handlers_) {
       if (s != sig) continue;
-      // As a callback on the ready queue: handlers run where user code runs.
+      // As a callback on the ready queue: handlers run where user code runs,
+      // once per arrival (asyncio).
       std::shared_ptr<Callback> keep = h;
-      call_soon([keep] { (*keep)(); });
+      for (unsigned i = 0; i < times; ++i) call_soon([keep] { (*keep)(); });
     }
   }
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "coro/callback.hpp"
+#include "coro/errors.hpp"
 #include "coro/event.hpp"
 #include "coro/scheduler.hpp"
 #include "coro/task_base.hpp"
@@ -41,6 +42,7 @@ struct CallbackNode final : Runnable {
   EventLoop* loop = nullptr;
   std::uint32_t refs = 1;
   bool cancelled = false;
+  bool ran = false;  // fn was entered: cancel() only records the request
   bool queued = false;
   void run() noexcept override;
   void discard() noexcept override { release(); }
@@ -157,6 +159,8 @@ class EventLoop final : public Scheduler {
   // Run until `t` is done; returns its value or rethrows its exception.
   template <class T>
   T run_until_complete(Task<T> t, std::string name = {}) {
+    if (running_) throw InvalidStateError("this event loop is already running");
+    if (tls_loop_) throw InvalidStateError("another event loop is running in this thread");
     TaskHandle<T> h = create_task_on(*this, std::move(t), std::move(name));
     run_until_done(h.base());
     if constexpr (std::is_void_v<T>) h.result();

@@ -46,14 +46,21 @@ class CoroFutureState final : public FutureState<T> {
   // post happens before the task can settle the state (that needs the lock),
   // so the loop is alive (it closes only after settling every such state).
   void on_cancelled_locked() noexcept override {
-    this->add_ref();
+    // The reference travels in the callback and is dropped when it runs or
+    // when the loop discards it at close (a raw pointer leaked the state).
+    struct Ref {
+      CoroFutureState* s;
+      explicit Ref(CoroFutureState* p) noexcept : s(p) { s->add_ref(); }
+      Ref(Ref&& o) noexcept : s(std::exchange(o.s, nullptr)) {}
+      ~Ref() {
+        if (s) s->release();
+      }
+    };
     try {
-      loop_->call_soon_threadsafe([self = this] {
-        if (self->task) self->task.cancel(self->cancel_message());
-        self->release();
+      loop_->call_soon_threadsafe([r = Ref(this)] {
+        if (r.s->task) r.s->task.cancel(r.s->cancel_message());
       });
     } catch (...) {  // out of memory: the task runs on; the future is cancelled anyway
-      this->release();
     }
   }
 

@@ -23,6 +23,8 @@ struct SignalState {
   static void set_wake_fd(int fd) noexcept;
   static int wake_fd() noexcept;
   static unsigned long long take_pending() noexcept;  // bit sig - 1 for each signal, cleared
+  // How many times sig arrived since the last call (after take_pending showed its bit).
+  static unsigned take_count(int sig) noexcept;
   // After this, the next SIGINT (or SIGTERM) makes the C handler print one
   // line and _exit(128 + sig) at once: the escape hatch when a graceful
   // shutdown hangs. Works even if the loop thread is stuck.
@@ -33,6 +35,9 @@ struct SignalState {
   // hatch itself: a loop stuck before it ever dispatched the first one
   // (a task that never yields) could not arm it. Turning it on resets the count.
   static void count_interrupts(bool on) noexcept;
+  // `sig` is no longer corio::run's to handle (a handler replaced or removed
+  // it): the C handler stops counting it as an interrupt.
+  static void stop_counting(int sig) noexcept;
 };
 
 // "SIGINT" for SIGINT, "signal 40" for others.
