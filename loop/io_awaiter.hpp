@@ -45,6 +45,10 @@ class IoAwaiter : public CancelHook {
       return false;
     }
     loop_ = &EventLoop::current();
+    if (dontwait_send_ && !(op_.msg_flags & MSG_DONTWAIT) && loop_->backend().kind() == BackendKind::io_uring) {
+      op_.msg_flags |= MSG_DONTWAIT;
+      own_dontwait_ = true;
+    }
     op_.complete = &IoAwaiter::completed;
     op_.ctx = this;
     if (start()) {  // completed synchronously
@@ -82,6 +86,13 @@ class IoAwaiter : public CancelHook {
   // op_done(): on io_uring the cancel would be matched against whatever op
   // reuses this address next.
   bool op_done() const noexcept { return done_; }
+  // Set by a send's awaiter. On io_uring such a send goes out with
+  // MSG_DONTWAIT, and where there is no room this awaiter waits for POLLOUT
+  // and sends again, instead of leaving the retry to the kernel: for a Unix
+  // datagram socket whose receiver's queue is full, the kernel's own retry
+  // resent the datagram from an iterator already consumed, so the receiver
+  // got an empty datagram and the send returned 0 (Linux 6.x).
+  bool dontwait_send_ = false;
   void cancel_op() noexcept {
     if (done_) return;
     op_cancelled_ = true;
@@ -107,18 +118,38 @@ class IoAwaiter : public CancelHook {
     return true;
   }
 
-  // Submits op_, again after each transient result; true if it completed
-  // synchronously (op_.result holds the answer).
-  bool start() noexcept {
-    while (loop_->backend().submit(op_)) {
-      if (!should_retry(op_.result)) return true;
+  // Submits op_; true if it completed synchronously (op_.result holds the
+  // answer), after any resubmissions keep_going() made.
+  bool start() noexcept { return loop_->backend().submit(op_) && !keep_going(); }
+
+  // After op_ completed: resubmits it after a transient result, or (a send
+  // under our own MSG_DONTWAIT that found no room) waits for POLLOUT with
+  // the same op and then sends again. True while something is in flight.
+  bool keep_going() noexcept {
+    for (;;) {
+      if (polling_) {
+        polling_ = false;
+        op_.kind = send_kind_;
+        if (cancel_sent_ || op_cancelled_) {
+          op_.result = -ECANCELED;  // nothing was sent
+          return false;
+        }
+        if (op_.result < 0 && !is_transient(op_.result)) return false;
+      } else if (own_dontwait_ && op_.result == -EAGAIN && !cancel_sent_ && !op_cancelled_ &&
+                 EventLoop::current_or_null() == loop_) {
+        polling_ = true;
+        send_kind_ = op_.kind;
+        op_.kind = OpKind::poll_out;
+      } else if (!should_retry(op_.result)) {
+        return false;
+      }
+      if (!loop_->backend().submit(op_)) return true;
     }
-    return false;
   }
 
   static void completed(IoOp* op) noexcept {
     auto* self = static_cast<IoAwaiter*>(op->ctx);
-    if (self->should_retry(op->result) && !self->start()) return;  // resubmitted: wait for its completion
+    if (self->keep_going()) return;  // resubmitted: wait for its completion
     self->done_ = true;
     self->task_->wake();
   }
@@ -130,6 +161,9 @@ class IoAwaiter : public CancelHook {
   bool op_cancelled_ = false;    // cancel_op(): a subclass's deadline, not the task's cancel
   bool retried_connect_ = false; // a connect was resubmitted after EINTR
   bool done_ = false;
+  bool own_dontwait_ = false;    // MSG_DONTWAIT added here (dontwait_send_ on io_uring)
+  bool polling_ = false;         // op_ is a poll_out standing in for the send
+  OpKind send_kind_ = OpKind::send;
 };
 
 }  // namespace corio::detail

@@ -26,6 +26,7 @@ SocketIoAwaiter::SocketIoAwaiter(OpKind kind, const Socket& s, void* buf, std::s
   op_.buf = buf;
   op_.len = clamp_len(len);
   op_.msg_flags = flags;
+  dontwait_send_ = kind == OpKind::send;
 }
 
 SocketIoAwaiter::SocketIoAwaiter(OpKind kind, const Socket& s, msghdr* msg, int flags) noexcept : sock_(&s) {
@@ -33,6 +34,7 @@ SocketIoAwaiter::SocketIoAwaiter(OpKind kind, const Socket& s, msghdr* msg, int 
   op_.fd = s.fd();
   op_.msg = msg;
   op_.msg_flags = flags;
+  dontwait_send_ = kind == OpKind::sendmsg;
 }
 
 std::size_t SocketIoAwaiter::await_resume() {
@@ -123,6 +125,7 @@ SendToAwaiter::SendToAwaiter(const Socket& s, const void* buf, std::size_t len, 
   op_.fd = s.fd();
   op_.msg = &msg_;
   op_.msg_flags = flags;
+  dontwait_send_ = true;
 }
 
 std::size_t SendToAwaiter::await_resume() {

@@ -28,7 +28,8 @@ std::shared_ptr<TlsContext> TlsRef::lock() const { return p_ ? p_->shared_from_t
 
 namespace {
 
-// Sessions kept per client context; the oldest key goes first past this.
+// Sessions kept per client context; past this, the first key by name goes (a
+// bound on memory, not an LRU: a resumption it costs is one full handshake).
 constexpr std::size_t kMaxSessions = 512;
 // Decrypted bytes are produced one record (<= 16 KiB) at a time.
 constexpr std::size_t kRecordRoom = 16 * 1024 + 256;

@@ -10,6 +10,7 @@
 
 #include "coro/sleep.hpp"
 #include "coro/task_handle.hpp"
+#include "coro/timeout.hpp"
 #include "tests/net/net_support.hpp"
 #include "tests/support.hpp"
 
@@ -468,5 +469,40 @@ TEST_CASE("peer_address after connect is the address the kernel connected to") {
       CHECK(c.describe() == want);
     };
     test::run_bounded(loop, main());
+  });
+}
+
+// A Unix datagram send that must wait for room in its receiver's queue
+// (more than net.unix.max_dgram_qlen queued): on io_uring the kernel's own
+// retry sent an empty datagram and returned 0. Both the unconnected sendto
+// and a connected client's send deliver their bytes once the queue drains.
+TEST_CASE("a Unix datagram send waiting on a full receiver delivers its bytes") {
+  test::on_each_backend([](EventLoop& loop) {
+    for (bool connected : {false, true}) {
+      CAPTURE(connected);
+      auto main = [](bool connected) -> Task<void> {
+        const SocketAddress to = SocketAddress::unix_path("@corio-test-dgram-" + std::to_string(::getpid()));
+        Socket r = Socket::create(AF_UNIX, SOCK_DGRAM);
+        r.bind(to);
+        Socket s = Socket::create(AF_UNIX, SOCK_DGRAM);
+        if (connected) co_await s.connect(to);
+        int queued = 0;
+        while (::sendto(s.fd(), "x", 1, MSG_DONTWAIT, to.data(), to.size()) == 1 && queued < 100000) ++queued;
+        std::size_t n = 99;
+        auto send_late = [](Socket& s, SocketAddress to, bool connected, std::size_t& n) -> Task<void> {
+          n = connected ? co_await s.send("late") : co_await s.sendto("late", to);
+        };
+        auto t = create_task(send_late(s, to, connected, n));
+        co_await sleep(20ms);  // the send is waiting for room
+        CHECK_FALSE(t.done());
+        char buf[8];
+        for (int i = 0; i < queued; ++i) co_await r.recv(buf, sizeof buf);
+        co_await wait_for(t, 5s);
+        const std::size_t got = co_await r.recv(buf, sizeof buf);
+        CHECK(n == 4u);
+        CHECK(std::string(buf, got) == "late");
+      };
+      test::run_bounded(loop, main(connected), 20s);
+    }
   });
 }
