@@ -112,7 +112,7 @@ class IoAwaiter : public CancelHook {
       if (op_.kind == OpKind::connect) return false;  // Unix sockets: the listener's backlog is full
       const bool has_flags = op_.kind == OpKind::recv || op_.kind == OpKind::send || op_.kind == OpKind::recvmsg ||
                              op_.kind == OpKind::sendmsg;
-      if (has_flags && (op_.msg_flags & MSG_DONTWAIT)) return false;
+      if (has_flags && (op_.msg_flags & MSG_DONTWAIT) && !own_dontwait_) return false;  // the caller's answer
     }
     if (op_.kind == OpKind::connect) retried_connect_ = true;
     return true;
@@ -135,13 +135,12 @@ class IoAwaiter : public CancelHook {
           return false;
         }
         if (op_.result < 0 && !is_transient(op_.result)) return false;
-      } else if (own_dontwait_ && op_.result == -EAGAIN && !cancel_sent_ && !op_cancelled_ &&
-                 EventLoop::current_or_null() == loop_) {
+      } else if (!should_retry(op_.result)) {
+        return false;
+      } else if (own_dontwait_ && op_.result == -EAGAIN) {
         polling_ = true;
         send_kind_ = op_.kind;
         op_.kind = OpKind::poll_out;
-      } else if (!should_retry(op_.result)) {
-        return false;
       }
       if (!loop_->backend().submit(op_)) return true;
     }

@@ -15,9 +15,11 @@ std::atomic<int> g_wake_fd{-1};
 std::atomic<unsigned long long> g_pending{0};
 std::atomic<unsigned> g_counts[SignalState::kMaxSignal + 1];
 std::atomic<bool> g_immediate_exit{false};
-std::atomic<unsigned> g_count_interrupts{0};  // bit 0: SIGINT, bit 1: SIGTERM
+std::atomic<unsigned> g_count_interrupts{0};  // interrupt_bit() of each signal counted
 std::atomic<int> g_interrupts{0};
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free && std::atomic<unsigned>::is_always_lock_free);
+// g_count_interrupts' bit for SIGINT or SIGTERM.
+constexpr unsigned interrupt_bit(int sig) noexcept { return sig == SIGINT ? 1u : sig == SIGTERM ? 2u : 0u; }
 struct sigaction g_saved[kMaxSignal + 1];
 bool g_installed[kMaxSignal + 1];
 
@@ -32,14 +34,16 @@ extern "C" void corio_on_signal(int sig) {
   // (lock-free atomics: async-signal-safe).
   if ((sig == SIGINT || sig == SIGTERM) &&
       (g_immediate_exit.load(std::memory_order_relaxed) ||
-       ((g_count_interrupts.load(std::memory_order_relaxed) & (sig == SIGINT ? 1u : 2u)) &&
+       ((g_count_interrupts.load(std::memory_order_relaxed) & interrupt_bit(sig)) &&
         g_interrupts.fetch_add(1, std::memory_order_relaxed) >= 1))) {
     write_str(sig == SIGINT ? "\ncorio: second SIGINT during shutdown, exiting now\n"
                             : "\ncorio: second SIGTERM during shutdown, exiting now\n");
     ::_exit(128 + sig);
   }
-  if (sig > 0 && sig <= kMaxSignal) g_counts[sig].fetch_add(1, std::memory_order_relaxed);
-  if (sig > 0 && sig <= kMaxSignal) g_pending.fetch_or(1ull << (sig - 1), std::memory_order_relaxed);
+  if (sig > 0 && sig <= kMaxSignal) {
+    g_counts[sig].fetch_add(1, std::memory_order_relaxed);
+    g_pending.fetch_or(1ull << (sig - 1), std::memory_order_relaxed);
+  }
   int fd = g_wake_fd.load(std::memory_order_relaxed);
   if (fd >= 0) {
     unsigned long long one = 1;
@@ -85,12 +89,9 @@ void SignalState::arm_immediate_exit() noexcept { g_immediate_exit.store(true); 
 void SignalState::disarm_immediate_exit() noexcept { g_immediate_exit.store(false); }
 void SignalState::count_interrupts(bool on) noexcept {
   g_interrupts.store(0);
-  g_count_interrupts.store(on ? 3u : 0u);
+  g_count_interrupts.store(on ? interrupt_bit(SIGINT) | interrupt_bit(SIGTERM) : 0u);
 }
-void SignalState::stop_counting(int sig) noexcept {
-  if (sig == SIGINT) g_count_interrupts.fetch_and(~1u);
-  if (sig == SIGTERM) g_count_interrupts.fetch_and(~2u);
-}
+void SignalState::stop_counting(int sig) noexcept { g_count_interrupts.fetch_and(~interrupt_bit(sig)); }
 
 const char* signal_name(int sig) noexcept {
   switch (sig) {

@@ -28,6 +28,15 @@ Task<void> fail_after(std::chrono::milliseconds d) {
   throw std::runtime_error("child failed");
 }
 
+// Sleeps 10 s, swallows a cancel of that sleep, and returns v either way.
+Task<int> swallows_cancel(int v) {
+  try {
+    co_await sleep(10s);
+  } catch (const CancelledError&) {
+  }
+  co_return v;
+}
+
 }  // namespace
 
 TEST_CASE("create_task runs the task concurrently and awaiting the handle yields its value") {
@@ -218,14 +227,7 @@ TEST_CASE("a cancelled task records the message of the request its wait accepted
 TEST_CASE("a task that swallows its cancellation finishes normally") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
-      auto stubborn = []() -> Task<int> {
-        try {
-          co_await sleep(10s);
-        } catch (const CancelledError&) {
-        }
-        co_return 9;
-      };
-      auto t = create_task(stubborn());
+      auto t = create_task(swallows_cancel(9));
       co_await sleep(1ms);
       t.cancel();
       CHECK(co_await t == 9);
@@ -242,13 +244,6 @@ TEST_CASE("a task that swallows its cancellation finishes normally") {
 TEST_CASE("a cancel after a forwarded one that the awaited task swallowed raises its own message") {
   test::on_each_backend([](EventLoop& loop) {
     auto main = []() -> Task<void> {
-      auto stubborn = []() -> Task<int> {
-        try {
-          co_await sleep(10s);
-        } catch (const CancelledError&) {
-        }
-        co_return 7;
-      };
       auto outer_body = [](TaskHandle<int> in) -> Task<std::string> {
         try {
           co_return std::to_string(co_await in);
@@ -256,7 +251,7 @@ TEST_CASE("a cancel after a forwarded one that the awaited task swallowed raises
           co_return "cancelled " + e.message();
         }
       };
-      auto inner = create_task(stubborn(), "inner");
+      auto inner = create_task(swallows_cancel(7), "inner");
       auto outer = create_task(outer_body(inner), "outer");
       co_await sleep(1ms);
       outer.cancel("first");
