@@ -4,6 +4,7 @@
 #include <net/if.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,6 +17,8 @@ std::optional<SocketAddress> SocketAddress::try_parse(std::string_view host, std
   // address cannot be one.
   char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   if (host.empty() || host.size() >= sizeof buf) return std::nullopt;
+  // inet_pton would stop at an embedded NUL and accept "127.0.0.1\0junk".
+  if (host.find('\0') != std::string_view::npos) return std::nullopt;
   std::memcpy(buf, host.data(), host.size());
   buf[host.size()] = '\0';
   SocketAddress a;
@@ -31,9 +34,15 @@ std::optional<SocketAddress> SocketAddress::try_parse(std::string_view host, std
     *pct = '\0';
     const char* zone = pct + 1;
     if (!*zone) return std::nullopt;
-    char* end = nullptr;
-    unsigned long n = std::strtoul(zone, &end, 10);
-    if (*end == '\0') {
+    // A numeric zone is digits only and fits the 32-bit scope id (strtoul
+    // would take "-1", " 2" or "+2", and wrap 4294967296 to 0).
+    bool numeric = true;
+    std::uint64_t n = 0;
+    for (const char* z = zone; *z && numeric; ++z) {
+      if (*z < '0' || *z > '9') numeric = false;
+      else if ((n = n * 10 + static_cast<unsigned>(*z - '0')) > UINT32_MAX) return std::nullopt;
+    }
+    if (numeric) {
       scope = static_cast<std::uint32_t>(n);
     } else {
       scope = ::if_nametoindex(zone);
@@ -91,9 +100,18 @@ SocketAddress SocketAddress::unix_path(std::string_view path) {
   const bool abstract = !path.empty() && path.front() == '@';
   // A filesystem path needs its terminating NUL inside sun_path; an abstract
   // name is counted by length and has none.
+  if (abstract && path.size() > sizeof(a.u_.un.sun_path)) {
+    throw std::invalid_argument("abstract Unix socket name must be at most " +
+                                std::to_string(sizeof(a.u_.un.sun_path)) + " bytes with its '@': '" +
+                                std::string(path) + "'");
+  }
   if (path.empty() || path.size() + (abstract ? 0 : 1) > sizeof(a.u_.un.sun_path)) {
     throw std::invalid_argument("Unix socket path must be 1.." + std::to_string(sizeof(a.u_.un.sun_path) - 1) +
                                 " bytes: '" + std::string(path) + "'");
+  }
+  // The kernel would end a filesystem path at its first NUL (another file).
+  if (!abstract && path.find('\0') != std::string_view::npos) {
+    throw std::invalid_argument("Unix socket path contains a NUL byte");
   }
   std::memcpy(a.u_.un.sun_path, path.data(), path.size());
   if (abstract) a.u_.un.sun_path[0] = '\0';

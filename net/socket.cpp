@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "loop/fd_io.hpp"
@@ -151,7 +152,10 @@ ReceivedFrom RecvFromAwaiter::await_resume() {
   int r = result();
   if (r < 0) throw_os_error(-r, "recvfrom on", sock_->describe());
   from_.set_size(msg_.msg_namelen);
-  return ReceivedFrom{static_cast<std::size_t>(r), from_, (msg_.msg_flags & MSG_TRUNC) != 0};
+  // With MSG_TRUNC in flags the kernel answers with the datagram's whole
+  // length, which may be more than the buffer holds: size stays what was stored.
+  const auto stored = std::min(static_cast<std::size_t>(r), iov_.iov_len);
+  return ReceivedFrom{stored, from_, (msg_.msg_flags & MSG_TRUNC) != 0 || stored < static_cast<std::size_t>(r)};
 }
 
 }  // namespace detail
@@ -160,7 +164,7 @@ Socket& Socket::operator=(Socket&& o) noexcept {
   if (this != &o) {
     close();
     fd_ = std::exchange(o.fd_, -1);
-    peer_ = o.peer_;
+    peer_ = std::exchange(o.peer_, SocketAddress{});
   }
   return *this;
 }

@@ -139,7 +139,7 @@ class Socket {
   explicit Socket(int fd) noexcept : fd_(fd) {}
   // Adopts a connected socket whose peer is already known (from accept).
   Socket(int fd, const SocketAddress& peer) noexcept : fd_(fd), peer_(peer) {}
-  Socket(Socket&& o) noexcept : fd_(std::exchange(o.fd_, -1)), peer_(o.peer_) {}
+  Socket(Socket&& o) noexcept : fd_(std::exchange(o.fd_, -1)), peer_(std::exchange(o.peer_, SocketAddress{})) {}
   Socket& operator=(Socket&& o) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;

@@ -36,6 +36,15 @@ TEST_CASE("names and malformed hosts are rejected with the text in the message")
   CHECK_FALSE(SocketAddress::try_parse("fe80::1%", 80));
   CHECK_FALSE(SocketAddress::try_parse("fe80::1%no-such-interface", 80));
   CHECK_FALSE(SocketAddress::try_parse(std::string(200, '1'), 80));
+  // inet_pton stops at a NUL: the text after it must not be ignored.
+  CHECK_FALSE(SocketAddress::try_parse(std::string_view("127.0.0.1\0junk", 14), 80));
+  CHECK_FALSE(SocketAddress::try_parse(std::string_view("::1\0x", 5), 80));
+  // A numeric zone is digits that fit 32 bits: no sign, no blank, no wrap to 0.
+  CHECK_FALSE(SocketAddress::try_parse("fe80::1%4294967296", 80));
+  CHECK_FALSE(SocketAddress::try_parse("fe80::1%-1", 80));
+  CHECK_FALSE(SocketAddress::try_parse("fe80::1%+1", 80));
+  CHECK_FALSE(SocketAddress::try_parse("fe80::1% 1", 80));
+  CHECK(SocketAddress::parse("fe80::1%4294967295", 9).to_string() == "[fe80::1%4294967295]:9");
   CHECK_THROWS_WITH_AS(SocketAddress::parse("example.com", 80), "not a numeric IPv4 or IPv6 address: 'example.com'",
                        std::invalid_argument);
 }
@@ -69,6 +78,15 @@ TEST_CASE("Unix addresses keep their path, abstract names print with @") {
   CHECK_THROWS_AS(SocketAddress::unix_path(""), std::invalid_argument);
   CHECK_THROWS_AS(SocketAddress::unix_path(std::string(108, 'a')), std::invalid_argument);
   CHECK_NOTHROW(SocketAddress::unix_path(std::string(107, 'a')));
+  // A filesystem path with a NUL would name another file; an abstract name may hold one.
+  CHECK_THROWS_WITH_AS(SocketAddress::unix_path(std::string_view("/tmp/a\0b", 8)),
+                       "Unix socket path contains a NUL byte", std::invalid_argument);
+  CHECK(SocketAddress::unix_path(std::string_view("@a\0b", 4)).size() == offsetof(sockaddr_un, sun_path) + 4);
+  // An abstract name has no terminating NUL: 108 bytes with its '@' fit, and the message says so.
+  CHECK_NOTHROW(SocketAddress::unix_path("@" + std::string(107, 'a')));
+  CHECK_THROWS_WITH_AS(SocketAddress::unix_path("@" + std::string(108, 'a')),
+                       doctest::Contains("abstract Unix socket name must be at most 108 bytes with its '@'"),
+                       std::invalid_argument);
 
   // What the kernel reports for an unnamed (unbound) Unix socket: the family alone.
   sockaddr_un un{};

@@ -216,6 +216,13 @@ TEST_CASE("UDP datagrams round-trip with sendto/recvfrom on IPv4 and IPv6, and r
         CHECK(r.size == 4u);
         CHECK(r.truncated);
         CHECK(std::string(buf, 4) == "0123");
+        // MSG_TRUNC asks the kernel for the datagram's whole length: size
+        // still counts the bytes stored, truncated tells the rest.
+        co_await b.sendto("abcdefghij", a.local_address());
+        r = co_await a.recvfrom(buf, 4, MSG_TRUNC);
+        CHECK(r.size == 4u);
+        CHECK(r.truncated);
+        CHECK(std::string(buf, 4) == "abcd");
         // An empty datagram reads as 0 bytes and is not EOF.
         co_await b.sendto(std::string_view(), a.local_address());
         r = co_await a.recvfrom(buf, sizeof buf);
@@ -467,6 +474,15 @@ TEST_CASE("peer_address after connect is the address the kernel connected to") {
       const std::string want = "127.0.0.1:" + std::to_string(l.local_address().port());
       CHECK(c.peer_address().to_string() == want);
       CHECK(c.describe() == want);
+      // A moved-from socket forgets the peer with its fd (and a socket moved
+      // onto keeps no stale peer of its own).
+      Socket d = std::move(c);
+      CHECK(d.describe() == want);
+      CHECK(c.describe() == "fd -1");
+      Socket e = Socket::create(AF_INET, SOCK_STREAM);
+      e = std::move(d);
+      CHECK(e.describe() == want);
+      CHECK(d.describe() == "fd -1");
     };
     test::run_bounded(loop, main());
   });
