@@ -69,7 +69,18 @@ void RunGuard::finish() {
   loop_.run_shutdown_hooks();
 }
 
-LoopHolder::LoopHolder(const RunOptions& opts) : loop_(new EventLoop(opts.loop)) {
+namespace {
+// asyncio.run's first check: a nested run would block the outer loop (and,
+// handling signals, fail on the outer loop's handlers with a message that
+// does not name the cause).
+EventLoop* new_loop(const RunOptions& opts) {
+  if (EventLoop* outer = EventLoop::current_or_null(); outer && outer->is_running())
+    throw InvalidStateError("corio::run() cannot be called from a running event loop");
+  return new EventLoop(opts.loop);
+}
+}  // namespace
+
+LoopHolder::LoopHolder(const RunOptions& opts) : loop_(new_loop(opts)) {
   loop_->set_shutdown_grace(opts.shutdown_grace);
 }
 

@@ -22,6 +22,7 @@ static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_alw
 constexpr unsigned interrupt_bit(int sig) noexcept { return sig == SIGINT ? 1u : sig == SIGTERM ? 2u : 0u; }
 struct sigaction g_saved[kMaxSignal + 1];
 bool g_installed[kMaxSignal + 1];
+bool g_was_blocked[kMaxSignal + 1];  // install() unblocked it in the calling thread
 
 void write_str(const char* s) noexcept {
   ssize_t r = ::write(STDERR_FILENO, s, std::strlen(s));
@@ -67,16 +68,26 @@ void SignalState::install(int sig) {
   }
   // The signal may be blocked in this thread (inherited mask): unblock it so
   // the loop thread can receive it.
-  sigset_t set;
+  sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, sig);
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  pthread_sigmask(SIG_UNBLOCK, &set, &old);
+  g_was_blocked[sig] = sigismember(&old, sig) == 1;
   g_installed[sig] = true;
 }
 
 void SignalState::uninstall(int sig) {
   if (!g_installed[sig]) return;
   ::sigaction(sig, &g_saved[sig], nullptr);
+  // Blocked again if install() unblocked it: a program that blocks a signal
+  // to take it with sigwait() or a signalfd gets its mask back.
+  if (g_was_blocked[sig]) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    g_was_blocked[sig] = false;
+  }
   g_installed[sig] = false;
 }
 

@@ -277,18 +277,25 @@ TEST_CASE("corio::run nested in a running loop raises a clear error and the oute
     auto inner = []() -> Task<int> { co_return 1; };
     auto body = [&]() -> Task<int> {
       int r = 0;
-      try {
-        RunOptions o;
-        o.handle_signals = false;
-        r = corio::run(inner(), o);
-      } catch (const InvalidStateError& e) {
-        MESSAGE(std::string(e.what()));
-        r = 2;
+      // With or without signal handling (which the outer loop may own: the
+      // error must still name the nesting).
+      const bool modes[] = {false, true};
+      for (bool signals : modes) {
+        try {
+          RunOptions o;
+          o.handle_signals = signals;
+          r = corio::run(inner(), o);
+        } catch (const InvalidStateError& e) {
+          CHECK(std::string(e.what()) == "corio::run() cannot be called from a running event loop");
+          r = 2;
+        }
       }
       co_await sleep(1ms);
       co_return r;
     };
+    loop.add_signal_handler(SIGUSR1, [] {});  // the outer loop handles signals
     CHECK(loop.run_until_complete(body()) == 2);
+    loop.remove_signal_handler(SIGUSR1);
   });
 }
 

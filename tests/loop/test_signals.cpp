@@ -97,6 +97,37 @@ TEST_CASE("every real-time signal up to SIGRTMAX can be handled") {
                        std::invalid_argument);
 }
 
+TEST_CASE("remove_signal_handler gives back a signal mask that blocked the signal") {
+  sigset_t set, was;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  REQUIRE(pthread_sigmask(SIG_BLOCK, &set, &was) == 0);
+  auto blocked = [] {
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, nullptr, &now);
+    return sigismember(&now, SIGUSR2) == 1;
+  };
+  {
+    EventLoop loop;
+    loop.add_signal_handler(SIGUSR2, [] {});
+    CHECK_FALSE(blocked());  // the loop thread must receive it
+    CHECK(loop.remove_signal_handler(SIGUSR2));
+    CHECK(blocked());
+    // The same when the loop closes with the handler still in place.
+    loop.add_signal_handler(SIGUSR2, [] {});
+    CHECK_FALSE(blocked());
+  }
+  CHECK(blocked());
+  pthread_sigmask(SIG_SETMASK, &was, nullptr);
+  // A signal that was not blocked stays unblocked.
+  {
+    EventLoop loop;
+    loop.add_signal_handler(SIGUSR2, [] {});
+    loop.remove_signal_handler(SIGUSR2);
+  }
+  CHECK_FALSE(blocked());
+}
+
 TEST_CASE("add_signal_handler rejects signals that cannot be caught, naming them") {
   EventLoop loop;
   CHECK_THROWS_WITH_AS(loop.add_signal_handler(SIGKILL, [] {}), "add_signal_handler: SIGKILL cannot be caught",
