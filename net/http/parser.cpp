@@ -771,12 +771,12 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
         break;
       case 6:
         if (name_is(h.name, "expect")) {
-          if (iequals(h.value, "100-continue")) {
-            // HTTP/1.0 clients do not know 100 (RFC 9110 §10.1.1): ignore it for them.
-            if (head_.version_minor >= 1) head_.expect_continue = true;
-          } else {
+          // A list (RFC 9110 §10.1.1): its empty elements are ignored (§5.6.1.2).
+          bool cont = false;
+          if (!for_each_element(h.value, [&](std::string_view e) { return cont = iequals(e, "100-continue"); }))
             return fail(417, "unsupported expectation");
-          }
+          // HTTP/1.0 clients do not know 100 (RFC 9110 §10.1.1): ignore it for them.
+          if (cont && head_.version_minor >= 1) head_.expect_continue = true;
         }
         break;
       case 10:

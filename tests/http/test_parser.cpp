@@ -733,3 +733,21 @@ TEST_CASE("every byte at every offset of a Host, short and long, last field or n
   }
   CHECK(checked > 100000);
 }
+
+// RFC 9110 §10.1.1: Expect = #expectation, and §5.6.1.2: a recipient MUST
+// parse and ignore empty list elements. "100-continue," is 100-continue, not
+// an unknown expectation (417); an empty Expect carries no expectation at all.
+TEST_CASE("Expect is a list: empty elements are ignored, any other member is 417") {
+  for (std::string v : {"100-continue,", ", 100-continue", "100-continue , ,", "100-continue, 100-Continue"}) {
+    CAPTURE(v);
+    RequestParser p;
+    const std::string raw = "POST / HTTP/1.1\r\nHost: a\r\nExpect: " + v + "\r\nContent-Length: 1\r\n\r\n";
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    CHECK(p.head().expect_continue);
+  }
+  RequestParser p;
+  REQUIRE(p.parse("POST / HTTP/1.1\r\nHost: a\r\nExpect:\r\nContent-Length: 1\r\n\r\n") == ParseResult::done);
+  CHECK_FALSE(p.head().expect_continue);
+  CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x\r\n\r\n") == 417);
+  CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue;a=b\r\n\r\n") == 417);
+}
