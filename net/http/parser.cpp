@@ -1,5 +1,7 @@
 #include "net/http/parser.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 #if defined(__SSE2__)
@@ -180,8 +182,8 @@ bool valid_port(std::string_view p) noexcept {
   return true;
 }
 
-// reg-name bytes of a Host (RFC 3986 unreserved, sub-delims, '%'), as a table:
-// every request's Host is checked.
+// reg-name bytes of a Host (RFC 3986 unreserved, sub-delims; '%' starts a
+// pct-encoded triple, checked apart), as a table: every request's Host is checked.
 struct HostChars {
   bool ok[256];
   constexpr HostChars() : ok() {
@@ -189,7 +191,7 @@ struct HostChars {
       ok[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
       switch (c) {
         case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
-        case '(': case ')': case '*': case '+': case ',': case ';': case '=': case '%':
+        case '(': case ')': case '*': case '+': case ',': case ';': case '=':
           ok[c] = true;
           break;
         default:
@@ -245,6 +247,33 @@ inline int host_fast(const char* s, std::size_t n, const char* readable_end) noe
 }
 #endif
 
+inline int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// What is inside the brackets of an IP-literal (RFC 3986 §3.2.2): an
+// IPv6address, or an IPvFuture ("v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )).
+bool valid_ip_literal(std::string_view a) noexcept {
+  if (a.empty()) return false;
+  if (a[0] == 'v' || a[0] == 'V') {
+    std::size_t i = 1;
+    while (i < a.size() && hex_digit(a[i]) >= 0) ++i;
+    if (i == 1 || i + 1 >= a.size() || a[i] != '.') return false;
+    for (char c : a.substr(i + 1))
+      if (!kHostChars.ok[static_cast<unsigned char>(c)] && c != ':') return false;
+    return true;
+  }
+  char text[INET6_ADDRSTRLEN];
+  if (a.size() >= sizeof text) return false;
+  std::memcpy(text, a.data(), a.size());
+  text[a.size()] = '\0';
+  in6_addr addr;
+  return inet_pton(AF_INET6, text, &addr) == 1;
+}
+
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2); empty is allowed.
 // readable_end: how far past h bytes may be read (SSE2 loads), or nullptr.
 bool valid_host(std::string_view h, const char* readable_end = nullptr) noexcept {
@@ -254,12 +283,7 @@ bool valid_host(std::string_view h, const char* readable_end = nullptr) noexcept
 #endif
   if (h[0] == '[') {
     std::size_t close = h.find(']');
-    if (close == std::string_view::npos || close < 2) return false;
-    for (char c : h.substr(1, close - 1)) {
-      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
-                c == '.' || c == 'v' || c == 'V';
-      if (!ok) return false;
-    }
+    if (close == std::string_view::npos || !valid_ip_literal(h.substr(1, close - 1))) return false;
     std::string_view rest = h.substr(close + 1);
     if (rest.empty()) return true;
     return rest[0] == ':' && valid_port(rest.substr(1));
@@ -271,7 +295,12 @@ bool valid_host(std::string_view h, const char* readable_end = nullptr) noexcept
   const auto* q = p;
   // Four at a time (one branch per four bytes), then one by one.
   while (e - q >= 4 && (kHostChars.ok[q[0]] & kHostChars.ok[q[1]] & kHostChars.ok[q[2]] & kHostChars.ok[q[3]])) q += 4;
-  while (q != e && kHostChars.ok[*q]) ++q;
+  for (;;) {
+    while (q != e && kHostChars.ok[*q]) ++q;
+    if (e - q < 3 || q[0] != '%' || hex_digit(static_cast<char>(q[1])) < 0 || hex_digit(static_cast<char>(q[2])) < 0)
+      break;
+    q += 3;  // pct-encoded
+  }
   if (q == p) return false;
   if (q == e) return true;
   if (*q != ':') return false;

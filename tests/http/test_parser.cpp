@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -674,7 +675,7 @@ TEST_CASE("Host values: reg-names, IPv4 and IPv6 literals, ports of up to five d
 namespace {
 
 // What RFC 9110 §7.2 and RFC 3986 allow in a Host that is not an IP literal:
-// a reg-name (unreserved, sub-delims, '%'), then optionally ':' and up to five
+// a reg-name (unreserved, sub-delims, pct-encoded), then optionally ':' and up to five
 // digits. Written plainly, to check the parser's block-wise scan against.
 bool reference_host(std::string_view h) {
   if (h.empty()) return true;
@@ -682,6 +683,13 @@ bool reference_host(std::string_view h) {
   std::size_t i = 0;
   for (; i < h.size() && h[i] != ':'; ++i) {
     const char c = h[i];
+    if (c == '%') {  // pct-encoded = "%" HEXDIG HEXDIG
+      if (i + 2 >= h.size() || !std::isxdigit(static_cast<unsigned char>(h[i + 1])) ||
+          !std::isxdigit(static_cast<unsigned char>(h[i + 2])))
+        return false;
+      i += 2;
+      continue;
+    }
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     reg.find(c) != std::string_view::npos;
     if (!ok) return false;
@@ -750,4 +758,33 @@ TEST_CASE("Expect is a list: empty elements are ignored, any other member is 417
   CHECK_FALSE(p.head().expect_continue);
   CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x\r\n\r\n") == 417);
   CHECK(request_status("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue;a=b\r\n\r\n") == 417);
+}
+
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2), uri-host as RFC 3986 §3.2.2:
+// a '%' starts pct-encoded ("%" HEXDIG HEXDIG), and an IP-literal holds an
+// IPv6 address or an IPvFuture ("v" 1*HEXDIG "." 1*(unreserved / sub-delims
+// / ":")). Anything else is an invalid Host: 400 (RFC 9112 §3.2, a MUST).
+TEST_CASE("a Host with a bad percent-encoding or a bad IP literal is 400") {
+  for (Case c : std::vector<Case>{
+           {"GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: %4a%4B:80\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: [::ffff:192.0.2.1]:443\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: [v1.x:y]\r\n\r\n", 0},
+           {"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: a%\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: %:80\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: [1]\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: [:::::]\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: [1:2:3:4:5:6:7:8:9]\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: [v]\r\n\r\n", 400},
+           {"GET / HTTP/1.1\r\nHost: [v1.]\r\n\r\n", 400},
+           {"CONNECT [1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+       }) {
+    const std::string raw = c.raw;
+    CAPTURE(raw);
+    CHECK(request_status(c.raw) == c.status);
+    CHECK(request_status_bytewise(c.raw) == c.status);
+  }
 }
