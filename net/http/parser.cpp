@@ -712,9 +712,11 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
 
   std::string_view t = head_.target;
   if (head_.method_id == Method::connect) {
-    // authority-form: host ":" port, nothing else.
+    // authority-form: host ":" port, nothing else (the port is not optional,
+    // and a ':' inside an IPv6 literal is not the one before it).
     std::size_t colon = t.rfind(':');
-    if (t[0] == '/' || colon == std::string_view::npos || colon + 1 == t.size() || !valid_host(t))
+    if (t[0] == '/' || colon == std::string_view::npos || colon + 1 == t.size() ||
+        (t[0] == '[' && colon < t.find(']')) || !valid_host(t))
       return fail(400, "CONNECT needs an authority-form target (host:port)");
     head_.form = TargetForm::authority;
   } else if (t[0] == '/') {

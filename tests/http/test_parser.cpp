@@ -788,3 +788,14 @@ TEST_CASE("a Host with a bad percent-encoding or a bad IP literal is 400") {
     CHECK(request_status_bytewise(c.raw) == c.status);
   }
 }
+
+// authority-form = uri-host ":" port (RFC 9112 §3.2.3); a CONNECT request
+// always names its port (RFC 9110 §9.3.6: there are no default ports). The
+// ':' inside an IPv6 literal is not the one before a port.
+TEST_CASE("a CONNECT target without a port is 400, IPv6 literals included") {
+  CHECK(request_status("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
+  CHECK(request_status("CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
+  CHECK(request_status("CONNECT [::1] HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
+  CHECK(request_status("CONNECT [2001:db8::443] HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
+  CHECK(request_status("CONNECT [::1]: HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
+}
