@@ -734,6 +734,13 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
                 (k > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
       if (!ok) return fail(400, "malformed scheme in an absolute-form target");
     }
+    // An http(s) URI's authority is the target host (RFC 9112 §3.2.2): not
+    // empty (RFC 9110 §4.2.1), no userinfo (§4.2.4), valid as Host is.
+    if (iequals(t.substr(0, s), "http") || iequals(t.substr(0, s), "https")) {
+      std::string_view authority = t.substr(s + 3);
+      authority = authority.substr(0, authority.find_first_of("/?#"));
+      if (authority.empty() || !valid_host(authority)) return fail(400, "invalid host in an absolute-form target");
+    }
     head_.form = TargetForm::absolute;
   }
   return ParseResult::done;

@@ -799,3 +799,28 @@ TEST_CASE("a CONNECT target without a port is 400, IPv6 literals included") {
   CHECK(request_status("CONNECT [2001:db8::443] HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
   CHECK(request_status("CONNECT [::1]: HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
 }
+
+// An "http" or "https" URI with an empty host is invalid and a recipient MUST
+// reject it (RFC 9110 §4.2.1, §4.2.2); its authority is what an origin server
+// uses instead of Host (RFC 9112 §3.2.2), so it is a uri-host [":" port] like
+// Host, without userinfo (RFC 9110 §4.2.4: treat userinfo as an error).
+TEST_CASE("an absolute-form http(s) target needs a valid, non-empty authority") {
+  for (Case c : std::vector<Case>{
+           {"GET http://a.example/x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+           {"GET HTTPS://a.example:8443?q HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+           {"GET http://[::1]:80/x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+           {"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+           {"GET urn://x HTTP/1.1\r\nHost: a\r\n\r\n", 0},  // other schemes: not ours to judge
+           {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+           {"GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+           {"GET https://?q HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+           {"GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+           {"GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+           {"GET http://a:8x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+       }) {
+    const std::string raw = c.raw;
+    CAPTURE(raw);
+    CHECK(request_status(c.raw) == c.status);
+    CHECK(request_status_bytewise(c.raw) == c.status);
+  }
+}
