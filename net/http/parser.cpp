@@ -927,11 +927,15 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
   bool cl_seen = false, cl_mismatch = false, te_seen = false, close = false, keep_alive_token = false;
   std::uint64_t cl = 0;
   TeInfo te;
+  const int s = head_.status;
+  // A 2xx to CONNECT is a tunnel from its empty line on: its Content-Length
+  // and Transfer-Encoding frame nothing and MUST be ignored (RFC 9112 §6.3).
+  const bool tunnel = request_method == Method::connect && s >= 200 && s < 300;
   for (const Header& h : head_.headers) {
-    if (name_is(h.name, "content-length")) {
+    if (!tunnel && name_is(h.name, "content-length")) {
       if (!parse_content_length(h.value, cl_seen, cl, cl_mismatch)) return fail(400, "malformed Content-Length");
       if (cl_mismatch) return fail(400, "differing Content-Length values");
-    } else if (name_is(h.name, "transfer-encoding")) {
+    } else if (!tunnel && name_is(h.name, "transfer-encoding")) {
       te_seen = true;
       parse_transfer_encoding(h.value, te);
       if (te.malformed) return fail(400, "malformed Transfer-Encoding");
@@ -941,7 +945,6 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
     }
   }
   head_.keep_alive = head_.version_minor >= 1 ? !close : (keep_alive_token && !close);
-  const int s = head_.status;
   if (te_seen && cl_seen) return fail(400, "both Content-Length and Transfer-Encoding");
   if (te_seen && head_.version_minor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 response");
   if (te_seen && te.chunked_twice) return fail(400, "chunked applied more than once");

@@ -824,3 +824,27 @@ TEST_CASE("an absolute-form http(s) target needs a valid, non-empty authority") 
     CHECK(request_status_bytewise(c.raw) == c.status);
   }
 }
+
+// RFC 9112 §6.3 item 2: a 2xx response to CONNECT becomes a tunnel right
+// after its empty line, and a client MUST ignore any Content-Length or
+// Transfer-Encoding field in it (whatever they say, they frame nothing).
+TEST_CASE("a 2xx response to CONNECT is a tunnel whatever its Content-Length or Transfer-Encoding") {
+  for (std::string fields : {"Content-Length: 5\r\n", "Content-Length: x\r\n", "Content-Length: 1, 2\r\n",
+                             "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                             "Transfer-Encoding: chunked, chunked\r\n", "Transfer-Encoding: ,\r\n"}) {
+    CAPTURE(fields);
+    ResponseParser p;
+    const std::string raw = "HTTP/1.1 200 Connection established\r\n" + fields + "\r\nTUNNEL";
+    REQUIRE(p.parse(raw, Method::connect) == ParseResult::done);
+    CHECK(p.head().body_kind == BodyKind::until_close);
+    CHECK_FALSE(p.head().keep_alive);
+    CHECK(raw.substr(p.head().head_size) == "TUNNEL");
+    // Not a tunnel: the same fields are still judged.
+    ResponseParser q;
+    if (fields != "Content-Length: 5\r\n") CHECK(q.parse(raw, Method::get) == ParseResult::error);
+  }
+  ResponseParser p;  // a refused CONNECT is framed as usual
+  REQUIRE(p.parse("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\nno", Method::connect) ==
+          ParseResult::done);
+  CHECK(p.head().body_kind == BodyKind::content_length);
+}
