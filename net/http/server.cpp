@@ -458,6 +458,14 @@ enum Framing : int { kLength = 0, kChunked = 1, kUntilClose = 2, kNoBody = 3 };
 // Statuses whose responses never have a body (RFC 9110 §6.4.1): 1xx, 204, 304.
 constexpr bool bodiless(int status) noexcept { return status < 200 || status == 204 || status == 304; }
 
+// A 2xx answer to CONNECT makes the connection a tunnel right after its head
+// (RFC 9112 §6.3): it has no Content-Length or Transfer-Encoding (RFC 9110
+// §9.3.6), its body is close-delimited, and as this server tunnels nothing,
+// the connection ends after it.
+constexpr bool tunnel(const RequestHead& h, int status) noexcept {
+  return h.method_id == Method::connect && status >= 200 && status < 300;
+}
+
 // Fields of a handler's response that frame the message. The server writes
 // them itself, once: Content-Length (check() validated the handler's, see
 // declared_length()), Transfer-Encoding, and Connection (asks_close()).
@@ -895,7 +903,9 @@ bool Connection::answer(const RequestHead& h, const Response& resp, bool keep, c
     out_.commit(t + body);
     return keep;
   }
-  append_head(h, resp, keep, no_body ? kNoBody : kLength, resp.body.size());
+  const bool tun = tunnel(h, resp.status);
+  if (tun) keep = false;
+  append_head(h, resp, keep, no_body ? kNoBody : tun ? kUntilClose : kLength, resp.body.size());
   if (!head_only && !no_body) out_ += resp.body;
   return keep;
 }
@@ -912,6 +922,8 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
     failure = nullptr;
   }
   if (asks_close(resp)) keep = false;
+  const bool tun = tunnel(h, resp.status);
+  if (tun) keep = false;
   // An unread body: the client still waits for our word before it sends a
   // body it announced with 100-continue, so it never comes; a body larger
   // than what skip_body() reads is not worth reading.
@@ -926,7 +938,11 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
     set_nodelay();  // the head and each chunk leave in separate sends
     // The handler's Content-Length, when it gave one, frames the stream.
     const std::optional<std::uint64_t> declared = declared_length(resp);
-    int framing = no_body ? kNoBody : declared ? kLength : h.version_minor >= 1 ? kChunked : kUntilClose;
+    int framing = no_body    ? kNoBody
+                  : tun      ? kUntilClose
+                  : declared ? kLength
+                  : h.version_minor >= 1 ? kChunked
+                                         : kUntilClose;
     if (framing == kUntilClose) keep = false;
     append_head(h, resp, keep, framing, 0);
     continue_sent_ = true;  // a 1xx can no longer precede the final answer (RFC 9110 §15.2)
@@ -963,13 +979,13 @@ Task<bool> Connection::finish(RequestHead& h, Response& resp, bool keep, std::ex
     }
   } else if (resp.file) {
     set_nodelay();  // the head, then sendfile
-    append_head(h, resp, keep, no_body ? kNoBody : kLength, resp.file->length());
+    append_head(h, resp, keep, no_body ? kNoBody : tun ? kUntilClose : kLength, resp.file->length());
     if (!head_only && !no_body && resp.file->length() > 0) {
       co_await send_file(*resp.file);
       if (dead_) co_return false;
     }
   } else {
-    append_head(h, resp, keep, no_body ? kNoBody : kLength, resp.body.size());
+    append_head(h, resp, keep, no_body ? kNoBody : tun ? kUntilClose : kLength, resp.body.size());
     if (!head_only && !no_body) out_ += resp.body;
   }
   if (out_.size() >= 64 * 1024) {
@@ -1099,7 +1115,7 @@ Task<void> Connection::run() {
     }
     const std::string* prefix = nullptr;
     if (!dead_ && !failure) {
-      prefix = cached_prefix(*resp);
+      prefix = h.method_id == Method::connect ? nullptr : cached_prefix(*resp);  // see tunnel()
       if (!prefix) failure = check(*resp, h.method_id == Method::head);
     }
     if (!dead_ && !failure && !resp->stream && !resp->file && body_.done()) {

@@ -30,6 +30,17 @@ int held_entered = 0;
 
 // The handler every conformance case talks to.
 Task<http::Response> test_handler(http::Request& req) {
+  if (req.method_id() == http::Method::connect) {  // a handler that says yes to CONNECT
+    if (req.target() == "s:443") {
+      http::Response r;
+      r.stream = [](http::BodyWriter& w) -> Task<void> {
+        w.write("streamed");
+        co_return;
+      };
+      co_return r;
+    }
+    co_return http::Response::text("tunnel");
+  }
   std::string_view p = req.path();
   if (p == "/held" && held_gate) {
     ++held_entered;
@@ -1025,6 +1036,30 @@ Task<RawReply> raw_talk(std::uint16_t port, std::string raw, std::chrono::millis
   co_return r;
 }
 
+// RFC 9110 §9.3.6: a server MUST NOT send Content-Length or Transfer-Encoding
+// in a 2xx answer to CONNECT; the connection is a tunnel after its head
+// (RFC 9112 §6.3), so it can carry no further request: it closes.
+int count_field(const std::string& bytes, std::string_view field);
+Task<void> connect_2xx_is_unframed() {
+  ServerRun run;
+  co_await start(&run);
+  for (std::string target : {"t:443", "s:443"}) {
+    CAPTURE(target);
+    RawReply r = co_await raw_talk(
+        run.port, "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\nGET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(count_field(r.bytes, "Content-Length: ") == 0);
+    CHECK(count_field(r.bytes, "Transfer-Encoding: ") == 0);
+    CHECK(r.bytes.find("HTTP/1.1 200", 1) == std::string::npos);  // the next "request" is tunnel data
+    CHECK(r.closed);
+  }
+  // Not 2xx: an ordinary, framed answer on a connection that goes on.
+  RawReply r = co_await raw_talk(run.port, "CONNECT t:1 HTTP/1.1\r\nHost: t\r\nExpect: x\r\n\r\n");
+  CHECK(r.bytes.rfind("HTTP/1.1 417", 0) == 0);
+  CHECK(count_field(r.bytes, "Content-Length: ") == 1);
+  co_await stop(&run);
+}
+
 Task<void> handler_oserror_is_a_500() {
   ServerRun run;
   co_await start(&run);
@@ -1138,6 +1173,10 @@ Task<void> handler_framing_fields() {
 
 TEST_CASE("a handler's Content-Length, Transfer-Encoding and Connection fields frame the response once") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, handler_framing_fields()); });
+}
+
+TEST_CASE("a 2xx answer to CONNECT has no Content-Length or Transfer-Encoding and ends the connection") {
+  test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, connect_2xx_is_unframed()); });
 }
 
 TEST_CASE("a handler's OSError (its own I/O) is a 500; answers queued before it still go out") {
