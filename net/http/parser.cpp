@@ -687,6 +687,9 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
     return fail(400, "invalid character in the method");
   }
   head_.method = std::string_view(line.data(), i);  // i <= size
+  // Known from here on, also when the rest of the line fails: an error
+  // answer to HEAD has no content (the server asks).
+  head_.method_id = method_from(head_.method);
   std::size_t t0 = ++i;
   // The path up to the first '?' or '#' (path_size), then the rest of the
   // target; one table lookup per byte.
@@ -707,7 +710,6 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
   if (minor == -1) return fail(400, "malformed HTTP version");
   if (minor == -2) return fail(505, "unsupported HTTP version");
   head_.version_minor = minor;
-  head_.method_id = method_from(head_.method);
   if (head_.method_id == Method::other) return fail(501, "unknown method");
 
   std::string_view t = head_.target;

@@ -664,8 +664,8 @@ void Connection::send_error(int status) {
   Response r = Response::error(status);
   RequestHead h;  // the request could not be parsed: answer as HTTP/1.1
   append_head(h, r, false, kLength, r.body.size());
-  // A HEAD request (its request line was valid) gets no content, even in an
-  // error (RFC 9110 §9.3.2): the client would read it as the next response.
+  // A HEAD request gets no content, even in an error (RFC 9110 §9.3.2): the
+  // client would read it as the next response.
   if (parser_.head().method_id != Method::head) out_ += r.body;
 }
 

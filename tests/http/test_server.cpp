@@ -454,6 +454,10 @@ std::vector<Case> cases() {
   // A rejected HEAD request is still answered without content (RFC 9110 §9.3.2):
   // bytes after its head would be read by the client as the next response.
   c.push_back({"HEAD without Host", "HEAD /ok HTTP/1.1\r\n\r\n", {400}, true, http::Method::head, ""});
+  c.push_back({"HEAD with a target over the limit", "HEAD /" + std::string(300, 'a') + " HTTP/1.1\r\n" + H + "\r\n",
+               {414}, true, http::Method::head, ""});
+  c.push_back({"HEAD with a bad byte in its target", "HEAD /\x01 HTTP/1.1\r\n" + H + "\r\n", {400}, true,
+               http::Method::head, ""});
   c.push_back({"HEAD with an unknown expectation", "HEAD /ok HTTP/1.1\r\n" + H + "Expect: x\r\n\r\n", {417}, true,
                http::Method::head, ""});
   return c;
