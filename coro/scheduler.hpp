@@ -56,6 +56,23 @@ struct TimerNode {
 
 }  // namespace detail
 
+namespace detail {
+// now + d without overflow: a huge or infinite delay (Duration::max(),
+// hours::max(), duration<double>(inf), NaN) saturates at TimePoint::max() and
+// never expires, as asyncio's call_later(math.inf) never fires; a hugely
+// negative one is simply `now` (already due). A plain now + ceil<Duration>(d)
+// overflows there and lands in the past (or, far enough, confuses the loop's
+// wait computation).
+template <class Rep, class Period>
+TimePoint deadline_after(TimePoint now, std::chrono::duration<Rep, Period> d) noexcept {
+  using Wide = std::chrono::duration<long double, Duration::period>;
+  const Wide at = Wide(now.time_since_epoch()) + Wide(d);
+  if (!(at < Wide(Duration::max()))) return TimePoint::max();
+  if (!(at > Wide(Duration::min()))) return now;
+  return now + std::chrono::ceil<Duration>(d);
+}
+}  // namespace detail
+
 class Scheduler {
  public:
   // Append r to the ready queue; it runs in a later step of the loop, in FIFO order.

@@ -65,7 +65,7 @@ template <class Rep, class Period>
 SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) {
   if (d <= d.zero()) return SleepAwaiter(TimePoint{}, true);
   Scheduler& s = current_scheduler();
-  return SleepAwaiter(s.now() + std::chrono::ceil<Duration>(d), false);
+  return SleepAwaiter(detail::deadline_after(s.now(), d), false);
 }
 
 }  // namespace corio

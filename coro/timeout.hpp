@@ -63,7 +63,7 @@ class Timeout {
   void reschedule(std::optional<TimePoint> when);
   template <class Rep, class Period>
   void reschedule_in(std::chrono::duration<Rep, Period> d) {
-    reschedule(current_scheduler().now() + std::chrono::ceil<Duration>(d));
+    reschedule(detail::deadline_after(current_scheduler().now(), d));
   }
   // The deadline passed while the scope was active (whatever body did then).
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
@@ -119,7 +119,7 @@ class Timeout {
 // A scope expiring `d` from now (asyncio.timeout(delay)); needs a running loop.
 template <class Rep, class Period>
 Timeout timeout(std::chrono::duration<Rep, Period> d) {
-  return Timeout(current_scheduler().now() + std::chrono::ceil<Duration>(d));
+  return Timeout(detail::deadline_after(current_scheduler().now(), d));
 }
 // asyncio.timeout(None): no deadline until rescheduled.
 inline Timeout timeout(std::nullopt_t) noexcept { return Timeout(std::nullopt); }

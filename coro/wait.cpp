@@ -47,7 +47,7 @@ bool WaitCore::await_suspend(std::coroutine_handle<> h) {
   for (Child& c : children_)
     if (!c.task->done()) c.task->add_done_waiter(c);
   if (timeout_) {
-    timer_.deadline = waiter_->scheduler().now() + *timeout_;
+    timer_.deadline = deadline_after(waiter_->scheduler().now(), *timeout_);
     waiter_->scheduler().add_timer(timer_);
   }
   waiter_->suspend(h, this);
@@ -98,7 +98,7 @@ AsCompletedCore::AsCompletedCore(std::vector<TaskBase*> tasks, std::optional<Dur
   for (Child& c : children_)
     if (!c.task->done()) c.task->add_done_waiter(c);
   if (timeout && finished_.size() < children_.size()) {
-    timer_.deadline = sched_->now() + *timeout;
+    timer_.deadline = deadline_after(sched_->now(), *timeout);
     sched_->add_timer(timer_);
   }
 }

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,6 +97,35 @@ TEST_CASE("sleep waits its full duration even when called late in a long loop it
       std::this_thread::sleep_for(5ms);
       while (!fired) co_await sleep(0s);
       CHECK(Clock::now() - t1 >= 15ms);
+    };
+    loop.run_until_complete(main());
+  });
+}
+
+TEST_CASE("a sleep with a huge or infinite duration waits (until cancelled) instead of wrapping into the past") {
+  // asyncio.sleep(math.inf) and sleep(1e300) wait forever; now() + d must
+  // saturate, not overflow into a deadline already past.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto forever = [](auto d) -> Task<void> { co_await sleep(d); };
+      std::vector<TaskHandle<void>> ts;
+      ts.push_back(create_task(forever(Duration::max())));
+      ts.push_back(create_task(forever(std::chrono::hours::max())));
+      ts.push_back(create_task(forever(std::chrono::duration<double>(std::numeric_limits<double>::infinity()))));
+      ts.push_back(create_task(forever(std::chrono::duration<double>(1e300))));
+      co_await sleep(30ms);
+      for (std::size_t i = 0; i < ts.size(); ++i) {
+        CAPTURE(i);
+        CHECK_FALSE(ts[i].done());
+        ts[i].cancel();
+      }
+      for (auto& t : ts) {
+        try {
+          co_await t;
+        } catch (const CancelledError&) {
+        }
+        CHECK(t.cancelled());
+      }
     };
     loop.run_until_complete(main());
   });

@@ -774,3 +774,37 @@ TEST_CASE("a result ready before the deadline is returned when another step hold
     loop.run_until_complete(main(loop));
   });
 }
+
+TEST_CASE("a huge timeout never expires: timeout(), reschedule_in() and wait_for() saturate the deadline") {
+  // asyncio.timeout(1e300) lets its body finish; wait_for(coro, 1e300) returns its value.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      {
+        Timeout t = timeout(Duration::max());
+        auto e = co_await capture(t.run(value_after(20ms, 1)));
+        CHECK(e == nullptr);
+        CHECK_FALSE(t.expired());
+      }
+      {
+        Timeout t = timeout(std::chrono::hours::max());
+        auto e = co_await capture(t.run(value_after(20ms, 1)));
+        CHECK(e == nullptr);
+      }
+      {
+        Timeout t = timeout(10s);
+        auto body = [](Timeout& t) -> Task<void> {
+          t.reschedule_in(Duration::max());
+          co_await sleep(20ms);
+        };
+        auto e = co_await capture(t.run(body(t)));
+        CHECK(e == nullptr);
+        CHECK_FALSE(t.expired());
+      }
+      int v = 0;
+      auto e = co_await capture([](int& v) -> Task<void> { v = co_await wait_for(value_after(20ms, 7), Duration::max()); }(v));
+      CHECK(e == nullptr);
+      CHECK(v == 7);
+    };
+    loop.run_until_complete(main());
+  });
+}

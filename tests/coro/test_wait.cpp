@@ -365,3 +365,26 @@ TEST_CASE("wait and as_completed count a task given twice once") {
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("wait and as_completed with a huge timeout wait for the tasks instead of timing out at once") {
+  // asyncio.wait({t}, timeout=1e300) -> done 1 pending 0; as_completed(timeout=1e300) yields t.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<TaskHandle<void>> hs{create_task(test::nap(20ms))};
+      auto r = co_await wait(hs, ALL_COMPLETED, Duration::max());
+      CHECK(r.done.size() == 1);
+      CHECK(r.pending.empty());
+      std::vector<TaskHandle<void>> hs2{create_task(test::nap(20ms))};
+      auto ac = as_completed(hs2, Duration::max());
+      std::exception_ptr e;
+      try {
+        auto h = co_await ac.next();
+        CHECK(h.done());
+      } catch (...) {
+        e = std::current_exception();
+      }
+      CHECK(e == nullptr);
+    };
+    loop.run_until_complete(main());
+  });
+}
