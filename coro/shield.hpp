@@ -12,8 +12,9 @@
 // the loop reports it). If the shielded task itself is cancelled (by someone
 // holding its handle), the awaiter gets CancelledError as with a plain await.
 // A cancel that arrives after the task finished but before the awaiter
-// resumed is kept for the awaiter's next suspension point (the result is
-// delivered, not lost).
+// resumed raises CancelledError at this await, as in asyncio (Task.__step
+// throws it in place of the done outer future's result); the result stays in
+// the task's handle (task()).
 // Concurrency: each Shielded is awaited once; any number of them (and plain
 // awaits) may wait on one task.
 #include <coroutine>
@@ -54,6 +55,13 @@ class [[nodiscard]] Shielded final : public CancelHook, public DoneWaiter {
   }
   T await_resume() {
     if (cancelled_) waiter_->throw_cancelled();
+    if (woken_ && waiter_->has_pending_cancel()) {
+      // Woken by the task's end, then cancelled before resuming: the cancel
+      // wins; the task's exception counts as retrieved (asyncio's shield read
+      // it into the outer future, which the cancelled task read too).
+      if (h_.base().state() == TaskBase::State::failed) (void)h_.base().exception();
+      waiter_->throw_cancelled();
+    }
     if constexpr (std::is_void_v<T>) {
       h_.result();
     } else if constexpr (std::is_copy_constructible_v<T>) {
@@ -69,12 +77,16 @@ class [[nodiscard]] Shielded final : public CancelHook, public DoneWaiter {
     t.wake();
     return true;
   }
-  void on_task_done(TaskBase&) noexcept override { waiter_->wake(); }
+  void on_task_done(TaskBase&) noexcept override {
+    woken_ = true;
+    waiter_->wake();
+  }
 
  private:
   TaskHandle<T> h_;
   TaskBase* waiter_ = nullptr;
   bool cancelled_ = false;
+  bool woken_ = false;
 };
 
 // Shield an already spawned task.

@@ -151,3 +151,29 @@ TEST_CASE("several awaiters may shield one task; cancelling one leaves the other
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("a cancel made after the shielded task finished but before the awaiter resumed raises at the shield") {
+  // CPython 3.11: the awaiter of shield(t) is cancelled (call_soon) right
+  // after t returned 5; `await shield(t)` raises CancelledError('late')
+  // there, and t.result() is still 5.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      std::vector<std::string> log;
+      TaskHandle<void> w;
+      TaskHandle<int> inner;
+      auto body = [](const TaskHandle<void>* self, TaskHandle<int>& inner, std::vector<std::string>& log) -> Task<void> {
+        inner = create_task(test::value_then_cancel(self, 5));
+        int v = co_await shield(inner);
+        log.push_back("got " + std::to_string(v));
+        co_await sleep(0s);
+        log.push_back("no cancel at the next suspension");
+      };
+      w = create_task(body(&w, inner, log));
+      std::exception_ptr e = co_await capture(w);
+      CHECK(test::cancel_message_of(e) == "late");
+      CHECK(log.empty());  // asyncio: the shield raised, nothing was delivered
+      CHECK(inner.result() == 5);
+    };
+    loop.run_until_complete(main());
+  });
+}
