@@ -259,8 +259,11 @@ void EventLoop::run_once() {
   if (ready_head_ || stopping_ || ts_head_ || mpsc_head_.load(std::memory_order_acquire)) {
     timeout_ns = 0;
   } else if (!timers_.empty()) {
-    auto d = timers_.top()->deadline - Clock::now();
-    timeout_ns = d.count() <= 0 ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    // Compared before subtracting: a deadline far in the past (TimePoint::min(),
+    // sleep_until/timeout_at of one) would wrap `deadline - now` to a huge wait.
+    const TimePoint top = timers_.top()->deadline;
+    const TimePoint now = Clock::now();
+    timeout_ns = top <= now ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(top - now).count();
   }
   if (timeout_ns != 0 && threadsafe_expected_ > 0 && spin_useful_ && spin_for_threadsafe(timeout_ns)) {
     timeout_ns = 0;  // a thread-pool completion arrived while spinning

@@ -130,3 +130,23 @@ TEST_CASE("a sleep with a huge or infinite duration waits (until cancelled) inst
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("sleep_until a deadline far in the past, even TimePoint::min(), returns at the next iteration") {
+  // asyncio's loop.call_at(-math.inf, cb) runs cb at the next iteration.
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      auto past = [](TimePoint t) -> Task<void> { co_await sleep_until(t); };
+      auto h = create_task(past(TimePoint::min()));
+      auto other = create_task([]() -> Task<void> { co_await sleep(20ms); }());
+      co_await other;
+      CHECK(h.done());
+      co_await h;
+    };
+    CallbackHandle dog = loop.call_later(5s, [&loop] {
+      FAIL_CHECK("the loop did not wake for a due timer");
+      loop.stop();
+    });
+    loop.run_until_complete(main());
+    dog.cancel();
+  });
+}
