@@ -808,3 +808,21 @@ TEST_CASE("a huge timeout never expires: timeout(), reschedule_in() and wait_for
     loop.run_until_complete(main());
   });
 }
+
+TEST_CASE("wait_for(task, 0) in debug mode does not report the task it refused to start as never awaited") {
+  // CPython 3.11 (-X dev, debug=True): wait_for(work(), 0) raises
+  // TimeoutError and warns about nothing (the coroutine is closed by the
+  // cancelled task, not left unawaited).
+  LoopOptions o;
+  o.debug = true;
+  EventLoop loop(o);
+  std::vector<std::string> warnings;
+  loop.set_warning_handler([&warnings](std::string_view w) { warnings.emplace_back(w); });
+  auto main = []() -> Task<void> {
+    auto e = co_await capture(wait_for(value_after(1ms, 1), 0s));
+    CHECK(exception_is<TimeoutError>(e));
+  };
+  loop.run_until_complete(main());
+  CHECK(warnings.empty());
+  if (!warnings.empty()) MESSAGE(warnings.front());
+}
