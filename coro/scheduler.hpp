@@ -71,6 +71,15 @@ TimePoint deadline_after(TimePoint now, std::chrono::duration<Rep, Period> d) no
   if (!(at > Wide(Duration::min()))) return now;
   return now + std::chrono::ceil<Duration>(d);
 }
+// d as a Duration, rounded up, saturating at Duration::max() (hours::max()
+// or an infinite double would overflow ceil<Duration>); negative ones at 0.
+template <class Rep, class Period>
+Duration saturated_duration(std::chrono::duration<Rep, Period> d) noexcept {
+  using Wide = std::chrono::duration<long double, Duration::period>;
+  if (!(Wide(d) < Wide(Duration::max()))) return Duration::max();
+  if (!(Wide(d) > Wide(0))) return Duration::zero();
+  return std::chrono::ceil<Duration>(d);
+}
 }  // namespace detail
 
 class Scheduler {

@@ -156,7 +156,7 @@ class BridgeQueue {
   template <class Rep, class Period>
   std::optional<T> get(std::chrono::duration<Rep, Period> timeout) {
     detail::check_may_block("get");
-    const TimePoint deadline = Clock::now() + std::chrono::ceil<Duration>(timeout);
+    const TimePoint deadline = detail::deadline_after(Clock::now(), timeout);
     std::unique_lock lk(mu_);
     if (std::optional<T> x = take_locked()) return x;
     std::optional<T> slot;
@@ -370,7 +370,7 @@ class BridgeQueue {
   template <class Rep, class Period>
   bool timed_put(T& item, std::chrono::duration<Rep, Period> timeout) {
     detail::check_may_block("put");
-    const TimePoint deadline = Clock::now() + std::chrono::ceil<Duration>(timeout);
+    const TimePoint deadline = detail::deadline_after(Clock::now(), timeout);
     std::unique_lock lk(mu_);
     if (offer_locked(item)) return true;
     return wait_locked(lk, putters_, &item, nullptr, deadline);

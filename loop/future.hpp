@@ -213,7 +213,7 @@ class Future {
   // Same, or TimeoutError if not done within `timeout`.
   template <class Rep, class Period>
   decltype(auto) result(std::chrono::duration<Rep, Period> timeout) const {
-    return result_impl(Clock::now() + std::chrono::ceil<Duration>(timeout));
+    return result_impl(detail::deadline_after(Clock::now(), timeout));
   }
   // std::future's spelling of result().
   decltype(auto) get() const { return result(); }
@@ -227,14 +227,14 @@ class Future {
   std::exception_ptr exception() const { return s_->exception_until(std::nullopt); }
   template <class Rep, class Period>
   std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
-    return s_->exception_until(Clock::now() + std::chrono::ceil<Duration>(timeout));
+    return s_->exception_until(detail::deadline_after(Clock::now(), timeout));
   }
 
   void wait() const { s_->wait(); }
   // True if done within `timeout`.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    return s_->wait_until(Clock::now() + std::chrono::ceil<Duration>(timeout));
+    return s_->wait_until(detail::deadline_after(Clock::now(), timeout));
   }
 
   // fn(future) runs once when the future is done: in the thread that
@@ -386,7 +386,7 @@ DoneAndNotDone<T> wait(const std::vector<Future<T>>& fs, ReturnWhen return_when 
 template <class T, class Rep, class Period>
 DoneAndNotDone<T> wait(const std::vector<Future<T>>& fs, ReturnWhen return_when,
                        std::chrono::duration<Rep, Period> timeout) {
-  return detail::wait_impl(fs, return_when, Clock::now() + std::chrono::ceil<Duration>(timeout));
+  return detail::wait_impl(fs, return_when, detail::deadline_after(Clock::now(), timeout));
 }
 
 // The futures in the order they complete (those already done first, in input
@@ -453,7 +453,7 @@ AsCompleted<T> as_completed(std::vector<Future<T>> fs) {
 }
 template <class T, class Rep, class Period>
 AsCompleted<T> as_completed(std::vector<Future<T>> fs, std::chrono::duration<Rep, Period> timeout) {
-  return AsCompleted<T>(std::move(fs), Clock::now() + std::chrono::ceil<Duration>(timeout));
+  return AsCompleted<T>(std::move(fs), detail::deadline_after(Clock::now(), timeout));
 }
 
 }  // namespace futures

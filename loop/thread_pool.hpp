@@ -309,7 +309,7 @@ class ThreadPoolExecutor {
   template <class F, class Range, class Rep, class Period>
   auto map(F&& fn, Range&& inputs, std::chrono::duration<Rep, Period> timeout) {
     return map_impl(std::forward<F>(fn), std::forward<Range>(inputs),
-                    Clock::now() + std::chrono::ceil<Duration>(timeout));
+                    detail::deadline_after(Clock::now(), timeout));
   }
 
   // Stop accepting work. cancel_futures: cancel every call still queued.

@@ -130,7 +130,7 @@ Task<void> stagger(Race& race, TaskGroup& tg) {
     race.started = i + 1;
     if (i + 1 == n) break;
     std::optional<TimePoint> deadline;
-    if (race.opts.happy_eyeballs_delay) deadline = EventLoop::current().now() + *race.opts.happy_eyeballs_delay;
+    if (race.opts.happy_eyeballs_delay) deadline = detail::deadline_after(EventLoop::current().now(), *race.opts.happy_eyeballs_delay);
     while (!race.ended[i] && !race.winner && (!deadline || EventLoop::current().now() < *deadline)) {
       co_await RaceWait(race, deadline);
     }

@@ -76,7 +76,7 @@ bool ConnectAwaiter::await_suspend(std::coroutine_handle<> h) {
   if (!IoAwaiter::await_suspend(h)) return false;  // done at once, or cancelled before starting
   if (timeout_) {
     sched_ = &EventLoop::current();
-    timer_.deadline = sched_->now() + *timeout_;
+    timer_.deadline = detail::deadline_after(sched_->now(), *timeout_);
     timer_.fire = &ConnectAwaiter::on_deadline;
     timer_.ctx = this;
     sched_->add_timer(timer_);

@@ -208,7 +208,7 @@ class Socket {
   detail::ConnectAwaiter connect(const SocketAddress& addr) noexcept { return {*this, addr, std::nullopt}; }
   template <class Rep, class Period>
   detail::ConnectAwaiter connect(const SocketAddress& addr, std::chrono::duration<Rep, Period> timeout) noexcept {
-    return {*this, addr, std::chrono::ceil<Duration>(timeout)};
+    return {*this, addr, detail::saturated_duration(timeout)};
   }
 
   // Receives up to buf.size() bytes. Returns the count; 0 means the peer

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -39,6 +40,18 @@ TEST_CASE("result with a timeout raises TimeoutError while the call runs, then r
   CHECK_FALSE(f.wait_for(1ms));
   CHECK(f.get(10s) == 9);
   CHECK(f.wait_for(0ms));
+}
+
+TEST_CASE("a huge or infinite timeout waits for the call (no overflow of now + timeout)") {
+  ThreadPoolExecutor pool(1);
+  auto f = pool.submit(sleep_then, 9, 30);
+  CHECK(f.result(std::chrono::nanoseconds::max()) == 9);
+  auto g = pool.submit(sleep_then, 8, 30);
+  CHECK(g.result(std::chrono::hours::max()) == 8);
+  auto h = pool.submit(sleep_then, 7, 30);
+  CHECK(h.wait_for(std::chrono::duration<double>(HUGE_VAL)));
+  auto i = pool.submit(sleep_then, 6, 30);
+  CHECK(i.exception(std::chrono::nanoseconds::max()) == nullptr);
 }
 
 TEST_CASE("add_done_callback runs once: in the completing thread, or at once when already done") {

@@ -189,6 +189,34 @@ TEST_CASE("a connect to a listener with a full backlog times out with ConnectTim
       CHECK(took >= 140ms);
       CHECK(took < 5s);
       c.close();  // closable after the cancelled connect
+      // A huge timeout is no timeout: once it overflowed now + timeout into
+      // the past and failed at once. Still waiting after 100 ms, then cancelled.
+      Socket d = Socket::create(AF_INET, SOCK_STREAM);
+      Socket e = Socket::create(AF_INET, SOCK_STREAM);
+      auto waits = [](Socket& s, SocketAddress a, bool hours) -> Task<int> {
+        if (hours) co_await s.connect(a, std::chrono::hours::max());
+        else co_await s.connect(a, std::chrono::nanoseconds::max());
+        co_return 1;
+      };
+      TaskHandle<int> td = create_task(waits(d, addr, true));
+      TaskHandle<int> te = create_task(waits(e, addr, false));
+      co_await sleep(100ms);
+      CHECK_FALSE(td.done());
+      CHECK_FALSE(te.done());
+      td.cancel();
+      te.cancel();
+      int cancelled = 0;
+      try {
+        co_await td;
+      } catch (const CancelledError&) {
+        ++cancelled;
+      }
+      try {
+        co_await te;
+      } catch (const CancelledError&) {
+        ++cancelled;
+      }
+      CHECK(cancelled == 2);
     };
     test::run_bounded(loop, main());
   });
