@@ -73,6 +73,7 @@ bool Condition::WaitAwaiter::on_cancel(TaskBase&) noexcept {
 
 void Condition::WaitAwaiter::await_resume() {
   phase_ = Phase::done;
+  cond_->lock_->grant_pending_ = false;  // held by this task now (see Lock::release)
   // The lock is held here on every path. A cancel that arrived after the
   // lock was granted is delivered now rather than at the next suspension:
   // wait() carries nothing that could be lost.

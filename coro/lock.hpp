@@ -17,6 +17,8 @@
 //
 // Invariants:
 // - !locked_ implies waiters_ is empty (release() with waiters hands over).
+// - grant_pending_ from a hand-over until the waiter resumes; release() then
+//   throws (the hold was released once already).
 // - A waiter is granted at most once; a granted waiter is unlinked.
 #include <cstddef>
 #include <exception>
@@ -123,6 +125,7 @@ class Lock {
     }
     void await_resume() {
       if (cancelled_) task_->throw_cancelled();
+      lock_->grant_pending_ = false;  // this task holds it now (granted or taken at once)
       // Granted, then cancelled before resuming: cancellation wins and the
       // lock passes on to the next waiter (asyncio's choice), so a cancelled
       // acquire never leaves the lock held.
@@ -187,6 +190,9 @@ class Lock {
 
   detail::WaitList<detail::LockWaiter> waiters_;
   bool locked_ = false;
+  // release() handed the lock to a waiter that has not resumed yet: a
+  // release() now is a second release of the same hold.
+  bool grant_pending_ = false;
 };
 
 }  // namespace corio

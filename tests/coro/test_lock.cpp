@@ -144,6 +144,37 @@ TEST_CASE("release hands the lock to the first waiter, so a newcomer queues behi
   });
 }
 
+// CPython 3.11: release(); release() before the woken waiter runs raises
+// "RuntimeError: Lock is not acquired." (its lock is free until then).
+TEST_CASE("a second release before the waiter it handed the lock to resumes raises, and lets nobody else in") {
+  test::on_each_backend([](EventLoop& loop) {
+    auto main = []() -> Task<void> {
+      Lock lock;
+      std::vector<int> log;
+      co_await lock.acquire();
+      auto t1 = create_task(acquire_and_log(lock, log, 1));
+      auto t2 = create_task(acquire_and_log(lock, log, 2));
+      co_await ticks();
+      lock.release();  // handed to t1
+      CHECK_THROWS_WITH_AS(
+          lock.release(),
+          "Lock.release(): the lock is not acquired (released already, and handed to a waiting task)",
+          InvalidStateError);
+      co_await ticks();
+      CHECK(log == std::vector<int>{1});  // t2 still queued: one holder at a time
+      CHECK(lock.n_waiters() == 1u);
+      lock.release();  // t1's hold, released for it: now t2's
+      co_await ticks();
+      CHECK(log == std::vector<int>{1, 2});
+      lock.release();
+      CHECK_FALSE(lock.locked());
+      co_await t1;
+      co_await t2;
+    };
+    test::run_bounded(loop, main());
+  });
+}
+
 TEST_CASE("a waiter cancelled while queued leaves the queue and the lock stays with its holder") {
   // asyncio test_acquire_cancel.
   test::on_each_backend([](EventLoop& loop) {
