@@ -93,7 +93,10 @@ struct RequestHead : MessageHead {
   Method method_id = Method::other;
   std::string_view target;
   TargetForm form = TargetForm::origin;
-  std::string_view host;       // the Host field ("" when absent, HTTP/1.0 only)
+  // The request's host: the Host field ("" when absent, HTTP/1.0 only), or
+  // an absolute-form http(s) target's authority, which RFC 9112 §3.2.2 says
+  // an origin server uses instead of the field.
+  std::string_view host;
   bool expect_continue = false;  // "Expect: 100-continue"
   // Set by the parser for an origin-form target: where its path ends (the
   // first '?' or '#', or the target's size), so that path() and query(),

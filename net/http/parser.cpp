@@ -742,6 +742,9 @@ ParseResult RequestParser::parse_request_line(std::string_view line) {
       std::string_view authority = t.substr(s + 3);
       authority = authority.substr(0, authority.find_first_of("/?#"));
       if (authority.empty() || !valid_host(authority)) return fail(400, "invalid host in an absolute-form target");
+      // The request's host: a Host field is still required (and checked) in
+      // HTTP/1.1, but an origin server MUST use this one instead (§3.2.2).
+      head_.host = authority;
     }
     head_.form = TargetForm::absolute;
   }
@@ -806,7 +809,7 @@ ParseResult RequestParser::finish(std::string_view buf, std::size_t end) {
           if (host_seen) return fail(400, "duplicate Host");
           host_seen = true;
           if (!valid_host(h.value, buf.data() + buf.size())) return fail(400, "malformed Host");
-          head_.host = h.value;
+          if (head_.form != TargetForm::absolute || head_.host.empty()) head_.host = h.value;
         }
         break;
       case 6:

@@ -825,6 +825,37 @@ TEST_CASE("an absolute-form http(s) target needs a valid, non-empty authority") 
   }
 }
 
+// RFC 9112 §3.2.2: with an absolute-form target an origin server MUST
+// ignore the Host field and use the target's host; the field must still be
+// there and valid in HTTP/1.1.
+TEST_CASE("an absolute-form http(s) target's authority is the request's host, not the Host field") {
+  const std::string raw = "GET http://a.example:8080/x?q HTTP/1.1\r\nHost: other.example\r\n\r\n";
+  {
+    RequestParser p;
+    REQUIRE(p.parse(raw) == ParseResult::done);
+    CHECK(p.head().host == "a.example:8080");
+    CHECK(p.head().header("host") == "other.example");
+  }
+  {
+    // Fed a byte at a time into a buffer that moves (the views are rebased).
+    RequestParser p;
+    std::string buf;
+    ParseResult r = ParseResult::incomplete;
+    for (char ch : raw) {
+      buf.push_back(ch);
+      buf.shrink_to_fit();
+      r = p.parse(buf);
+      if (r != ParseResult::incomplete) break;
+    }
+    REQUIRE(r == ParseResult::done);
+    CHECK(p.head().host == "a.example:8080");
+  }
+  RequestParser o;  // other schemes and origin-form: the Host field
+  REQUIRE(o.parse("GET urn://x HTTP/1.1\r\nHost: h\r\n\r\n") == ParseResult::done);
+  CHECK(o.head().host == "h");
+  CHECK(request_status("GET http://a/ HTTP/1.1\r\n\r\n") == 400);  // Host still required
+}
+
 // RFC 9112 §6.3 item 2: a 2xx response to CONNECT becomes a tunnel right
 // after its empty line, and a client MUST ignore any Content-Length or
 // Transfer-Encoding field in it (whatever they say, they frame nothing).
