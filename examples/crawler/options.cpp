@@ -44,7 +44,9 @@ const char* kUsage =
 double number(const std::string& opt, const std::string& v, double lo, double hi) {
   char* end = nullptr;
   double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || *end || d < lo || d > hi) usage_error(opt + ": '" + v + "' is not a valid value");
+  // Written so that NaN fails it too: "nan" passed `d < lo || d > hi`, and
+  // the casts to int/long/size_t that follow are undefined for it.
+  if (end == v.c_str() || *end || !(d >= lo && d <= hi)) usage_error(opt + ": '" + v + "' is not a valid value");
   return d;
 }
 

@@ -690,3 +690,21 @@ TEST_CASE("an unavailable robots.txt disallows for this run only: retried, and a
     CHECK_MESSAGE(home.find("robots.txt unavailable (" + base + "/robots.txt answered 503)") != std::string::npos, home);
   });
 }
+
+// The numeric options were checked with `d < lo || d > hi`, which NaN passes:
+// "--concurrency nan" became INT_MIN (exit 1, "Semaphore initial value must
+// be >= 0"), "--timeout nan" timed out every request and "--max-pages nan"
+// crawled nothing, all as if the value were fine. Each is a usage error.
+TEST_CASE("the crawler rejects NaN for its numeric options with status 2") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  for (const char* opt : {"--concurrency", "--per-host", "--delay", "--max-depth", "--max-pages", "--max-bytes",
+                          "--retries", "--timeout"}) {
+    const std::string option = opt;
+    CAPTURE(option);
+    test::ChildProcess c({dir + "/crawler/crawler", "http://127.0.0.1:1/", opt, "nan", "--no-robots", "--quiet",
+                          "--output", "/dev/null"});
+    CHECK(c.wait_exit(20s) == 2);
+    CHECK_MESSAGE(c.err() == std::string("crawler: ") + opt + ": 'nan' is not a valid value (try --help)\n", c.err());
+  }
+}
