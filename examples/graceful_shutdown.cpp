@@ -17,6 +17,7 @@
 //   graceful_shutdown [--workers N] [--seconds S] [--backend io_uring|epoll]
 #include <corio/corio.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -119,8 +120,20 @@ int main(int argc, char** argv) {
       return 2;
     }
     std::string v = argv[++i];
-    if (a == "--workers") n_workers = std::atoi(v.c_str());
-    else if (a == "--seconds") seconds = std::atoi(v.c_str());
+    // A whole number in lo..hi, or a usage error: atoi took "5x" as 5, and
+    // --seconds 600000000 overflowed seconds * 4 (the run ended at once).
+    auto number = [&](long lo, long hi) {
+      char* end = nullptr;
+      errno = 0;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (errno || end == v.c_str() || *end || n < lo || n > hi) {
+        std::fprintf(stderr, "graceful_shutdown: %s must be a number in %ld..%ld (try --help)\n", a.c_str(), lo, hi);
+        std::exit(2);
+      }
+      return static_cast<int>(n);
+    };
+    if (a == "--workers") n_workers = number(1, 1024);
+    else if (a == "--seconds") seconds = number(0, 100'000'000);
     else if (a == "--backend" && (v == "epoll" || v == "io_uring"))
       opts.loop.backend = v == "epoll" ? corio::detail::BackendKind::epoll : corio::detail::BackendKind::io_uring;
     else {

@@ -512,3 +512,28 @@ TEST_CASE("chat_server exits 130 on SIGINT with clients in the room, closing eve
     CHECK_MESSAGE(chat.err().find("terminate") == std::string::npos, chat.err());
   });
 }
+
+// graceful_shutdown read its numbers with atoi: "--seconds 1x" ran 1 s, and
+// "--seconds 600000000" overflowed seconds * 4 and stopped at once ("time is
+// up", status 0). A number it cannot take is a usage error.
+TEST_CASE("graceful_shutdown rejects garbage and out-of-range numbers with status 2") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  const std::pair<const char*, const char*> bad[] = {{"--seconds", "600000000"}, {"--seconds", "1x"},
+                                                     {"--seconds", "-1"},        {"--workers", "5x"},
+                                                     {"--workers", "0"},         {"--workers", "99999999999"}};
+  for (const auto& [o, v] : bad) {
+    const std::string opt = o, value = v;
+    CAPTURE(opt);
+    CAPTURE(value);
+    test::ChildProcess p({dir + "/graceful_shutdown", opt, value});
+    CHECK(p.wait_exit(10s) == 2);
+    CHECK_MESSAGE(p.out().empty(), p.out());
+    CHECK(p.err().rfind("graceful_shutdown: " + opt, 0) == 0);
+  }
+  test::ChildProcess ok({dir + "/graceful_shutdown", "--seconds", "0", "--workers", "2"});
+  CHECK(ok.wait_exit(20s) == 0);
+}
