@@ -537,3 +537,36 @@ TEST_CASE("graceful_shutdown rejects garbage and out-of-range numbers with statu
   test::ChildProcess ok({dir + "/graceful_shutdown", "--seconds", "0", "--workers", "2"});
   CHECK(ok.wait_exit(20s) == 0);
 }
+
+// Count mode read whatever followed the last echo and threw it away: a
+// server that echoed a message and then sent more (here "EXTRA" after every
+// echo) passed "--count 1" with "1 ok, 0 wrong" and status 0, while lines
+// mode counts such bytes as a wrong echo.
+TEST_CASE("echo_client's count mode counts bytes after the last echo as a wrong echo") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  // Echoes each read, then "EXTRA"; closes at the client's EOF.
+  const char* script =
+      "import socket, threading, sys\n"
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+      "print('listening on 127.0.0.1:%d' % s.getsockname()[1], flush=True)\n"
+      "def h(c):\n"
+      "    while True:\n"
+      "        d = c.recv(65536)\n"
+      "        if not d: break\n"
+      "        c.sendall(d + b'EXTRA')\n"
+      "    c.close()\n"
+      "while True:\n"
+      "    c, _ = s.accept(); threading.Thread(target=h, args=(c,), daemon=True).start()\n";
+  test::ChildProcess server({"/usr/bin/python3", "-c", script});
+  const std::string port = std::to_string(listening_port(server));
+  test::ChildProcess client({dir + "/echo_client", "--port", port, "--count", "1", "--timeout", "10"});
+  CHECK(client.wait_exit(20s) == 1);
+  CHECK_MESSAGE(client.out().find("1 messages of 64 bytes over 1 connection(s): 0 ok, 1 wrong") == 0,
+                client.out() << client.err());
+  server.signal(SIGTERM);
+  server.wait_exit(10s);
+}
