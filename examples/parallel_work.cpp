@@ -285,10 +285,13 @@ Task<int> parallel_main(const Options& o) {
 }
 
 bool parse_size(const std::string& s, std::size_t& out) {
+  // Digits only: strtoull takes "-N" as 2^64 - N (so a negative size could
+  // wrap to a valid one) and skips leading blanks.
+  if (s.empty() || s[0] < '0' || s[0] > '9') return false;
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (errno || end == s.c_str()) return false;
+  if (errno || end == s.c_str() || v > (1ull << 30)) return false;  // bounded before the shift: it cannot wrap
   std::string suffix(end);
   if (suffix == "K" || suffix == "k") v <<= 10;
   else if (suffix == "M" || suffix == "m") v <<= 20;

@@ -570,3 +570,25 @@ TEST_CASE("echo_client's count mode counts bytes after the last echo as a wrong 
   server.signal(SIGTERM);
   server.wait_exit(10s);
 }
+
+// parallel_work's --size went through strtoull and a shift unchecked:
+// "17592186044417M" wrapped to 1 MiB and "-18446744073708503040" (2^64 - N)
+// was 1 MiB too, both accepted. They are usage errors.
+TEST_CASE("parallel_work rejects sizes that wrap around, negative or not, with status 2") {
+  std::string dir = examples_dir();
+  if (dir.empty()) {
+    MESSAGE("examples not built: skipped");
+    return;
+  }
+  for (const char* v : {"17592186044417M", "-18446744073708503040", "4398046511105K", " 5", "+5", "-5", "2G"}) {
+    const std::string value = v;
+    CAPTURE(value);
+    test::ChildProcess p({dir + "/parallel_work", "--jobs", "1", "--quiet", "--size", value});
+    CHECK(p.wait_exit(30s) == 2);
+    CHECK(p.out().empty());
+    CHECK(p.err() == "parallel_work: bad value '" + value + "' for --size (try --help)\n");
+  }
+  test::ChildProcess ok({dir + "/parallel_work", "--jobs", "1", "--quiet", "--size", "4K"});
+  CHECK(ok.wait_exit(30s) == 0);
+  CHECK(ok.out().rfind("job  0: 4096 bytes", 0) == 0);
+}
