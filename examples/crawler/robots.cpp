@@ -46,7 +46,8 @@ RobotsRules RobotsRules::parse(std::string_view body, std::string_view user_agen
   // that group.
   if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);
   while (!body.empty()) {
-    std::size_t nl = body.find('\n');
+    // RFC 9309's EOL is CR, LF or CRLF (a CRLF's empty second line is skipped).
+    std::size_t nl = body.find_first_of("\r\n");
     std::string_view line = body.substr(0, nl);
     body.remove_prefix(nl == std::string_view::npos ? body.size() : nl + 1);
     if (std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);

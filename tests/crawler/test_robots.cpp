@@ -87,3 +87,20 @@ TEST_CASE("a robots.txt that starts with a UTF-8 byte order mark keeps its first
   CHECK(r.allowed("/public"));
   CHECK(r.rule_count() == 1);
 }
+
+// RFC 9309's EOL is CR, LF or CRLF. Lines were split at LF only, so a file
+// saved with CR line ends was one line: "User-agent: *\rDisallow: /private"
+// named the agent "*\rdisallow: /private", matched nothing, and every
+// disallowed page was fetched.
+TEST_CASE("lines end at CR, LF or CRLF") {
+  for (const char* body : {"User-agent: *\rDisallow: /private\rAllow: /private/open\r",
+                           "User-agent: *\r\nDisallow: /private\r\nAllow: /private/open\r\n",
+                           "User-agent: *\nDisallow: /private\r\nAllow: /private/open"}) {
+    CAPTURE(std::string(body));
+    auto r = RobotsRules::parse(body, "corio-crawler/1.0");
+    CHECK_FALSE(r.allowed("/private/x"));
+    CHECK(r.allowed("/private/open/x"));
+    CHECK(r.allowed("/public"));
+    CHECK(r.rule_count() == 2);
+  }
+}
