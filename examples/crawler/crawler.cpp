@@ -580,6 +580,13 @@ Task<void> Crawler::progress() {
 }
 
 Task<int> Crawler::run() {
+  // The start URLs are checked first: a bad one must not cost the records
+  // that --output FILE held (opening it truncates it).
+  for (const std::string& s : o_.starts) {
+    http::Url u = http::Url::parse(s);
+    if (u.scheme() != "http" && u.scheme() != "https") throw std::runtime_error("not an http(s) URL: " + s);
+    allowed_hosts_.insert(u.host_header());
+  }
   crawler::LoadedState loaded;
   if (!o_.state.empty()) {
     const std::string* path = &o_.state;
@@ -595,11 +602,6 @@ Task<int> Crawler::run() {
     const bool resuming = !loaded.frontier.empty() || !loaded.done.empty();
     out_ = std::fopen(o_.output.c_str(), resuming ? "a" : "w");
     if (!out_) throw std::runtime_error("cannot write " + o_.output + ": " + std::strerror(errno));
-  }
-  for (const std::string& s : o_.starts) {
-    http::Url u = http::Url::parse(s);
-    if (u.scheme() != "http" && u.scheme() != "https") throw std::runtime_error("not an http(s) URL: " + s);
-    allowed_hosts_.insert(u.host_header());
   }
   for (const std::string& h : o_.allow_hosts) allowed_hosts_.insert(h);
   if (!loaded.frontier.empty() || !loaded.done.empty()) {

@@ -708,3 +708,25 @@ TEST_CASE("the crawler rejects NaN for its numeric options with status 2") {
     CHECK_MESSAGE(c.err() == std::string("crawler: ") + opt + ": 'nan' is not a valid value (try --help)\n", c.err());
   }
 }
+
+// The start URLs were checked after --output FILE was opened for writing:
+// "crawler ftp://x/ --output pages.jsonl" exited 1 and left pages.jsonl
+// empty, the records of an earlier crawl lost.
+TEST_CASE("a bad start URL leaves --output FILE as it was") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  const fs::path out = fs::temp_directory_path() / ("corio_crawl_keep_" + std::to_string(::getpid()) + ".jsonl");
+  for (const char* start : {"ftp://127.0.0.1/", "notaurl", "http://[::1/"}) {
+    const std::string s = start;
+    CAPTURE(s);
+    { std::ofstream(out) << "{\"url\":\"earlier\"}\n"; }
+    test::ChildProcess c({dir + "/crawler/crawler", s, "--output", out.string(), "--quiet"});
+    CHECK(c.wait_exit(20s) == 1);
+    CHECK(c.err().rfind("crawler: ", 0) == 0);
+    std::ifstream in(out);
+    std::stringstream got;
+    got << in.rdbuf();
+    CHECK(got.str() == "{\"url\":\"earlier\"}\n");
+  }
+  fs::remove(out);
+}
