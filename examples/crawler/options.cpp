@@ -90,7 +90,13 @@ Options parse_args(int argc, char** argv) {
     else if (name == "--timeout") o.timeout = number(name, val(), 0.001, 86400);
     else if (name == "--state") o.state = val();
     else if (name == "--no-robots") o.robots = false;
-    else if (name == "--user-agent") o.user_agent = val();
+    else if (name == "--user-agent") {
+      // Sent as a header line: a CR or LF would add headers of its own
+      // (http::Client writes ClientOptions::user_agent as it is).
+      o.user_agent = val();
+      if (o.user_agent.find_first_of(std::string("\r\n\0", 3)) != std::string::npos)
+        usage_error("--user-agent must not hold CR, LF or NUL");
+    }
     else if (name == "--quiet") o.quiet = true;
     else if (name == "--backend") {
       std::string b = val();

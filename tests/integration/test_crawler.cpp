@@ -730,3 +730,17 @@ TEST_CASE("a bad start URL leaves --output FILE as it was") {
   }
   fs::remove(out);
 }
+
+// --user-agent went into every request as it was: "x\r\nEvil: 1" added a
+// header of its own to each of them (http::Client does not check
+// ClientOptions::user_agent, while it refuses such a value in a header).
+TEST_CASE("the crawler refuses a --user-agent that would inject header lines") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  for (const char* ua : {"x\r\nEvil: 1", "x\nEvil: 1", "x\r"}) {
+    test::ChildProcess c({dir + "/crawler/crawler", "http://127.0.0.1:1/", "--user-agent", ua, "--no-robots",
+                          "--quiet", "--output", "/dev/null"});
+    CHECK(c.wait_exit(20s) == 2);
+    CHECK_MESSAGE(c.err() == "crawler: --user-agent must not hold CR, LF or NUL (try --help)\n", c.err());
+  }
+}
