@@ -744,3 +744,33 @@ TEST_CASE("the crawler refuses a --user-agent that would inject header lines") {
     CHECK_MESSAGE(c.err() == "crawler: --user-agent must not hold CR, LF or NUL (try --help)\n", c.err());
   }
 }
+
+// json_string copied bytes >= 0x80 as they were: a Content-Type or Location
+// with obs-text (here 0xFF) made the line invalid UTF-8, which JSON may not
+// be (RFC 8259 §8.1), and JSON Lines readers rejected the whole output.
+TEST_CASE("the crawler's records are UTF-8 whatever bytes the server's headers hold") {
+  std::string dir = examples_dir();
+  if (dir.empty()) return;
+  const char* script =
+      "import socket\n"
+      "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+      "print(s.getsockname()[1], flush=True)\n"
+      "while True:\n"
+      "    c, _ = s.accept(); req = c.recv(65536)\n"
+      "    c.sendall(b'HTTP/1.1 302 Found\\r\\nLocation: ftp://\\xff/x\\r\\n'\n"
+      "              b'Content-Type: text/html; charset=\\xff\\xc3\\xa9\\r\\nContent-Length: 0\\r\\n'\n"
+      "              b'Connection: close\\r\\n\\r\\n')\n"
+      "    c.close()\n";
+  test::ChildProcess server({"/usr/bin/python3", "-c", script});
+  REQUIRE(server.wait_for_stdout("\n", 20s));
+  const std::string port = server.out().substr(0, server.out().find('\n'));
+  test::ChildProcess c({dir + "/crawler/crawler", "http://127.0.0.1:" + port + "/", "--no-robots", "--quiet"});
+  CHECK(c.wait_exit(20s) == 0);
+  const std::string& out = c.out();
+  // Invalid bytes become the Latin-1 characters they would be; valid UTF-8 stays.
+  CHECK_MESSAGE(out.find("\"content_type\":\"text/html; charset=\\u00ff\xc3\xa9\"") != std::string::npos, out);
+  CHECK_MESSAGE(out.find("\"error\":\"invalid Location 'ftp://\\u00ff/x' in a 302\"") != std::string::npos, out);
+  for (unsigned char ch : out) CHECK(ch != 0xff);
+  server.signal(SIGTERM);
+  server.wait_exit(10s);
+}
