@@ -96,6 +96,11 @@ std::string read_file(const std::string& path) {
   char buf[65536];
   std::size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  // A read error (a directory: EISDIR) is not an empty body.
+  if (std::ferror(f)) {
+    std::fprintf(stderr, "fetch: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
+    std::exit(1);
+  }
   std::fclose(f);
   return s;
 }

@@ -592,3 +592,18 @@ TEST_CASE("parallel_work rejects sizes that wrap around, negative or not, with s
   CHECK(ok.wait_exit(30s) == 0);
   CHECK(ok.out().rfind("job  0: 4096 bytes", 0) == 0);
 }
+
+// fetch -d @FILE ignored read errors: "-d @/tmp" (a directory, EISDIR) sent
+// an empty POST and exited 0 when the server answered.
+TEST_CASE("fetch -d @FILE fails when FILE cannot be read, instead of sending an empty body") {
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
+    test::ChildProcess server({dir + "/http_server", "--port", "0", "--backend", backend});
+    const std::string url = "http://127.0.0.1:" + std::to_string(listening_port(server)) + "/plaintext";
+    test::ChildProcess p({dir + "/fetch", "--backend", backend, "-d", "@/tmp", url});
+    CHECK(p.wait_exit(20s) == 1);
+    CHECK(p.out().empty());
+    CHECK_MESSAGE(p.err() == "fetch: cannot read /tmp: Is a directory\n", p.err());
+    server.signal(SIGINT);
+    CHECK(server.wait_exit(20s) == 130);
+  });
+}
