@@ -26,6 +26,47 @@ std::string product_token(std::string_view ua) {
   return lower(ua.substr(0, end));
 }
 
+bool is_hex(unsigned char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+int hex_value(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+// A pattern in the form http::Url gives targets (RFC 9309 §2.2.2 compares
+// them percent-encoding normalised): escapes of unreserved characters
+// decoded, the others' hex upper-cased, and what a URL may not hold as it is
+// (non-ASCII bytes, spaces, '"', ...) encoded. '*' and '$' are sub-delims:
+// kept, with their pattern meaning.
+std::string normalize_pattern(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  auto unreserved = [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+  };
+  auto allowed = [&](unsigned char c) {
+    return unreserved(c) || (c != 0 && std::string_view("!$&'()*+,;=:@/?").find(static_cast<char>(c)) !=
+                                           std::string_view::npos);
+  };
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '%' && i + 2 < s.size() && is_hex(static_cast<unsigned char>(s[i + 1])) &&
+        is_hex(static_cast<unsigned char>(s[i + 2]))) {
+      c = static_cast<unsigned char>(hex_value(static_cast<unsigned char>(s[i + 1])) * 16 +
+                                     hex_value(static_cast<unsigned char>(s[i + 2])));
+      i += 2;
+      if (unreserved(c)) {
+        out += static_cast<char>(c);
+        continue;
+      }
+    } else if (c != '%' && allowed(c)) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    out += '%';
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 RobotsRules RobotsRules::disallow_all() {
@@ -71,7 +112,7 @@ RobotsRules RobotsRules::parse(std::string_view body, std::string_view user_agen
     in_agents = false;
     if (key == "allow" || key == "disallow") {
       if (key == "disallow" && value.empty()) continue;  // "Disallow:" = no rule
-      Rule rule{std::string(value), key == "allow"};
+      Rule rule{normalize_pattern(value), key == "allow"};
       if (to_mine) mine.rules_.push_back(rule);
       if (to_star) star.rules_.push_back(rule);
     } else if (key == "crawl-delay") {

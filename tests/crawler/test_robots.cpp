@@ -1,4 +1,5 @@
 #include "robots.hpp"
+#include "net/http/url.hpp"
 
 #include <doctest/doctest.h>
 
@@ -103,4 +104,29 @@ TEST_CASE("lines end at CR, LF or CRLF") {
     CHECK(r.allowed("/public"));
     CHECK(r.rule_count() == 2);
   }
+}
+
+// RFC 9309 §2.2.2: a rule and a URL are compared with percent-encoding
+// normalised. The crawler's targets come from http::Url, which decodes
+// escapes of unreserved characters, upper-cases the hex of the others and
+// encodes non-ASCII bytes; the patterns were compared as written, so
+// "Disallow: /~joe" held but "/%7Ejoe", "/%c3%a9" and "/ツ" (the RFC's own
+// example) disallowed nothing.
+TEST_CASE("rules and targets are compared with their percent-encoding normalised") {
+  auto r = RobotsRules::parse(
+      "User-agent: *\nDisallow: /%7Ejoe\nDisallow: /caf%c3%a9\nDisallow: /foo/bar/\xE3\x83\x84\nAllow: /%2Fok\n"
+      "Disallow: /%2F\n",
+      "corio-crawler");
+  auto target = [](const char* url) { return corio::http::Url::parse(url).target(); };
+  CHECK_FALSE(r.allowed(target("http://h/~joe/x")));
+  CHECK_FALSE(r.allowed(target("http://h/%7ejoe")));
+  CHECK_FALSE(r.allowed(target("http://h/caf%C3%A9")));
+  CHECK_FALSE(r.allowed(target("http://h/caf\xC3\xA9")));
+  CHECK_FALSE(r.allowed(target("http://h/foo/bar/%E3%83%84")));
+  CHECK_FALSE(r.allowed(target("http://h/foo/bar/\xE3\x83\x84")));
+  // An escaped reserved character stays escaped: "%2F" is not "/".
+  CHECK_FALSE(r.allowed(target("http://h/%2f")));
+  CHECK(r.allowed(target("http://h/%2Fok")));
+  CHECK(r.allowed(target("http://h/x/")));
+  CHECK(r.allowed(target("http://h/cafe")));
 }
