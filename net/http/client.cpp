@@ -321,6 +321,8 @@ Task<std::string> ClientResponse::read_body(std::size_t max) {
 Client::Client(ClientOptions options)
     : opts_(std::move(options)), total_slots_(static_cast<std::ptrdiff_t>(std::max<std::size_t>(1, opts_.max_connections))) {
   if (opts_.max_connections_per_host == 0) throw ValueError("ClientOptions::max_connections_per_host must be > 0");
+  // Sent as a header line in every request: a CR or LF would add fields (or a request) of its own.
+  check_value("User-Agent", opts_.user_agent);
 }
 
 Client::~Client() { close_idle(); }

@@ -144,7 +144,7 @@ struct ClientOptions {
   bool decompress = true;
   std::size_t max_body_size = 64u << 20;     // request(): whole bodies (decoded)
   std::size_t max_header_bytes = 64u << 10;  // a response head
-  std::string user_agent = "corio/0.1";
+  std::string user_agent = "corio/0.1";       // no CR, LF or NUL (the constructor throws ValueError)
   // https: the TLS issue's secure defaults (system CA store, hostname check,
   // SNI, TLS >= 1.2). Set tls.ca_file for a private CA, tls.cert_file and
   // key_file for a client certificate, and only in tests

@@ -690,6 +690,23 @@ Task<void> pool_forgets_origins() {
 
 }  // namespace
 
+// The crawler's --user-agent once put "Evil: 1" into every request.
+TEST_CASE("a User-Agent option that would add header lines is refused when the client is made") {
+  for (const char* ua : {"x\r\nEvil: 1", "x\nEvil: 1", "x\rEvil: 1"}) {
+    CAPTURE(ua);
+    http::ClientOptions o;
+    o.user_agent = ua;
+    CHECK_THROWS_WITH_AS(http::Client{o}, "invalid character (CR, LF or NUL) in the value of header 'User-Agent'",
+                         ValueError);
+  }
+  http::ClientOptions nul;
+  nul.user_agent = std::string("x\0y", 3);
+  CHECK_THROWS_AS(http::Client{nul}, ValueError);
+  http::ClientOptions ok;
+  ok.user_agent = "crawler/1.0 (+https://example.com/bot)";
+  CHECK_NOTHROW(http::Client{ok});
+}
+
 TEST_CASE("the client reads every framing: length, chunked, gzip, interim, HEAD, close-delimited") {
   test::on_each_backend([](EventLoop& loop) { test::run_bounded(loop, framings()); });
 }
