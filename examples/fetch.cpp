@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -283,6 +284,9 @@ Task<int> fetch(const Options* o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A reader that went away (fetch URL | head -c 10) is a failed write,
+  // reported with exit status 1 as curl does, not a silent death by SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   example::check_stdout_at_exit("fetch");
   Options o = parse(argc, argv);
   try {

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -727,6 +728,9 @@ Task<int> crawl_main(const Options* o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed output pipe is a failed write (see emit: the crawl stops, exit
+  // status 1 naming it), not a silent death by SIGPIPE mid-record.
+  std::signal(SIGPIPE, SIG_IGN);
   Options o = crawler::parse_args(argc, argv);
   corio::RunOptions ro;
   ro.on_signal = corio::SignalPolicy::request_shutdown;

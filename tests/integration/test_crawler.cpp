@@ -438,6 +438,18 @@ TEST_CASE("a crawler whose output cannot be written stops and exits 1 naming it"
     // It stopped at the failure instead of crawling the whole site.
     CHECK(g_counts.fetches.size() < kCountingSiteUrls);
   });
+  // Its reader gone (crawler | head): the same failed write, not a death by
+  // SIGPIPE (status 141) mid-record. env restores SIGPIPE's default in case
+  // this test process ignores it; `true` has exited before the crawl starts.
+  Run piped;
+  piped.argv = {"/bin/sh", "-c",
+                "(sleep 0.3; env --default-signal=PIPE '" + dir + "/crawler/crawler' http://127.0.0.1:" +
+                    std::to_string(port) + "/ --quiet; echo \"status $?\" >&2) | true"};
+  test::on_each_backend([&](EventLoop& loop) {
+    test::run_bounded(loop, with_counting_server(port, {&piped}));
+    CHECK_MESSAGE(piped.err.find("crawler: cannot write the output: Broken pipe") != std::string::npos, piped.err);
+    CHECK_MESSAGE(piped.err.find("status 1\n") != std::string::npos, piped.err);
+  });
 }
 
 TEST_CASE("a fetch still running when the shutdown grace period ends is cancelled before the crawler goes") {

@@ -199,6 +199,16 @@ TEST_CASE("fetch exits 1 and names the cause when its output cannot be written, 
     CHECK(to_stdout.wait_exit(20s) == 1);
     CHECK_MESSAGE(to_stdout.err() == "fetch: cannot write standard output: No space left on device\n", to_stdout.err());
 
+    // A reader that went away: a failed write (exit 1, named), not a death
+    // by SIGPIPE (141). The fetch starts after `true` has exited; env puts
+    // SIGPIPE back to its default, whatever this test process inherited.
+    test::ChildProcess to_closed_pipe({"/bin/sh", "-c",
+                                       "(sleep 0.5; env --default-signal=PIPE '" + dir + "/fetch' --backend " +
+                                           backend + " " + url + "; echo \"status $?\" >&2) | true"});
+    CHECK(to_closed_pipe.wait_exit(20s) == 0);
+    CHECK_MESSAGE(to_closed_pipe.err() == "fetch: cannot write standard output: Broken pipe\nstatus 1\n",
+                  to_closed_pipe.err());
+
     // The same fetch into a writable file succeeds.
     char tmpl[] = "/tmp/corio_fetch_XXXXXX";
     const int fd = ::mkstemp(tmpl);
