@@ -11,12 +11,14 @@
 // 130 (143). --workers N runs N event loops on N threads, each accepting on
 // its own SO_REUSEPORT socket.
 #include <corio/corio.hpp>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "cli.hpp"
@@ -116,6 +118,18 @@ int main(int argc, char** argv) {
                else if (name == "shutdown-grace") opts.shutdown_grace = ms(name, v);
                else args.bad("unknown option --" + name);
              });
+  // A --root that is not a directory would only show as a 404 for every
+  // file: said at once instead.
+  if (!root.empty()) {
+    struct stat st;
+    const char* why = nullptr;
+    if (::stat(root.c_str(), &st) != 0) why = std::strerror(errno);
+    else if (!S_ISDIR(st.st_mode)) why = "not a directory";
+    if (why) {
+      std::fprintf(stderr, "http_server: --root %s: %s\n", root.c_str(), why);
+      return 1;
+    }
+  }
   try {
     return corio::run(main_task(host, port, root, serve), opts);
   } catch (const std::exception& e) {

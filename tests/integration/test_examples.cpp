@@ -266,6 +266,19 @@ TEST_CASE("http_server answers /sleep?ms=N, and 400 when N is not a number of mi
   });
 }
 
+// A --root that is no directory served a 404 for every file, silently.
+TEST_CASE("http_server refuses a --root that is not a directory, naming it") {
+  on_each_example_backend([](const std::string& dir, const std::string& backend) {
+    test::ChildProcess missing({dir + "/http_server", "--port", "0", "--backend", backend, "--root", "/nonexistent/x"});
+    CHECK(missing.wait_exit(20s) == 1);
+    CHECK(missing.out().empty());
+    CHECK_MESSAGE(missing.err() == "http_server: --root /nonexistent/x: No such file or directory\n", missing.err());
+    test::ChildProcess file({dir + "/http_server", "--port", "0", "--backend", backend, "--root", "/dev/null"});
+    CHECK(file.wait_exit(20s) == 1);
+    CHECK_MESSAGE(file.err() == "http_server: --root /dev/null: not a directory\n", file.err());
+  });
+}
+
 // printf only fills stdio's buffer: without the check at exit
 // (example::check_stdout_at_exit) a program whose output went nowhere exited 0.
 TEST_CASE("the examples exit 1 and say so when standard output cannot be written") {
