@@ -114,9 +114,22 @@ EventLoop::EventLoop(LoopOptions opts) {
   wake_fd_ = open_internal_eventfd(wake_op_, &wake_buf_, &EventLoop::on_wake, "eventfd (wake-up)");
   now_ = Clock::now();
   arm_wake();
+  thread_head_ = &tls_thread_loops_;
+  thread_next_ = tls_thread_loops_;
+  if (thread_next_) thread_next_->thread_prev_ = this;
+  tls_thread_loops_ = this;
 }
 
-EventLoop::~EventLoop() { close(); }
+EventLoop::~EventLoop() {
+  close();
+  if (thread_prev_) thread_prev_->thread_next_ = thread_next_;
+  else *thread_head_ = thread_next_;
+  if (thread_next_) thread_next_->thread_prev_ = thread_prev_;
+}
+
+void EventLoop::forget_fd_on_this_thread(int fd) noexcept {
+  for (EventLoop* l = tls_thread_loops_; l; l = l->thread_next_) l->backend_->forget_fd(fd);
+}
 
 int EventLoop::open_internal_eventfd(detail::IoOp& op, std::uint64_t* buf, void (*complete)(detail::IoOp*) noexcept,
                                      const char* what) {

@@ -124,6 +124,11 @@ class EventLoop final : public Scheduler {
   // The loop running on this thread; throws NoRunningLoopError if none.
   static EventLoop& current();
   static EventLoop* current_or_null() noexcept { return tls_loop_; }
+  // close_fd(): fd is about to be closed. Tells every loop made on this
+  // thread, running or not: an fd used in one run of a loop may be closed
+  // between runs (or while another loop of the thread runs), and epoll must
+  // not take the number's next file for the registered one.
+  static void forget_fd_on_this_thread(int fd) noexcept;
 
   // ---- scheduling (loop thread) -----------------------------------------
   CallbackHandle call_soon(Callback fn);
@@ -273,6 +278,12 @@ class EventLoop final : public Scheduler {
   void close() noexcept;
 
   static inline thread_local EventLoop* tls_loop_ = nullptr;
+  // The loops made on this thread (forget_fd_on_this_thread), linked through
+  // thread_next_/thread_prev_; thread_head_ is the list the loop is on.
+  static inline thread_local EventLoop* tls_thread_loops_ = nullptr;
+  EventLoop** thread_head_ = nullptr;
+  EventLoop* thread_next_ = nullptr;
+  EventLoop* thread_prev_ = nullptr;
 
   std::unique_ptr<detail::Backend> backend_;
   std::string fallback_notice_;

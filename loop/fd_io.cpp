@@ -20,7 +20,9 @@ Task<void> write_all(int fd, const void* buf, std::size_t len) {
 }
 
 void close_fd(int fd) noexcept {
-  if (EventLoop* loop = EventLoop::current_or_null()) loop->backend().forget_fd(fd);
+  // Every loop of the thread, not only a running one: the fd may have been
+  // registered in an earlier run (see EventLoop::forget_fd_on_this_thread).
+  EventLoop::forget_fd_on_this_thread(fd);
   ::close(fd);
 }
 

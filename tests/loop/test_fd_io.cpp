@@ -163,3 +163,50 @@ TEST_CASE("regular files can be read and written through the loop") {
     CHECK(loop.run_until_complete(main()) == "hello file");
   });
 }
+
+TEST_CASE("an fd closed between two runs of the loop leaves nothing behind for the fd that reuses its number") {
+  // close_fd() outside a running loop (a Socket or StreamWriter destroyed
+  // after run_until_complete returned, as asyncio allows between runs) must
+  // still make the loop forget the fd: otherwise epoll believes the number
+  // that the next file gets is registered already, never adds it, and a
+  // read on it waits for an edge that cannot come.
+  test::on_each_backend([](EventLoop& loop) {
+    int a[2];
+    REQUIRE(::pipe2(a, O_CLOEXEC) == 0);
+    // A read that has to wait: the read end is registered, its side not ready.
+    loop.run_until_complete([](int fd) -> Task<void> {
+      auto reader = [](int fd) -> Task<std::size_t> {
+        char buf[4];
+        co_return co_await corio::read(fd, buf, sizeof buf);
+      };
+      auto t = create_task(reader(fd));
+      co_await sleep(5ms);
+      t.cancel();
+      CHECK_THROWS_AS(co_await t, CancelledError);
+    }(a[0]));
+    const int number = a[0];
+    close_fd(a[0]);  // no loop runs now
+    close_fd(a[1]);
+    int b[2];
+    REQUIRE(::pipe2(b, O_CLOEXEC) == 0);
+    REQUIRE(b[0] == number);  // the lowest free number is reused
+    REQUIRE(::write(b[1], "new", 3) == 3);
+    std::string got = loop.run_until_complete([](int fd) -> Task<std::string> {
+      auto reader = [](int fd) -> Task<std::string> {
+        char buf[8];
+        std::size_t n = co_await corio::read(fd, buf, sizeof buf);
+        co_return std::string(buf, n);
+      };
+      auto t = create_task(reader(fd));
+      for (int i = 0; i < 100 && !t.done(); ++i) co_await sleep(5ms);
+      if (!t.done()) {
+        t.cancel();
+        co_return "(still waiting after 500 ms)";
+      }
+      co_return co_await t;
+    }(b[0]));
+    CHECK(got == "new");
+    close_fd(b[0]);
+    close_fd(b[1]);
+  });
+}
