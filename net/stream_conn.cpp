@@ -303,8 +303,11 @@ void StreamConn::on_multishot_result(int r, std::uint32_t cqe_flags, bool final)
   } else if (r == -ENOBUFS) {
     // The pool ran dry within one batch; every buffer is back by now. The
     // woken reader re-arms (a reader-less stream stays idle and costs nothing).
-  } else if (r == -EINVAL && !delivered_) {
-    pool().disable();  // a kernel without multishot recv: plain recv from now on
+  } else if (r == -EINVAL && !delivered_ && !oneshot) {
+    // A kernel without multishot recv: plain recv from now on. Not after the
+    // one-shot first read, a plain recv: its EINVAL is the socket's (a Unix
+    // stream socket that is not connected) and ends this stream like any error.
+    pool().disable();
     read_op_.kind = OpKind::recv;
     read_chunk_ = kMinChunk;  // shares storage with pause_at_
   } else if (r != -EAGAIN && r != -EINTR) {

@@ -1074,3 +1074,29 @@ TEST_CASE("a read or drain or wait_closed still pending when its StreamReader an
     test::run_bounded(loop, main());
   });
 }
+
+TEST_CASE("a recv that fails with EINVAL on one socket leaves the loop's provided-buffer pool to the others") {
+  // recv on a Unix stream socket that is not connected fails with EINVAL.
+  // On io_uring the first read of a stream is a plain recv that picks a
+  // provided buffer (IoOp::oneshot): its EINVAL says nothing about multishot
+  // recv support, so it must not turn the pool off for every stream of the
+  // loop (each would then hold a read buffer while idle).
+  if (test::started_with_faults()) return;
+  test::on_each_backend([](EventLoop& loop) {
+    const bool pooled = loop.backend().provided_buffers() != nullptr;
+    auto main = []() -> Task<int> {
+      int err = 0;
+      {
+        auto [reader, writer] = make_streams(Socket::create(AF_UNIX, SOCK_STREAM));
+        try {
+          (void)co_await reader.read(10);
+        } catch (const OSError& e) {
+          err = e.errno_value();
+        }
+      }
+      co_return err;
+    };
+    CHECK(test::run_bounded(loop, main()) == EINVAL);
+    CHECK((loop.backend().provided_buffers() != nullptr) == pooled);
+  });
+}
