@@ -468,7 +468,7 @@ void EventLoop::set_default_executor(std::shared_ptr<ThreadPoolExecutor> executo
 void EventLoop::shutdown_default_executor() noexcept {
   if (!default_executor_) return;
   if (!default_executor_->shutdown_for(shutdown_grace_, /*cancel_futures=*/true)) {
-    threads_abandoned_ = default_executor_->running_threads();
+    threads_abandoned_ = default_executor_->busy_threads();
   }
 }
 

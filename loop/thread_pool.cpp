@@ -160,10 +160,12 @@ void ThreadPoolExecutor::worker_main(Worker& w) noexcept {
           }
         }
       }
+      ++busy_;
       lk.unlock();
       if (wake) unpark(*wake);
       item->run_on_worker();
       lk.lock();
+      if (--busy_ == 0 && shutdown_.load(std::memory_order_relaxed)) exited_cv_.notify_all();
       continue;
     }
     if (shutdown_.load(std::memory_order_relaxed)) break;
@@ -205,7 +207,10 @@ bool ThreadPoolExecutor::shutdown_for(std::chrono::nanoseconds grace, bool cance
   shutdown(/*wait=*/false, cancel_futures);
   {
     std::unique_lock lk(mu_);
-    if (!exited_cv_.wait_for(lk, grace, [this] { return exited_ == workers_.size(); })) return false;
+    // The calls, not the threads: an idle thread still has to wake up and
+    // leave, which takes no time worth waiting for but is not done at once
+    // (a zero grace counted idle threads as abandoned).
+    if (!exited_cv_.wait_for(lk, grace, [this] { return busy_ == 0 && head_ == nullptr; })) return false;
   }
   shutdown(/*wait=*/true, cancel_futures);  // every thread has left worker_main: joins at once
   return true;
@@ -214,6 +219,11 @@ bool ThreadPoolExecutor::shutdown_for(std::chrono::nanoseconds grace, bool cance
 std::size_t ThreadPoolExecutor::running_threads() const {
   std::lock_guard lk(mu_);
   return workers_.size() - exited_;
+}
+
+std::size_t ThreadPoolExecutor::busy_threads() const {
+  std::lock_guard lk(mu_);
+  return busy_;
 }
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {

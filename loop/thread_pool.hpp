@@ -317,13 +317,17 @@ class ThreadPoolExecutor {
   // call again (and from several threads); the destructor calls shutdown(true).
   void shutdown(bool wait = true, bool cancel_futures = false);
   // shutdown(false, cancel_futures), then wait at most `grace` for every
-  // thread to finish its call and exit. True if they all did (and were
-  // joined); false if some still run blocking work. Those cannot be stopped:
-  // the executor must then outlive them (corio::run abandons it on purpose,
-  // and the process ends them when it exits).
+  // call to finish (queued ones too, without cancel_futures). True if they
+  // all did: the threads, idle now, are joined (at once: they only have to
+  // wake up and leave). False if some still run blocking work. Those cannot
+  // be stopped: the executor must then outlive them (corio::run abandons it
+  // on purpose, and the process ends them when it exits). Idle threads never
+  // count, whatever the grace: a zero grace abandons only busy ones.
   bool shutdown_for(std::chrono::nanoseconds grace, bool cancel_futures = true);
   // Threads started and not yet exited.
   std::size_t running_threads() const;
+  // Threads running a call now (what shutdown_for waits for).
+  std::size_t busy_threads() const;
 
   std::size_t max_workers() const noexcept { return max_workers_; }
   WorkerPriority priority() const noexcept { return priority_; }
@@ -379,7 +383,8 @@ class ThreadPoolExecutor {
   WorkerPriority priority_;
   std::mutex join_mu_;  // serializes joining (shutdown from several threads)
   std::size_t exited_ = 0;  // workers that left worker_main (under mu_)
-  std::condition_variable exited_cv_;
+  std::size_t busy_ = 0;    // workers running a call now (under mu_)
+  std::condition_variable exited_cv_;  // exited_ or (after shutdown) busy_ changed
 };
 
 }  // namespace corio

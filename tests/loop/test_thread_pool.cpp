@@ -171,6 +171,37 @@ TEST_CASE("shutdown(cancel_futures=true) cancels queued work; shutdown(wait) run
   }
 }
 
+// A zero grace once counted idle threads as abandoned: they were woken to
+// leave but had not left yet when the grace (none) was over.
+TEST_CASE("shutdown_for waits for running calls only: idle threads never count, even with no grace") {
+  {
+    ThreadPoolExecutor pool(4);
+    std::vector<futures::Future<int>> fs;
+    for (int i = 0; i < 4; ++i) fs.push_back(pool.submit([i] { return i; }));
+    for (auto& f : fs) f.result();
+    CHECK(pool.shutdown_for(0ns));  // every thread idle (parked or spinning)
+    CHECK(pool.running_threads() == 0);  // and joined
+    CHECK(pool.busy_threads() == 0);
+  }
+  {
+    ThreadPoolExecutor pool(2);
+    Gate gate;
+    std::atomic<bool> started{false};
+    auto blocked = pool.submit([&] {
+      started = true;
+      gate.wait();
+    });
+    pool.submit([] {}).result();  // the other thread ran a call and is idle now
+    REQUIRE(eventually([&] { return started.load(); }));
+    CHECK_FALSE(pool.shutdown_for(20ms));
+    CHECK(pool.busy_threads() == 1);  // the blocked call's thread only
+    gate.open();
+    blocked.result();
+    CHECK(pool.shutdown_for(5s));
+    CHECK(pool.running_threads() == 0);
+  }
+}
+
 TEST_CASE("threads start lazily, up to max_workers") {
   ThreadPoolExecutor pool(3);
   CHECK(pool.max_workers() == 3);
