@@ -63,6 +63,11 @@ namespace detail {
 // negative one is simply `now` (already due). A plain now + ceil<Duration>(d)
 // overflows there and lands in the past (or, far enough, confuses the loop's
 // wait computation).
+// A Duration already: one integer compare (EventLoop::call_later's too). A
+// negative d cannot wrap below TimePoint::min(), the loop's `now` being positive.
+inline TimePoint deadline_after(TimePoint now, Duration d) noexcept {
+  return d > TimePoint::max() - now ? TimePoint::max() : now + d;
+}
 template <class Rep, class Period>
 TimePoint deadline_after(TimePoint now, std::chrono::duration<Rep, Period> d) noexcept {
   using Wide = std::chrono::duration<long double, Duration::period>;

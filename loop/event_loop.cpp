@@ -175,10 +175,8 @@ detail::CallbackNode* EventLoop::make_timer(TimePoint when, Callback fn) {
 }
 
 CallbackHandle EventLoop::call_later(Duration delay, Callback fn) {
-  TimePoint now = time();
-  // Saturate: now + a huge delay must not wrap into the past.
-  TimePoint when = delay > TimePoint::max() - now ? TimePoint::max() : now + delay;
-  return CallbackHandle(make_timer(when, std::move(fn)));
+  // Saturated: now + a huge delay must not wrap into the past.
+  return CallbackHandle(make_timer(detail::deadline_after(time(), delay), std::move(fn)));
 }
 
 CallbackHandle EventLoop::call_at(TimePoint when, Callback fn) { return CallbackHandle(make_timer(when, std::move(fn))); }

@@ -982,12 +982,6 @@ ParseResult ResponseParser::parse(std::string_view buf, Method request_method) {
 namespace {
 constexpr std::size_t kMaxSizeLine = 4096;  // chunk size plus extensions
 
-inline int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 }  // namespace
 
 void ChunkedDecoder::reset(std::uint64_t max_body) {
@@ -1025,7 +1019,7 @@ std::size_t ChunkedDecoder::decode(std::string_view in, std::string_view& data) 
     const char c = in[i];
     switch (state_) {
       case State::size: {
-        int v = hex_value(c);
+        int v = hex_digit(c);
         if (v >= 0) {
           if (size_digits_ == 16) return fail(i, 400, "chunk size overflows");
           chunk_left_ = chunk_left_ * 16 + static_cast<std::uint64_t>(v);
